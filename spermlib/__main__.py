@@ -1,0 +1,188 @@
+"""Command line: ``python -m spermlib {splits,train,evaluate,predict,bench}``. Thin: parses and delegates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .datasets import DATASETS, DataError, get_dataset, resolve_data_root
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset / task")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (or its parent); default $SPERM_DATA_DIR, then the bundled sample")
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from .splits import assign_folds, hash_images, manifest_path, report, write_manifest
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    print(f"hashing {spec.name} images under {root} …", file=sys.stderr)
+    df = assign_folds(hash_images(spec, root), n_folds=args.folds, seed=args.seed)
+    rep = report(df)
+    out = Path(args.out) if args.out else manifest_path(spec)
+    sha = write_manifest(df, out)
+    print(f"{rep.n_images} images, {rep.n_groups} pixel-identical groups, "
+          f"{len(rep.duplicate_groups)} groups with duplicates")
+    if rep.conflicting_groups:
+        print(f"{len(rep.conflicting_groups)} duplicate groups have conflicting labels; "
+              "excluded from training and evaluation (fold -1):")
+        for g in rep.conflicting_groups:
+            print("  " + "  =  ".join(f"{p} [{lab}]" for p, lab in g))
+    print("images per fold and class (fold -1 = excluded):")
+    print(rep.fold_counts.to_string())
+    print(f"wrote {out} (sha256 {sha[:12]}…)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import Recipe, fold_is_done, load_fold_data, train_fold
+    from .splits import manifest_for_root
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    manifest, sha = manifest_for_root(spec, root, args.splits)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
+    archs = [args.arch] if args.arch != "all" else ["simplecnn", "effnet", "effnet_cbam"]
+    overrides = {k: getattr(args, k) for k in ("epochs", "warmup_epochs", "lr", "batch_size", "input_size",
+                                               "mixup_alpha", "patience", "seed", "precision")}
+    if args.balanced:
+        overrides["balanced_sampling"] = True
+    for arch in archs:
+        recipe = Recipe.for_arch(arch, **overrides)
+        for k in folds:
+            if not args.force and fold_is_done(spec, arch, k, sha):
+                print(f"{spec.name}/{arch} fold {k}: checkpoint exists for this split (use --force to retrain)")
+                continue
+            data = load_fold_data(spec, root, manifest, k, recipe, recipe.input_size or spec.input_size)
+            card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
+                              pretrained=args.pretrained, weights_path=args.weights, device=args.device)
+            iv = card["inner_val"]
+            print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
+                  f"macro-F1 {iv['macro_f1']:.4f} ({card['epochs_run']} epochs, {card['training_seconds']:.0f} s)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_dataset
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    metrics = evaluate_dataset(spec, root, archs=[args.arch] if args.arch else None, splits_path=args.splits,
+                               tta=args.tta, device=args.device)
+    for arch, m in metrics["archs"].items():
+        a, f = m["accuracy"], m["macro_f1"]
+        print(f"{spec.name}/{arch}: accuracy {a['mean']:.4f} ± {a['std']:.4f} "
+              f"(95% CI {a['ci95'][0]:.4f}–{a['ci95'][1]:.4f}), macro-F1 {f['mean']:.4f} ± {f['std']:.4f}")
+    for pair, t in metrics.get("mcnemar", {}).items():
+        print(f"McNemar {pair}: p = {t['p_value']:.4g}")
+    print(f"wrote {metrics['written_to']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Predictor, format_table
+
+    spec = get_dataset(args.dataset)
+    predictor = Predictor.from_checkpoints(spec, arch=args.arch, folds=None if args.fold is None else [args.fold],
+                                           device=args.device)
+    results = predictor.predict_files(args.images, cam_dir=args.cam)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_table(results, spec))
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    run_bench(quick=args.quick, out=args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m spermlib", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("splits", help="write the leakage-free 5-fold split manifest splits/<dataset>.csv")
+    _add_data_args(p)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=None, help="split seed (default: the project's fixed seed)")
+    p.add_argument("--out", default=None, help="manifest path (default splits/<dataset>.csv)")
+    p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("train", help="train fold checkpoints (resumable)")
+    _add_data_args(p)
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam", "all"])
+    p.add_argument("--fold", default="all", help="fold number or 'all'")
+    p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv)")
+    p.add_argument("--backbone", default="auto", help="timm backbone name, or 'auto'")
+    p.add_argument("--pretrained", default="auto", choices=["auto", "timm", "offline", "none"])
+    p.add_argument("--weights", default=None, help="ImageNet weights file (.safetensors) for the backbone")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--warmup-epochs", type=int, dest="warmup_epochs")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--input-size", type=int, dest="input_size")
+    p.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
+    p.add_argument("--patience", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if present)")
+    p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="out-of-fold predictions and metrics.json")
+    _add_data_args(p)
+    p.add_argument("--arch", default=None, choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--splits", default=None)
+    p.add_argument("--tta", action="store_true", help="also score 8-way flip/rotation test-time augmentation")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--fold", type=int, default=None, help="one fold's model (default: 5-fold ensemble)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="speed benchmark with ratios against bare timm")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None, help="JSON output path")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seed", None) is None and args.command == "splits":
+        from .splits import SPLIT_SEED
+
+        args.seed = SPLIT_SEED
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; training resumes from the last finished epoch when run again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
