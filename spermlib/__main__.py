@@ -16,6 +16,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="dataset folder (or its parent); default $SPERM_DATA_DIR, then the bundled sample")
 
 
+def _add_checkpoints_arg(p: argparse.ArgumentParser) -> None:
+    from .checkpoints import CHECKPOINTS_DIR
+
+    p.add_argument("--checkpoints", default=str(CHECKPOINTS_DIR), help="checkpoints folder (default: %(default)s)")
+
+
 def cmd_splits(args: argparse.Namespace) -> int:
     from .splits import assign_folds, hash_images, manifest_path, report, write_manifest
 
@@ -59,12 +65,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for arch in archs:
         recipe = Recipe.for_arch(arch, **overrides)
         for k in folds:
-            if not args.force and fold_is_done(spec, arch, k, sha):
+            if not args.force and fold_is_done(spec, arch, k, sha, args.checkpoints):
                 print(f"{spec.name}/{arch} fold {k}: checkpoint exists for this split (use --force to retrain)")
                 continue
             data = load_fold_data(spec, root, manifest, k, recipe, recipe.input_size or spec.input_size)
             card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
-                              pretrained=args.pretrained, weights_path=args.weights, device=args.device)
+                              pretrained=args.pretrained, weights_path=args.weights, device=args.device,
+                              checkpoints_dir=Path(args.checkpoints))
             iv = card["inner_val"]
             print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
                   f"macro-F1 {iv['macro_f1']:.4f} ({card['epochs_run']} epochs, {card['training_seconds']:.0f} s)")
@@ -77,7 +84,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     spec = get_dataset(args.dataset)
     root = resolve_data_root(spec, args.data_dir)
     metrics = evaluate_dataset(spec, root, archs=[args.arch] if args.arch else None, splits_path=args.splits,
-                               tta=args.tta, device=args.device)
+                               tta=args.tta, device=args.device, checkpoints_dir=Path(args.checkpoints),
+                               results_base=Path(args.results) if args.results else None)
     for arch, m in metrics["archs"].items():
         a, f = m["accuracy"], m["macro_f1"]
         print(f"{spec.name}/{arch}: accuracy {a['mean']:.4f} ± {a['std']:.4f} "
@@ -93,7 +101,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.dataset)
     predictor = Predictor.from_checkpoints(spec, arch=args.arch, folds=None if args.fold is None else [args.fold],
-                                           device=args.device)
+                                           checkpoints_dir=Path(args.checkpoints), device=args.device)
     results = predictor.predict_files(args.images, cam_dir=args.cam)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -141,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if present)")
     p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
+    _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="out-of-fold predictions and metrics.json")
@@ -149,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default=None)
     p.add_argument("--tta", action="store_true", help="also score 8-way flip/rotation test-time augmentation")
     p.add_argument("--device", default=None)
+    p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
+    _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files")
@@ -159,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
     p.add_argument("--device", default=None)
+    _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="speed benchmark with ratios against bare timm")

@@ -384,7 +384,7 @@ def train_fold(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
             proba = predict_proba(model, data.x_val, mean, std, dev, bf16, r.channels_last)
             vm = _val_metrics(proba, y_val)
             secs = time.perf_counter() - t0

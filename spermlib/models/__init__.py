@@ -12,7 +12,6 @@ from pathlib import Path
 
 from torch import nn
 
-from ..weights import PretrainedWeights, resolve_weights
 from .efficientnet import EfficientNetClassifier
 from .simplecnn import SimpleCNN
 
@@ -58,7 +57,9 @@ def create_model(
     if arch == "simplecnn":
         mean, std = SIMPLECNN_NORM
         return SimpleCNN(num_classes), ModelInfo(arch, "simplecnn", "none (trained from scratch)", mean, std)
-    weights: PretrainedWeights = resolve_weights(backbone, pretrained, weights_path)
+    from ..weights import resolve_weights  # imported here: timm/hub probing is only needed to train
+
+    weights = resolve_weights(backbone, pretrained, weights_path)
     model = EfficientNetClassifier(weights.backbone, num_classes, cbam=arch == "effnet_cbam")
     if weights.state_dict is not None:
         model.load_backbone_state(weights.state_dict)

