@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .datasets import DATASETS, DataError, get_dataset, resolve_data_root
+from .datasets import DATASETS, PROJECT_ROOT, DataError, get_dataset, resolve_data_root
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -17,9 +17,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_checkpoints_arg(p: argparse.ArgumentParser) -> None:
-    from .checkpoints import CHECKPOINTS_DIR
-
-    p.add_argument("--checkpoints", default=str(CHECKPOINTS_DIR), help="checkpoints folder (default: %(default)s)")
+    # Same default as checkpoints.CHECKPOINTS_DIR, without importing torch just to print --help.
+    p.add_argument("--checkpoints", default=str(PROJECT_ROOT / "checkpoints"), help="checkpoints folder")
 
 
 def cmd_splits(args: argparse.Namespace) -> int:
@@ -46,8 +45,8 @@ def cmd_splits(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import Recipe, fold_is_done, load_fold_data, train_fold
     from .splits import manifest_for_root
+    from .train import Recipe, fold_is_done, load_fold_data, train_fold
 
     spec = get_dataset(args.dataset)
     root = resolve_data_root(spec, args.data_dir)
@@ -189,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from .weights import WeightsError  # imported late: it pulls in torch and timm
+
+        if not isinstance(err, WeightsError):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

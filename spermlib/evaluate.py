@@ -147,7 +147,8 @@ def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
-                    checkpoints_dir: Path = CHECKPOINTS_DIR, tta: bool = False, device: str | None = None) -> pd.DataFrame:
+                    checkpoints_dir: Path = CHECKPOINTS_DIR, tta: bool = False,
+                    device: str | None = None) -> pd.DataFrame:
     dev = pick_device(device)
     folds = sorted(int(k) for k in manifest.loc[manifest["fold"] >= 0, "fold"].unique())
     have = available_folds(spec, arch, checkpoints_dir)

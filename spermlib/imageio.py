@@ -21,7 +21,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 # memory a decompression bomb would need.
 MAX_PIXELS = 40_000_000
 
-ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO]  # noqa: UP007 - a runtime alias
 
 
 class ImageError(ValueError):

@@ -173,7 +173,8 @@ class Predictor:
 
     # ------------------------------------------------------------------ explanations
 
-    def explain(self, image: Image.Image, class_idx: int | None = None, folds: Sequence[int] | None = None) -> Explanation:
+    def explain(self, image: Image.Image, class_idx: int | None = None,
+                folds: Sequence[int] | None = None) -> Explanation:
         """Grad-CAM++ (mean over the chosen fold models) and, for CBAM models, the spatial attention."""
         u8 = self.preprocess([image])
         x = self._input(u8)

@@ -15,7 +15,7 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_has_native_bf16() -> bool:
     # bf16 autocast only pays off with AVX512-BF16 / AMX; elsewhere it is emulated and slower.
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):

@@ -404,7 +404,7 @@ def train_fold(
                 f"val_acc {vm['accuracy']:.4f} val_f1 {vm['macro_f1']:.4f} {'(frozen) ' if frozen else ''}{secs:.1f}s")
             _save_state(run_dir, model, best_state, opt, {
                 "config": config, "epoch": epoch, "history": history, "best": best, "train_seconds": train_seconds})
-            done_this_call += 1
+            done_this_call += 1  # noqa: SIM113 - counts epochs of this call, not of the run
             if max_epochs_this_call is not None and done_this_call >= max_epochs_this_call and epoch + 1 < r.epochs:
                 return None
         epochs_bar.close()

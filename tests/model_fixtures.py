@@ -64,7 +64,8 @@ def toy_folder(root: Path, n_per_class: int = 10, seed: int = 1) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-FAST = dict(batch_size=16, epochs=6, precision="fp32", warmup_epochs=0, lr=3e-3, patience=50, rotate_deg=0.0, color_jitter=0.0)
+FAST = dict(batch_size=16, epochs=6, precision="fp32", warmup_epochs=0, lr=3e-3, patience=50, rotate_deg=0.0,
+            color_jitter=0.0)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and install a requirements file into it.
+# Usage: scripts/setup_env.sh [requirements-file]   (default: requirements.txt)
+# Re-installs only when the requirements change (a stamp file holds their hash).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+req="${1:-requirements.txt}"
+venv="${SPERMLIB_VENV:-.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.installed-$(basename "$req")"
+hash=$(cat requirements*.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
+  echo "installing $req into $venv (torch is large: a few minutes on a fresh machine) …" >&2
+  # pip's "Location ... is ignored" lines come from this machine's extra local indexes: noise.
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v "is ignored" >&2 || true
+  "$venv/bin/python" -c "import torch, timm, pytorch_grad_cam, streamlit" # fail here if the install failed
+  echo "$hash" > "$stamp"
+fi
