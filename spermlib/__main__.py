@@ -1,4 +1,4 @@
-"""Command line: ``python -m spermlib {splits,train,evaluate,predict,bench}``. Thin: parses and delegates."""
+"""Command line: ``python -m spermlib {splits,train,evaluate,predict}``. Thin: parses and delegates."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data = load_fold_data(spec, root, manifest, k, recipe, recipe.input_size or spec.input_size)
             card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
                               pretrained=args.pretrained, weights_path=args.weights, device=args.device,
-                              checkpoints_dir=Path(args.checkpoints))
+                              checkpoints_dir=Path(args.checkpoints), runs_dir=Path(args.runs))
             iv = card["inner_val"]
             print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
                   f"macro-F1 {iv['macro_f1']:.4f} ({card['epochs_run']} epochs, {card['training_seconds']:.0f} s)")
@@ -109,13 +109,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
-
-    run_bench(quick=args.quick, out=args.out)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m spermlib", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -148,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if present)")
     p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
+    p.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder for logs and resumable state")
     _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_train)
 
@@ -172,10 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="speed benchmark with ratios against bare timm")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None, help="JSON output path")
-    p.set_defaults(func=cmd_bench)
     return ap
 
 

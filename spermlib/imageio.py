@@ -65,10 +65,10 @@ def load_rgb(source: ImageSource, name: str | None = None, max_pixels: int = MAX
     Raises :class:`ImageError` for anything that is not a complete, decodable image of sane size.
     """
     label = _source_name(source, name)
-    if isinstance(source, bytes):
-        if not source:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
             raise ImageError(label, "the file is empty (0 bytes)")
-        source = io.BytesIO(source)
+        source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():

@@ -103,3 +103,21 @@ def test_cbam_explanation(tmp_path):
     exp = p.explain(Image.fromarray(img))
     assert exp.cbam is not None and exp.cbam.shape == (64, 64)
     assert exp.gradcam.shape == (64, 64) and exp.rgb.shape == (64, 64, 3)
+
+
+def test_faithfulness_prefers_the_real_map_over_its_inverse(predictor):
+    """ROAD scores a map that marks the object above the same map inverted (pytorch-grad-cam metrics)."""
+    import torch
+
+    from spermlib.explain import faithfulness_scores
+
+    imgs, masks = zip(*(toy_image("disc", np.random.default_rng(300 + s)) for s in range(4)))
+    u8 = predictor.preprocess([Image.fromarray(i) for i in imgs])
+    x = predictor._input(u8).contiguous()
+    model = predictor.models[0]
+    cams = np.stack([gradcam_pp(model, x[i : i + 1], [0])[0] for i in range(len(imgs))])
+    real = faithfulness_scores(model, x, cams, [0] * len(imgs))
+    inverse = faithfulness_scores(model, x, 1 - cams, [0] * len(imgs))
+    assert real["road_combined"].shape == (4,)
+    assert real["road_combined"].mean() > inverse["road_combined"].mean()
+    assert torch.is_tensor(x)
