@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .datasets import DATASETS, PROJECT_ROOT, DataError, get_dataset, resolve_data_root
+from .datasets import DATASETS, PROJECT_ROOT, DataError, default_checkpoints_dir, get_dataset, resolve_data_root
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -17,8 +17,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_checkpoints_arg(p: argparse.ArgumentParser) -> None:
-    # Same default as checkpoints.CHECKPOINTS_DIR, without importing torch just to print --help.
-    p.add_argument("--checkpoints", default=str(PROJECT_ROOT / "checkpoints"), help="checkpoints folder")
+    p.add_argument("--checkpoints", default=str(default_checkpoints_dir()),
+                   help="checkpoints folder (default: $SPERMLIB_CHECKPOINTS or checkpoints/)")
 
 
 def cmd_splits(args: argparse.Namespace) -> int:

@@ -16,10 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .datasets import PROJECT_ROOT
+from .datasets import default_checkpoints_dir
 from .models import build_model, check_arch
 
-CHECKPOINTS_DIR = PROJECT_ROOT / "checkpoints"
 CARD_VERSION = 1
 REQUIRED_CARD_KEYS = ("arch", "backbone", "classes", "input_size", "mean", "std", "dataset", "fold")
 
@@ -28,8 +27,8 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, not safetensors, or inconsistent with its card."""
 
 
-def checkpoint_path(dataset: str, arch: str, fold: int, root: Path = CHECKPOINTS_DIR) -> Path:
-    return Path(root) / dataset / arch / f"fold{fold}.safetensors"
+def checkpoint_path(dataset: str, arch: str, fold: int, root: Path | None = None) -> Path:
+    return Path(root or default_checkpoints_dir()) / dataset / arch / f"fold{fold}.safetensors"
 
 
 def card_path(weights_path: Path) -> Path:

@@ -17,6 +17,18 @@ SAMPLE_DATA_ROOT = PROJECT_ROOT / "sample_data"
 # Developers and CI have the full datasets beside the checkout.
 SHARED_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data"
 DATA_DIR_ENV = "SPERM_DATA_DIR"
+CHECKPOINTS_ENV = "SPERMLIB_CHECKPOINTS"
+RESULTS_ENV = "SPERMLIB_RESULTS"
+
+
+def default_checkpoints_dir() -> Path:
+    """``$SPERMLIB_CHECKPOINTS`` or ``checkpoints/``; read at call time so tests and the app can redirect it."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or PROJECT_ROOT / "checkpoints")
+
+
+def default_results_dir() -> Path:
+    """``$SPERMLIB_RESULTS`` or ``results/`` (published evaluations on the full datasets)."""
+    return Path(os.environ.get(RESULTS_ENV) or PROJECT_ROOT / "results")
 
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp"}
 

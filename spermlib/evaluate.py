@@ -24,8 +24,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .checkpoints import CHECKPOINTS_DIR, CheckpointError, load_checkpoint
-from .datasets import PROJECT_ROOT, DatasetSpec, is_full_dataset
+from .checkpoints import CheckpointError, load_checkpoint
+from .datasets import PROJECT_ROOT, DatasetSpec, default_checkpoints_dir, default_results_dir, is_full_dataset
 from .models import ARCHS
 from .predict import available_folds
 from .preprocess import load_uint8_batch
@@ -33,7 +33,6 @@ from .runtime import pick_device, resolve_precision
 from .splits import manifest_for_root
 from .train import predict_proba
 
-RESULTS_DIR = PROJECT_ROOT / "results"
 PARTIAL_RESULTS_DIR = PROJECT_ROOT / "runs" / "results"  # evaluations on a subset (e.g. the bundled sample)
 N_BOOTSTRAP = 2000
 ECE_BINS = 15
@@ -46,7 +45,7 @@ def prob_columns(classes) -> list[str]:
 def results_dir_for(spec: DatasetSpec, root: Path, base: Path | None = None) -> Path:
     if base is not None:
         return Path(base) / spec.name
-    return (RESULTS_DIR if is_full_dataset(root) else PARTIAL_RESULTS_DIR) / spec.name
+    return (default_results_dir() if is_full_dataset(root) else PARTIAL_RESULTS_DIR) / spec.name
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -147,8 +146,9 @@ def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
-                    checkpoints_dir: Path = CHECKPOINTS_DIR, tta: bool = False,
+                    checkpoints_dir: Path | None = None, tta: bool = False,
                     device: str | None = None) -> pd.DataFrame:
+    checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
     dev = pick_device(device)
     folds = sorted(int(k) for k in manifest.loc[manifest["fold"] >= 0, "fold"].unique())
     have = available_folds(spec, arch, checkpoints_dir)
@@ -179,13 +179,14 @@ def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manif
 
 
 def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
-                     tta: bool = False, device: str | None = None, checkpoints_dir: Path = CHECKPOINTS_DIR,
+                     tta: bool = False, device: str | None = None, checkpoints_dir: Path | None = None,
                      results_base: Path | None = None) -> dict:
     """Evaluate ``archs`` (default: every arch with checkpoints) and (re)write metrics.json.
 
     Entries for archs not evaluated now are kept from an existing metrics.json, and the McNemar
     tests are recomputed from all OOF CSVs present.
     """
+    checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
     manifest, sha = manifest_for_root(spec, root, splits_path)
     out_dir = results_dir_for(spec, root, results_base)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoints import CHECKPOINTS_DIR, CheckpointError, load_checkpoint
-from .datasets import DatasetSpec
+from .checkpoints import CheckpointError, load_checkpoint
+from .datasets import DatasetSpec, default_checkpoints_dir
 from .explain import cbam_attention, gradcam_pp, overlay
 from .imageio import ImageError, ImageSource, load_rgb
 from .preprocess import normalize, to_uint8_tensor
@@ -49,8 +49,8 @@ class Explanation:
     cbam: np.ndarray | None  # H×W CBAM spatial gate (effnet_cbam only)
 
 
-def available_folds(spec: DatasetSpec, arch: str, checkpoints_dir: Path = CHECKPOINTS_DIR) -> list[int]:
-    d = Path(checkpoints_dir) / spec.name / arch
+def available_folds(spec: DatasetSpec, arch: str, checkpoints_dir: Path | None = None) -> list[int]:
+    d = Path(checkpoints_dir or default_checkpoints_dir()) / spec.name / arch
     return sorted(int(p.stem[4:]) for p in d.glob("fold*.safetensors") if p.stem[4:].isdigit())
 
 
@@ -81,7 +81,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoints(cls, spec: DatasetSpec, arch: str = "effnet_cbam", folds: Sequence[int] | None = None,
-                         checkpoints_dir: Path = CHECKPOINTS_DIR, device: str | None = None) -> Predictor:
+                         checkpoints_dir: Path | None = None, device: str | None = None) -> Predictor:
+        checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
         found = available_folds(spec, arch, checkpoints_dir)
         wanted = list(folds) if folds is not None else found
         missing = [k for k in wanted if k not in found]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoints import CHECKPOINTS_DIR
 from .datasets import DATASETS, DataError, is_full_dataset, list_images, resolve_data_root
 from .models import ARCHS
 from .predict import available_folds
 
 
-def installation_status(data_dir: str | None = None, checkpoints_dir: Path = CHECKPOINTS_DIR) -> list[dict]:
+def installation_status(data_dir: str | None = None, checkpoints_dir: Path | None = None) -> list[dict]:
     rows = []
     for spec in DATASETS.values():
         try:

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoints import CHECKPOINTS_DIR, checkpoint_path, read_card, round_to_fp16_, save_checkpoint
+from .checkpoints import checkpoint_path, read_card, round_to_fp16_, save_checkpoint
 from .datasets import PROJECT_ROOT, DatasetSpec
 from .models import create_model
 from .preprocess import load_uint8_batch, normalize
@@ -262,7 +262,7 @@ def train_fold(
     backbone: str = "auto",
     pretrained: str = "auto",
     weights_path: str | None = None,
-    checkpoints_dir: Path = CHECKPOINTS_DIR,
+    checkpoints_dir: Path | None = None,
     runs_dir: Path = RUNS_DIR,
     device: str | None = None,
     max_epochs_this_call: int | None = None,
@@ -436,7 +436,7 @@ def train_fold(
 
 
 def fold_is_done(spec: DatasetSpec, arch: str, fold: int, manifest_sha256: str,
-                 checkpoints_dir: Path = CHECKPOINTS_DIR) -> bool:
+                 checkpoints_dir: Path | None = None) -> bool:
     """A finished checkpoint exists for this fold and was trained on this exact split manifest."""
     path = checkpoint_path(spec.name, arch, fold, checkpoints_dir)
     if not path.is_file():

@@ -1,0 +1,35 @@
+"""Fixtures for dashboard tests: real (tiny) checkpoints and results for the bundled sample.
+
+``app_env`` trains every arch on the bundled sample for one epoch at 64 px (all 5 folds, both
+datasets; offline Lite0 backbones), evaluates them out of fold, and points the app at the outputs
+through ``$SPERMLIB_CHECKPOINTS`` and ``$SPERMLIB_RESULTS``. The models are weak — the point is that
+every page runs on genuine checkpoints, OOF CSVs and metrics.json of the real formats.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from spermlib.datasets import CHECKPOINTS_ENV, RESULTS_ENV
+from tools.make_app_artifacts import build
+
+
+@pytest.fixture(scope="session")
+def app_artifacts(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("app_artifacts"))
+
+
+@pytest.fixture
+def app_env(app_artifacts, monkeypatch):
+    """Environment in which the app finds the tiny checkpoints and results."""
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(app_artifacts["checkpoints"]))
+    monkeypatch.setenv(RESULTS_ENV, str(app_artifacts["results"]))
+    return app_artifacts
+
+
+@pytest.fixture
+def empty_env(tmp_path, monkeypatch):
+    """Environment with no checkpoints and no results (a fresh clone before training)."""
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "no_checkpoints"))
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "no_results"))
+    return tmp_path
