@@ -6,5 +6,12 @@ import streamlit as st
 
 st.set_page_config(page_title="Sperm morphology — interpretable classification", page_icon="🔬", layout="wide")
 
-overview = st.Page("pages/overview.py", title="Overview", icon="🏠", default=True)
-st.navigation([overview]).run()
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/explorer.py", title="Dataset explorer", icon="🗂️"),
+    st.Page("pages/classify.py", title="Classify", icon="🔬"),
+    st.Page("pages/compare.py", title="Model comparison", icon="📊"),
+    st.Page("pages/mistakes.py", title="Misclassification explorer", icon="🔎"),
+    st.Page("pages/embedding.py", title="Embedding map", icon="🗺️"),
+]
+st.navigation(pages).run()
