@@ -46,7 +46,7 @@ def cmd_splits(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .splits import manifest_for_root
-    from .train import Recipe, fold_is_done, load_fold_data, train_fold
+    from .train import DecodedImages, Recipe, fold_is_done, load_fold_data, train_fold
 
     spec = get_dataset(args.dataset)
     root = resolve_data_root(spec, args.data_dir)
@@ -61,13 +61,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                "mixup_alpha", "patience", "seed", "precision")}
     if args.balanced:
         overrides["balanced_sampling"] = True
+    decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
     for arch in archs:
         recipe = Recipe.for_arch(arch, **overrides)
+        size = recipe.input_size or spec.input_size
         for k in folds:
             if not args.force and fold_is_done(spec, arch, k, sha, args.checkpoints):
                 print(f"{spec.name}/{arch} fold {k}: checkpoint exists for this split (use --force to retrain)")
                 continue
-            data = load_fold_data(spec, root, manifest, k, recipe, recipe.input_size or spec.input_size)
+            if size not in decoded:
+                decoded[size] = DecodedImages(root, manifest, size)
+            data = load_fold_data(spec, root, manifest, k, recipe, size, decoded[size])
             card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
                               pretrained=args.pretrained, weights_path=args.weights, device=args.device,
                               checkpoints_dir=Path(args.checkpoints), runs_dir=Path(args.runs))
