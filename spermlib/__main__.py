@@ -57,13 +57,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
     archs = [args.arch] if args.arch != "all" else ["simplecnn", "effnet", "effnet_cbam"]
-    overrides = {k: getattr(args, k) for k in ("epochs", "warmup_epochs", "lr", "batch_size", "input_size",
-                                               "mixup_alpha", "patience", "seed", "precision")}
+    overrides = {k: getattr(args, k) for k in ("epochs", "warmup_epochs", "lr", "backbone_lr_mult", "batch_size",
+                                               "input_size", "mixup_alpha", "patience", "seed", "precision")}
     if args.balanced:
         overrides["balanced_sampling"] = True
     decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
     for arch in archs:
-        recipe = Recipe.for_arch(arch, **overrides)
+        recipe = Recipe.for_arch(arch, spec.name, **overrides)
         size = recipe.input_size or spec.input_size
         for k in folds:
             if not args.force and fold_is_done(spec, arch, k, sha, args.checkpoints):
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--warmup-epochs", type=int, dest="warmup_epochs")
     p.add_argument("--lr", type=float)
+    p.add_argument("--backbone-lr-mult", type=float, dest="backbone_lr_mult")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--input-size", type=int, dest="input_size")
     p.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
