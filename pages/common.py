@@ -47,3 +47,81 @@ def dataset_picker(key: str = "dataset", label: str = "Dataset / task") -> Datas
 
 def results_dir() -> Path:
     return default_results_dir()
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation results and thumbnails (overview, comparison, misclassifications, embedding map)
+# ---------------------------------------------------------------------------------------------
+
+
+def results_stamp(dataset: str) -> tuple:
+    """Changes whenever ``evaluate`` rewrites a dataset's results, so cached tables refresh."""
+    from spermlib.results import dataset_results_dir
+
+    d = dataset_results_dir(dataset)
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir() if p.is_file())) if d.is_dir() else ()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_metrics(dataset: str, results: str, stamp: tuple) -> dict | None:
+    from spermlib.results import load_metrics
+
+    return load_metrics(dataset, results)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_oofs(dataset: str, results: str, stamp: tuple) -> dict:
+    from spermlib.results import load_oofs
+
+    return load_oofs(dataset, results)
+
+
+def cached_metrics(dataset: str) -> dict | None:
+    """metrics.json of ``dataset`` (``None`` if not evaluated; an st.error if unreadable)."""
+    from spermlib.results import ResultsError
+
+    try:
+        return _cached_metrics(dataset, str(default_results_dir()), results_stamp(dataset))
+    except ResultsError as err:
+        st.error(str(err))
+        return None
+
+
+def cached_oofs(dataset: str) -> dict:
+    """Out-of-fold prediction tables by arch (empty if not evaluated; an st.error if unreadable)."""
+    from spermlib.results import ResultsError
+
+    try:
+        return _cached_oofs(dataset, str(default_results_dir()), results_stamp(dataset))
+    except ResultsError as err:
+        st.error(str(err))
+        return {}
+
+
+@st.cache_data(show_spinner=False, max_entries=4000)
+def image_thumbnail(path: str, size: int = 160):
+    """A small RGB array of an image file, or ``None`` when it is missing or not decodable."""
+    import numpy as np
+
+    from spermlib.imageio import ImageError, load_rgb
+
+    try:
+        img = load_rgb(path)
+    except (ImageError, OSError):
+        return None
+    img.thumbnail((size, size))
+    return np.asarray(img)
+
+
+def data_root_or_error(spec: DatasetSpec) -> Path | None:
+    """The dataset's image folder, or ``None`` after an st.error (e.g. a wrong $SPERM_DATA_DIR)."""
+    from spermlib.datasets import DataError, resolve_data_root
+
+    try:
+        return resolve_data_root(spec)
+    except DataError as err:
+        st.error(str(err))
+        return None
+
+
+MISTAKES_PRESET = "mistakes_preset"  # filters handed to the misclassification explorer by other pages

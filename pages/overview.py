@@ -1,10 +1,24 @@
-"""Overview: what the system does and which data and checkpoints this installation found."""
+"""Overview: what the system does, which data and checkpoints this installation found, the
+headline leaderboard (ours beside the paper's, protocols named) and links to every page."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from pages.common import results_stamp
+from spermlib.datasets import DATA_DIR_ENV, DATASETS, default_checkpoints_dir, default_results_dir
+from spermlib.results import (
+    PAPER_PROTOCOL,
+    PAPER_TITLE,
+    ResultsError,
+    leaderboard,
+    leaderboard_display,
+    missing_results_message,
+)
 from spermlib.status import installation_status
 
 st.title("Interpretable sperm-morphology classification")
@@ -13,21 +27,77 @@ st.markdown(
     "regions drove each decision. Models are evaluated with leakage-free, stratified 5-fold "
     "cross-validation (pixel-identical duplicates always share a fold)."
 )
+st.markdown(
+    "**In plain words:** you give the system a microscope image of a single sperm cell (SMIDS) or sperm "
+    "head (HuSHeM); it answers which morphology class the cell belongs to, how sure it is, and shows a heat "
+    "map of the part of the image that drove the answer. Three models are compared: a small CNN trained "
+    "from scratch, an ImageNet-pretrained EfficientNet, and the same EfficientNet with CBAM attention "
+    "(the paper's model). It is a research tool, not a diagnostic device."
+)
 
 
 @st.cache_data(ttl=60)
-def _status() -> list[dict]:
-    return installation_status()
+def _status(checkpoints: str, data_dir: str) -> list[dict]:
+    """Keyed by the folders it reads, so pointing the app elsewhere refreshes it at once."""
+    return installation_status(checkpoints_dir=Path(checkpoints))
 
 
-rows = _status()
+@st.cache_data(show_spinner=False)
+def _leaderboard(results: str, dataset: str, stamp: tuple) -> pd.DataFrame:
+    return leaderboard(results, datasets=[dataset])
+
+
+rows = _status(str(default_checkpoints_dir()), os.environ.get(DATA_DIR_ENV, ""))
 st.subheader("Data and models found")
-st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 if not any(r["checkpoints"] for r in rows):
     st.info(
         "No trained checkpoints are installed yet. Train them with "
         "`python -m spermlib train --dataset smids --arch effnet_cbam` (see README)."
     )
+
+st.subheader("Leaderboard")
+boards = []
+for name in DATASETS:  # one unreadable metrics.json must not hide the other dataset's results
+    try:
+        boards.append(_leaderboard(str(default_results_dir()), name, results_stamp(name)))
+    except ResultsError as err:
+        st.error(str(err))
+boards = [b for b in boards if not b.empty]
+board = pd.concat(boards, ignore_index=True) if boards else leaderboard(default_results_dir(), datasets=[])
+if board.empty:
+    for name in DATASETS:
+        st.info(missing_results_message(name))
+else:
+    st.dataframe(leaderboard_display(board), hide_index=True, width="stretch")
+    for name in DATASETS:
+        if name not in set(board["dataset"]):
+            st.info(missing_results_message(name))
+    protocols = sorted(set(board["protocol"]) - {""})
+    st.caption(
+        "**Our protocol:** " + (" / ".join(protocols) or "out-of-fold 5-fold cross-validation")
+        + ". Accuracy and macro-F1 are the mean ± sample standard deviation over the 5 test folds; the 95 % CI "
+        "is a percentile bootstrap over all out-of-fold images."
+    )
+    st.caption(f"**Paper** ({PAPER_TITLE}): {PAPER_PROTOCOL}. Its numbers are shown on the row of its model.")
+    if not board["full_dataset"].all():
+        subset = sorted({DATASETS[d].folder for d in board.loc[~board["full_dataset"], "dataset"]})
+        st.warning(
+            f"Results for {', '.join(subset)} come from a subset of the data (e.g. the bundled sample), not "
+            "from the published protocol on the full dataset: they are not comparable with the paper."
+        )
+
+st.subheader("Pages")
+links = [
+    ("pages/explorer.py", "Dataset explorer", "🗂️", "browse the images, classes, folds and duplicates"),
+    ("pages/classify.py", "Classify", "🔬", "upload images; prediction, confidence and Grad-CAM++"),
+    ("pages/compare.py", "Model comparison", "📊", "every metric, confusion matrices, ROC, calibration"),
+    ("pages/mistakes.py", "Misclassification explorer", "🔎", "out-of-fold errors with their explanations"),
+    ("pages/embedding.py", "Embedding map", "🗺️", "2-D map of the models' features"),
+]
+for page, label, icon, what in links:
+    st.page_link(page, label=f"{label} — {what}", icon=icon)
+
 st.subheader("Datasets")
 for r in rows:
     st.markdown(f"**{r['dataset']}** — {r['citation']}")

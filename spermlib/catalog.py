@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -260,11 +261,16 @@ def image_details(catalog: Catalog, path: str, spec: DatasetSpec) -> dict:
 
 
 def thumbnail_bytes(path: str | Path, size: int = 112, quality: int = 85) -> bytes:
-    """A small JPEG of the image (longest side ``size``), decoded by content; raises ``ImageError``."""
+    """A ``size`` × ``size`` JPEG of the image (fitted, centred on its own mean border colour so the
+    gallery grid stays aligned), decoded by content; raises ``ImageError``."""
     img = load_rgb(path)
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    arr = np.asarray(img)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).mean(axis=0)
+    canvas = Image.new("RGB", (size, size), tuple(int(v) for v in border))
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
+    canvas.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 

@@ -186,9 +186,13 @@ def classify_inputs(predictors: dict[str, Predictor], inputs: Sequence[ImageInpu
     return out
 
 
-def normal_share(predictions: Sequence[Prediction | None], spec: DatasetSpec) -> NormalShare:
-    """Share of normal forms among images classified as sperm (see module docstring)."""
+def normal_share(results: Sequence[ArchResult | Prediction | None], spec: DatasetSpec) -> NormalShare:
+    """Share of normal forms among images classified as sperm (see module docstring).
+
+    ``results`` are one arch's verdicts for a batch (``None`` or an ``error`` = a file that failed).
+    """
     normal, non_sperm = NORMAL_LABEL[spec.name], NON_SPERM_LABEL.get(spec.name)
+    predictions = [r.prediction if isinstance(r, ArchResult) else r for r in results]
     ok = [p for p in predictions if p is not None and not p.error and p.label is not None]
     n_failed = len(predictions) - len(ok)
     n_non = sum(p.label == non_sperm for p in ok) if non_sperm else 0
@@ -198,26 +202,23 @@ def normal_share(predictions: Sequence[Prediction | None], spec: DatasetSpec) ->
 
 def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResult | None]],
                   spec: DatasetSpec) -> pd.DataFrame:
-    """One row per file × arch: prediction, confidence, agreement, P(class)…, warnings, error."""
+    """One row per classified file × arch, one row per failed file: prediction, confidence, agreement,
+    P(class)…, warnings, error."""
+    prob_cols = [f"P({spec.display(c)})" for c in spec.class_dirs]
+    columns = ["file", "arch", "prediction", "confidence", "agreement", *prob_cols, "warnings", "error"]
     rows = []
-    archs = list(results) or [""]
     for i, item in enumerate(inputs):
-        for arch in archs:
-            res = results.get(arch, [None] * len(inputs))[i]
-            row = {"file": item.name, "arch": arch}
-            if res is None:
-                row.update({"prediction": None, "confidence": None, "agreement": None, "error": item.error or ""})
-                row.update({f"P({spec.display(c)})": None for c in spec.class_dirs})
-                row["warnings"] = ""
-            else:
-                p = res.prediction
-                row.update({"prediction": p.display, "confidence": round(p.confidence, 4),
-                            "agreement": agreement_text(p), "error": ""})
-                row.update({f"P({spec.display(c)})": round(p.probabilities[c], 4) for c in spec.class_dirs})
-                row["warnings"] = " | ".join(w.message for w in res.warnings)
+        verdicts = [(arch, res[i]) for arch, res in results.items() if res[i] is not None]
+        if not verdicts:
+            rows.append({"file": item.name, "arch": "", "warnings": "", "error": item.error or "not classified"})
+            continue
+        for arch, res in verdicts:
+            p = res.prediction
+            row = {"file": item.name, "arch": arch, "prediction": p.display, "confidence": round(p.confidence, 4),
+                   "agreement": agreement_text(p), "warnings": " | ".join(w.message for w in res.warnings),
+                   "error": ""}
+            row.update({col: round(p.probabilities[c], 4) for col, c in zip(prob_cols, spec.class_dirs)})
             rows.append(row)
-    columns = ["file", "arch", "prediction", "confidence", "agreement",
-               *[f"P({spec.display(c)})" for c in spec.class_dirs], "warnings", "error"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -1,0 +1,253 @@
+"""Classify: upload images (or pick bundled samples) → fold-ensemble prediction, warnings, Grad-CAM++.
+
+All decisions (decoding, warnings, the normal-forms share, the table) live in spermlib.triage; this
+page only lays them out. Predictions and explanations are cached by image content (st.cache_data),
+so moving the opacity slider does not recompute them. Query parameters ``?dataset=…&arch=…&sample=…``
+preselect inputs (shareable links; the browser tests use them too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from pages.common import ARCH_TITLES, dataset_picker, get_predictor, installed_archs
+from spermlib import triage
+from spermlib.datasets import DATASETS, SAMPLE_DATA_ROOT, DataError, default_checkpoints_dir, list_images
+from spermlib.explain import overlay
+from spermlib.predict import Explanation, Predictor
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp"]
+ALL_ARCHS = "__all__"
+DISPLAY_SIDE = 256
+SIDE_BY_SIDE_SIDE = 150
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _classify(dataset: str, archs: tuple[str, ...], checkpoints_dir: str, names: tuple[str, ...],
+              digests: tuple[str, ...], _predictors: dict[str, Predictor],
+              _inputs: list[triage.ImageInput]) -> dict[str, list[triage.ArchResult | None]]:
+    """Cached by content (names + sha256 digests); the unhashed ``_`` arguments carry the objects."""
+    return triage.classify_inputs(_predictors, _inputs, DATASETS[dataset])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _explain(dataset: str, arch: str, checkpoints_dir: str, digest: str, class_idx: int,
+             _predictor: Predictor, _image: Image.Image) -> Explanation:
+    """Grad-CAM++ (and the CBAM map) for one image; the predictor builds its CAM objects per call, locked."""
+    return _predictor.explain(_image, class_idx=class_idx)
+
+
+@st.cache_data(show_spinner=False)
+def _sample_paths(dataset: str) -> list[str]:
+    spec = DATASETS[dataset]
+    try:
+        return list_images(spec, SAMPLE_DATA_ROOT / spec.folder)["path"].tolist()
+    except DataError:
+        return []
+
+
+def _apply_query_params() -> None:
+    """Preselect dataset/arch/samples from the URL once per session."""
+    if st.session_state.get("classify_query_applied"):
+        return
+    st.session_state["classify_query_applied"] = True
+    qp = st.query_params
+    if qp.get("dataset") in DATASETS:
+        st.session_state["classify_dataset"] = qp["dataset"]
+    if qp.get("arch"):
+        st.session_state["classify_arch_request"] = qp["arch"]
+    samples = qp.get_all("sample")
+    if samples:
+        st.session_state["classify_samples_request"] = samples
+
+
+def _enlarge(rgb: np.ndarray) -> Image.Image:
+    img = Image.fromarray(rgb)
+    return img.resize((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.BICUBIC)
+
+
+def _probability_chart(result: triage.ArchResult, spec, key: str) -> None:
+    probs = result.prediction.probabilities
+    names = [spec.display(c) for c in spec.class_dirs]
+    values = [probs[c] for c in spec.class_dirs]
+    colors = ["#d62728" if c == result.prediction.label else "#9ecae1" for c in spec.class_dirs]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colors,
+                           text=[f"{v:.1%}" for v in values], textposition="auto"))
+    fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%", "title": "ensemble probability"},
+                      yaxis={"autorange": "reversed"}, height=60 + 40 * len(names),
+                      margin={"l": 10, "r": 10, "t": 10, "b": 40})
+    st.plotly_chart(fig, key=key, width="stretch")
+
+
+def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput, index: int, spec,
+                   predictor: Predictor, alpha: float, target: str | None, side_by_side: bool) -> None:
+    pred = result.prediction
+    st.markdown(f"#### {ARCH_TITLES.get(arch, arch)}")
+    st.markdown(f"`{item.name}` → **{pred.display} ({pred.confidence:.1%})** · {triage.agreement_text(pred)}")
+    for warning in result.warnings:
+        st.warning(warning.message)
+    _probability_chart(result, spec, key=f"probs_{index}_{arch}")
+    class_idx = predictor.classes.index(target or pred.label)
+    try:
+        with st.spinner("Computing Grad-CAM++ …"):
+            exp = _explain(spec.name, arch, str(default_checkpoints_dir()), _digest(item.data), class_idx,
+                           predictor, item.image)
+    except Exception as err:  # noqa: BLE001 - an explanation failure must not hide the prediction
+        st.error(f"{item.name}: the explanation could not be computed ({err})")
+        return
+    # Side by side, the input is shown once above the columns and the maps are smaller.
+    images = [] if side_by_side else [_enlarge(exp.rgb)]
+    captions = [] if side_by_side else ["model input"]
+    images.append(_enlarge(overlay(exp.rgb, exp.gradcam, alpha=alpha)))
+    captions.append(f"Grad-CAM++ for {spec.display(predictor.classes[class_idx])} "
+                    f"(mean of {len(predictor.folds)} fold models)")
+    if exp.cbam is not None:
+        images.append(_enlarge(overlay(exp.rgb, exp.cbam, alpha=alpha)))
+        captions.append("CBAM spatial attention (0.5 = neutral)")
+    st.image(images, caption=captions, width=SIDE_BY_SIDE_SIDE if side_by_side else DISPLAY_SIDE)
+
+
+def _normal_share_chart(shares: dict[str, triage.NormalShare]) -> None:
+    names = [ARCH_TITLES.get(a, a) for a in shares]
+    values = [100 * (s.share or 0.0) for s in shares.values()]
+    text = [f"{s.n_normal}/{s.n_sperm} = {100 * s.share:.1f} %" if s.share is not None else "no sperm images"
+            for s in shares.values()]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=text, textposition="outside",
+                           marker_color="#2ca02c", cliponaxis=False))
+    limit = 100 * triage.WHO_2021_NORMAL_FORMS_LRL
+    fig.add_vline(x=limit, line_dash="dash", line_color="#d62728",
+                  annotation_text=f"WHO 2021 lower reference limit ({limit:.0f} %)", annotation_position="top right")
+    fig.update_layout(xaxis={"range": [0, 100], "title": "normal forms (% of images classified as sperm)"},
+                      height=120 + 50 * len(names), margin={"l": 10, "r": 10, "t": 40, "b": 40})
+    st.plotly_chart(fig, key="normal_share", width="stretch")
+    for arch, share in shares.items():
+        if share.share is None:
+            verdict = "no image was classified as sperm"
+        else:
+            side = "below" if share.below_who_limit else "at or above"
+            verdict = (f"{share.n_normal} of {share.n_sperm} sperm images normal ({share.share:.1%}), {side} the "
+                       f"WHO 2021 lower reference limit ({triage.WHO_2021_NORMAL_FORMS_LRL:.0%})")
+        extra = [f"{share.n_non_sperm} predicted Non-Sperm left out"] if share.n_non_sperm else []
+        extra += [f"{share.n_failed} file(s) failed"] if share.n_failed else []
+        st.markdown(f"**{ARCH_TITLES.get(arch, arch)}**: {verdict}" + (f" · {', '.join(extra)}" if extra else ""))
+
+
+# ====================================================================== page
+st.title("Classify sperm images")
+_apply_query_params()
+spec = dataset_picker("classify_dataset")
+archs = installed_archs(spec.name)
+if not archs:
+    st.info(
+        f"No trained checkpoints for {spec.title} in `{default_checkpoints_dir()}`. Train the fold models with "
+        f"`python -m spermlib train --dataset {spec.name} --arch effnet_cbam --fold all` "
+        "(add `--data-dir ../shared/data` for the full data; see README), then reload this page."
+    )
+    st.stop()
+
+arch_options = archs + ([ALL_ARCHS] if len(archs) > 1 else [])
+requested = st.session_state.pop("classify_arch_request", None)
+if requested in arch_options:
+    st.session_state["classify_arch"] = requested
+elif "classify_arch" not in st.session_state or st.session_state["classify_arch"] not in arch_options:
+    st.session_state["classify_arch"] = "effnet_cbam" if "effnet_cbam" in archs else archs[0]
+choice = st.radio("Model", arch_options, key="classify_arch", horizontal=True,
+                  format_func=lambda a: f"All {len(archs)} side by side" if a == ALL_ARCHS else ARCH_TITLES.get(a, a))
+chosen = archs if choice == ALL_ARCHS else [choice]
+
+limit_mb = float(st.get_option("server.maxUploadSize"))
+uploads = st.file_uploader(
+    "Upload images", type=UPLOAD_TYPES, accept_multiple_files=True, key="classify_upload",
+    help=f"PNG, JPEG, BMP, TIFF, GIF or WebP up to {limit_mb:g} MB each. Files are decoded by their content, "
+         "so a wrong extension does not matter; 16-bit, CMYK, palette and transparent images are converted to RGB.",
+)
+samples = _sample_paths(spec.name)
+wanted = st.session_state.pop("classify_samples_request", None)
+if wanted:
+    st.session_state["classify_samples"] = [s for s in wanted if s in samples]
+elif st.session_state.get("classify_samples"):  # after a dataset switch, drop the other dataset's picks
+    st.session_state["classify_samples"] = [s for s in st.session_state["classify_samples"] if s in samples]
+picked = st.multiselect("…or pick bundled samples", samples, key="classify_samples",
+                        placeholder="e.g. Normal_Sperm/…")
+st.caption(f"Data: {spec.citation}")
+
+items = [(f.name, f.getvalue()) for f in uploads or []]
+items += [(p, (SAMPLE_DATA_ROOT / spec.folder / p).read_bytes()) for p in picked]
+if not items:
+    st.info("Upload one or more images, or pick bundled samples, to classify them.")
+    st.stop()
+
+predictors = {a: p for a in chosen if (p := get_predictor(spec.name, a)) is not None}
+if not predictors:
+    st.stop()
+with st.spinner(f"Classifying {len(items)} image{'s' if len(items) != 1 else ''} …"):
+    inputs = triage.decode_inputs(items, limit_mb=limit_mb)
+    results = _classify(spec.name, tuple(predictors), str(default_checkpoints_dir()),
+                        tuple(i.name for i in inputs), tuple(_digest(i.data) for i in inputs), predictors, inputs)
+
+for item in inputs:
+    if item.error:
+        st.error(item.error)
+good = [i for i, item in enumerate(inputs) if item.error is None]
+if not good:
+    st.stop()
+
+# ------------------------------------------------------------------ one image in detail
+st.subheader("Prediction and explanation")
+c1, c2, c3 = st.columns([3, 2, 2])
+index = good[0]
+if len(good) > 1:
+    index = c1.selectbox("Inspect image", good, format_func=lambda i: inputs[i].name, key="classify_inspect")
+alpha = c2.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="classify_alpha")
+target_options = [None, *spec.class_dirs]
+target = c3.selectbox("Explain class", target_options, key="classify_target",
+                      format_func=lambda c: "predicted class" if c is None else spec.display(c))
+if len(predictors) > 1:
+    st.image(_enlarge(np.asarray(inputs[index].image)), caption=inputs[index].name, width=DISPLAY_SIDE)
+columns = st.columns(len(predictors)) if len(predictors) > 1 else [st.container()]
+for column, (arch, predictor) in zip(columns, predictors.items()):
+    with column:
+        _render_result(arch, results[arch][index], inputs[index], index, spec, predictor, alpha, target,
+                       side_by_side=len(predictors) > 1)
+st.caption(
+    f"Warnings: confidence below {triage.LOW_CONFIDENCE:.0%}; fewer than {triage.MIN_AGREEMENT:.0%} of the fold "
+    "models agreeing; for SMIDS, P(Non-Sperm) ≥ "
+    f"{triage.NON_SPERM_PROB:.0%}; for HuSHeM, an image that is not a ~131 px square head crop."
+)
+
+# ------------------------------------------------------------------ all images
+st.subheader("Results")
+table = triage.results_table(inputs, results, spec)
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                          format="%.2f")})
+st.download_button("Download results (CSV)", triage.to_csv_bytes(table), file_name=f"classify_{spec.name}.csv",
+                   mime="text/csv", key="classify_download")
+
+if len(good) > 1:
+    shares = {a: triage.normal_share(results[a], spec) for a in predictors}
+    st.subheader("Share of normal forms in this batch")
+    _normal_share_chart(shares)
+    denominator = ("images classified as sperm (images predicted Non-Sperm are left out)"
+                   if spec.name in triage.NON_SPERM_LABEL else "classified images")
+    st.caption(
+        f"Share = images predicted {spec.display(triage.NORMAL_LABEL[spec.name])} ÷ {denominator}; failed files "
+        "are not counted. The dashed line is the WHO 2021 lower reference limit for normal forms (4 %). A "
+        "screening aid for a few images, not a semen analysis (which assesses ≥ 200 spermatozoa)."
+    )
+    predicted = table.dropna(subset=["prediction"]).assign(model=lambda t: t["arch"].map(ARCH_TITLES))
+    fig = px.histogram(predicted, x="prediction", color="model", barmode="group",
+                       category_orders={"prediction": [spec.display(c) for c in spec.class_dirs]},
+                       title="Predicted classes")
+    fig.update_layout(height=320)
+    st.plotly_chart(fig, key="predicted_classes", width="stretch")

@@ -1,0 +1,117 @@
+"""Embedding map: a 2-D PCA of one fold model's penultimate features for a dataset's images,
+coloured by true or predicted class; a box/lasso selection shows the selected images.
+
+One fold model embeds every image (see spermlib/embedding.py for why not out-of-fold features);
+the marker says whether that model saw the image in training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.express as px
+import streamlit as st
+
+from pages.common import data_root_or_error, dataset_picker, get_predictor, image_thumbnail, installed_archs
+from spermlib.datasets import default_checkpoints_dir
+from spermlib.embedding import EXCLUDED, HELD_OUT, TRAINING, EmbeddingMap, embedding_map, selected_paths
+from spermlib.predict import Predictor
+from spermlib.results import arch_title
+
+GALLERY_COLUMNS = 6
+GALLERY_MAX = 48
+SHORT_SPLIT = {HELD_OUT: "held out", TRAINING: "seen in training", EXCLUDED: "excluded"}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def compute_map(dataset: str, arch: str, fold: int, checkpoints: str, checkpoint_mtime: int, data_root: str,
+                _predictor: Predictor) -> EmbeddingMap:
+    """Cached per dataset × arch × fold model × checkpoint file × data root.
+
+    The progress bar is created in here: Streamlit replays a cached function's elements, and may
+    only do so for blocks the function made itself.
+    """
+    bar = st.progress(0.0, text="Embedding images …")
+    emap = embedding_map(_predictor, _predictor.spec, Path(data_root), fold, progress=lambda done, total: bar.progress(
+        done / max(total, 1), text=f"Embedding images with the fold-{fold} model … {done}/{total}"))
+    bar.empty()
+    return emap
+
+
+st.title("Embedding map")
+st.markdown(
+    "Each point is an image, placed by the first two principal components (PCA) of the model's penultimate "
+    "features (what the classifier head sees). Images the model finds similar lie close together. "
+    "**One fold model embeds every image**, so all points share one feature space (the five fold models are "
+    "different networks whose feature spaces are not aligned). That model saw 4/5 of the images in training: "
+    "circles are images of its held-out test fold, other symbols images it was trained on — expect those to "
+    "be better separated."
+)
+spec = dataset_picker(key="embedding_dataset")
+archs = installed_archs(spec.name)
+if not archs:
+    st.info(f"No trained checkpoints for {spec.title}. Train them with "
+            f"`python -m spermlib train --dataset {spec.name} --arch all --fold all` (see README).")
+    st.stop()
+root = data_root_or_error(spec)
+if root is None:
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+arch = c1.selectbox("Model", archs, index=len(archs) - 1, format_func=arch_title, key=f"embedding_arch_{spec.name}")
+predictor = get_predictor(spec.name, arch)
+if predictor is None:
+    st.stop()
+fold = c2.selectbox("Fold model", predictor.folds, format_func=lambda k: f"fold {k}",
+                    key=f"embedding_fold_{spec.name}_{arch}")
+colour_by = c3.radio("Colour by", ["true class", "predicted class"], horizontal=True, key="embedding_colour")
+
+checkpoints = default_checkpoints_dir()
+ckpt_file = Path(checkpoints) / spec.name / arch / f"fold{fold}.safetensors"
+emap = compute_map(spec.name, arch, fold, str(checkpoints), ckpt_file.stat().st_mtime_ns, str(root), predictor)
+
+for message in emap.warnings:
+    st.warning(message)
+for path, err in emap.errors.items():
+    st.error(f"{path}: {err} — left out of the map")
+frame = emap.frame
+if frame.empty:
+    st.info(f"No images to embed under {root}.")
+    st.stop()
+
+colour = "true" if colour_by == "true class" else "pred"
+order = [spec.display(c) for c in spec.class_dirs]
+fig = px.scatter(
+    frame, x="x", y="y", color=colour, symbol="split", custom_data=["path"],
+    category_orders={colour: order, "split": [HELD_OUT]},
+    color_discrete_map=dict(zip(order, px.colors.qualitative.D3)),  # distinct hues, same colour per class always
+    hover_data={"path": True, "true": True, "pred": True, "confidence": ":.2f", "fold": True, "x": False, "y": False},
+    labels={"x": f"PC1 ({emap.explained[0]:.0%} of variance)", "y": f"PC2 ({emap.explained[1]:.0%} of variance)",
+            "true": "true class", "pred": "predicted", "split": "seen by the model?"},
+)
+fig.update_traces(marker={"size": 8, "opacity": 0.8})
+fig.update_layout(height=600, dragmode="lasso", legend={"orientation": "v"})
+event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
+                        key=f"embedding_scatter_{spec.name}_{arch}_{fold}")
+st.caption(f"{len(frame)} images from {root}; model: {arch_title(arch)} fold {fold} ({predictor.backbone}). "
+           f"Data: {spec.citation}")
+
+paths = selected_paths(event.selection.points if event else [], frame)
+if not paths:
+    st.caption("Draw a box or lasso around points to see those images here.")
+    st.stop()
+sel = frame.set_index("path").loc[paths].reset_index()
+st.subheader(f"Selected images ({len(sel)})")
+st.dataframe(sel.groupby(["true", "pred"]).size().rename("images").reset_index(), hide_index=True)
+cols = st.columns(GALLERY_COLUMNS)
+for i, row in enumerate(sel.head(GALLERY_MAX).itertuples(index=False)):
+    thumb = image_thumbnail(str(Path(root) / row.path))
+    with cols[i % GALLERY_COLUMNS]:
+        if thumb is None:
+            st.error(f"{row.path}: not a readable image")
+        else:
+            seen = SHORT_SPLIT.get(row.split, "")
+            st.image(thumb, caption=f"{row.true} → {row.pred} · {row.confidence:.0%} · {seen}".rstrip(" ·"),
+                     width="stretch")
+if len(sel) > GALLERY_MAX:
+    st.caption(f"Showing the first {GALLERY_MAX} of {len(sel)} selected images.")

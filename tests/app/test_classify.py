@@ -1,0 +1,181 @@
+"""The Classify page: bundled samples and uploads are classified like the library does it, bad files
+give exactly one st.error each while the rest still runs, and a fresh clone gets an st.info."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit import config as st_config
+from streamlit.testing.v1 import AppTest
+
+from spermlib.datasets import SAMPLE_DATA_ROOT, get_dataset
+from spermlib.predict import Predictor
+from tests.test_triage import bad_uploads, exotic_uploads
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "classify.py")
+SMIDS = get_dataset("smids")
+HUSHEM = get_dataset("hushem")
+NORMAL_SAMPLE = "Normal_Sperm/Boya_11435.bmp"
+VERDICT = re.compile(r"`(?P<name>[^`]+)` → \*\*(?P<display>[^*]+) \((?P<conf>[\d.]+)%\)\*\* · (?P<agree>\d+/\d+) fold")
+
+
+def _page(dataset: str = "smids", arch: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["classify_dataset"] = dataset
+    if arch:
+        at.session_state["classify_arch"] = arch
+    return at.run()
+
+
+def _verdicts(at: AppTest) -> list[dict]:
+    return [m.groupdict() for md in at.markdown if (m := VERDICT.search(md.value))]
+
+
+def _results(at: AppTest):
+    (table,) = [d.value for d in at.dataframe if "prediction" in d.value.columns]
+    return table
+
+
+def _expected(dataset: str, arch: str, sources: list[bytes], names: list[str]):
+    predictor = Predictor.from_checkpoints(get_dataset(dataset), arch)
+    return predictor.predict_sources(sources, names)
+
+
+@pytest.mark.parametrize("dataset", ["smids", "hushem"])
+def test_without_checkpoints_the_page_explains_how_to_train(empty_env, dataset):
+    at = _page(dataset)
+    assert not at.exception, at.exception
+    assert not at.error
+    (info,) = at.info
+    assert f"python -m spermlib train --dataset {dataset}" in info.value
+    assert not at.get("file_uploader")
+
+
+def test_bundled_sample_is_classified_with_explanations(app_env):
+    at = _page("smids")
+    assert not at.exception, at.exception
+    assert any("pick bundled samples" in i.value or "Upload one or more" in i.value for i in at.info)
+    at.multiselect(key="classify_samples").set_value([NORMAL_SAMPLE]).run()
+    assert not at.exception, at.exception
+    assert not at.error
+
+    (verdict,) = _verdicts(at)
+    (expected,) = _expected("smids", "effnet_cbam", [SAMPLE_DATA_ROOT / "SMIDS" / NORMAL_SAMPLE], [NORMAL_SAMPLE])
+    assert verdict["name"] == NORMAL_SAMPLE
+    assert verdict["display"] == expected.display
+    assert verdict["conf"] == f"{100 * expected.confidence:.1f}"
+    assert verdict["agree"] == f"{round(expected.agreement * 5)}/5"
+
+    (images,) = at.image
+    assert images.captions[0] == "model input"
+    assert images.captions[1].startswith(f"Grad-CAM++ for {expected.display}")
+    assert images.captions[2].startswith("CBAM spatial attention")  # effnet_cbam only
+    assert len(at.get("plotly_chart")) == 1  # class probabilities (no batch charts for one image)
+    table = _results(at)
+    assert len(table) == 1 and table.loc[0, "prediction"] == expected.display
+    assert table.loc[0, "confidence"] == pytest.approx(expected.confidence, abs=1e-4)
+    assert at.get("download_button")
+
+    # the opacity slider and the class to explain re-render the maps without errors
+    at.slider(key="classify_alpha").set_value(0.9).run()
+    at.selectbox(key="classify_target").set_value("Non-Sperm").run()
+    assert not at.exception
+    assert at.image[0].captions[1].startswith("Grad-CAM++ for Non-sperm")
+
+
+def test_plain_effnet_has_no_cbam_map(app_env):
+    at = _page("hushem", arch="effnet")
+    at.multiselect(key="classify_samples").set_value(["02_Tapered/image_001.BMP"]).run()
+    assert not at.exception
+    (images,) = at.image
+    assert len(images.captions) == 2 and not any("CBAM" in c for c in images.captions)
+
+
+def test_batch_with_bad_files_one_error_each_and_the_rest_classified(app_env):
+    limit_mb = st_config.get_option("server.maxUploadSize")
+    st_config.set_option("server.maxUploadSize", 1)
+    try:
+        bad = bad_uploads() + [("huge.png", b"\x89PNG" + b"\0" * (1024 * 1024 + 10), "larger than the upload limit")]
+        good = exotic_uploads()
+        files = [(n, d, "application/octet-stream") for n, d, _ in bad] + [(n, d, "image/png") for n, d in good]
+        at = _page("smids")
+        at.file_uploader(key="classify_upload").set_value(files).run()
+        at.multiselect(key="classify_samples").set_value([NORMAL_SAMPLE]).run()
+    finally:
+        st_config.set_option("server.maxUploadSize", limit_mb)
+    assert not at.exception, at.exception
+
+    errors = [e.value for e in at.error]
+    assert len(errors) == len(bad), errors  # exactly one per bad file ...
+    for (name, _, words), message in zip(bad, errors):
+        assert message.startswith(f"{name}: ") and words in message  # ... naming it, with the reason
+
+    table = _results(at)
+    classified = table[table["error"] == ""]
+    good_names = [n for n, _ in good] + [NORMAL_SAMPLE]
+    assert classified["file"].tolist() == good_names
+    assert classified["prediction"].isin([SMIDS.display(c) for c in SMIDS.class_dirs]).all()
+    failed = table[table["error"] != ""]
+    assert failed["file"].tolist() == [n for n, _, _ in bad] and failed["prediction"].isna().all()
+
+    # same numbers as the library on the same bytes
+    expected = _expected("smids", "effnet_cbam", [d for _, d in good], [n for n, _ in good])
+    for exp, (_, row) in zip(expected, classified.iterrows()):
+        assert exp.error is None and row["prediction"] == exp.display
+        assert row["confidence"] == pytest.approx(exp.confidence, abs=1e-4)
+
+    # batch extras: the normal-forms share against the WHO limit, and a CSV of the table
+    assert any("WHO 2021 lower reference limit" in c.value for c in at.caption)
+    shares = [m.value for m in at.markdown if m.value.startswith("**EfficientNet + CBAM**:")]
+    assert len(shares) == 1 and f"{len(bad)} file(s) failed" in shares[0]
+    assert len(at.get("plotly_chart")) == 3  # probabilities, normal share, predicted classes
+
+    # another image of the batch can be inspected
+    inspect = at.selectbox(key="classify_inspect")
+    assert inspect.options == good_names
+    inspect.select_index(1).run()
+    assert not at.exception
+    assert _verdicts(at)[0]["name"] == good_names[1]
+
+
+def test_all_archs_side_by_side(app_env):
+    at = _page("smids", arch="__all__")
+    at.multiselect(key="classify_samples").set_value([NORMAL_SAMPLE, "Non-Sperm/Acrosome_Defect_584.bmp"]).run()
+    assert not at.exception, at.exception
+    headers = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert headers == ["#### SimpleCNN", "#### EfficientNet", "#### EfficientNet + CBAM"]
+    assert [v["name"] for v in _verdicts(at)] == [NORMAL_SAMPLE] * 3
+    table = _results(at)
+    assert len(table) == 6 and sorted(table["arch"].unique()) == ["effnet", "effnet_cbam", "simplecnn"]
+    for arch in ("simplecnn", "effnet"):
+        (expected,) = _expected("smids", arch, [SAMPLE_DATA_ROOT / "SMIDS" / NORMAL_SAMPLE], [NORMAL_SAMPLE])
+        row = table[(table["arch"] == arch) & (table["file"] == NORMAL_SAMPLE)].iloc[0]
+        assert row["prediction"] == expected.display
+    titles = r"\*\*(SimpleCNN|EfficientNet|EfficientNet \+ CBAM)\*\*:"
+    shares = [m.value for m in at.markdown if re.match(titles, m.value)]
+    assert len(shares) == 3
+
+
+def test_hushem_image_that_is_not_a_head_crop_is_flagged(app_env):
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 120), (180, 150, 200)).save(buf, format="PNG")
+    at = _page("hushem")
+    at.file_uploader(key="classify_upload").set_value(("wide_field.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert any("does not look like a HuSHeM head crop" in w.value for w in at.warning)
+
+
+def test_query_parameters_preselect_inputs(app_env):
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.query_params["dataset"] = "hushem"
+    at.query_params["arch"] = "simplecnn"
+    at.query_params["sample"] = ["01_Normal/image_001.BMP", "04_Amorphous/image_005.BMP", "no/such.bmp"]
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="classify_dataset").value == "hushem"
+    assert at.radio(key="classify_arch").value == "simplecnn"
+    assert _results(at)["file"].tolist() == ["01_Normal/image_001.BMP", "04_Amorphous/image_005.BMP"]

@@ -1,0 +1,76 @@
+"""Model comparison page: numbers from metrics.json, charts, and the confusion-cell → explorer link."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_comparison_shows_the_numbers_of_metrics_json(app_env):
+    at = open_page("pages/compare.py")
+    assert at.title[0].value == "Model comparison"
+    for dataset in ("smids", "hushem"):
+        at.selectbox(key="compare_dataset").set_value(dataset).run()
+        assert not at.exception, at.exception
+        metrics = json.loads((app_env["results"] / dataset / "metrics.json").read_text())
+        table = at.dataframe[0].value
+        for arch, m in metrics["archs"].items():
+            acc = m["accuracy"]
+            shown = f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} %"
+            assert shown in set(table["Accuracy (mean ± std)"]), (arch, shown, table)
+            assert f"{m['ece']:.3f}" in set(table["ECE"])
+        assert len(table) == len(metrics["archs"]) == 3
+        per_class = at.dataframe[1].value
+        assert len(per_class) == 3 * len(metrics["classes"])
+        mcnemar = at.dataframe[2].value
+        assert sorted(mcnemar["p-value (exact McNemar)"]) == sorted(t["p_value"] for t in metrics["mcnemar"].values())
+        text = " ".join(m.value for m in at.markdown)
+        assert "hold-out" in text and "5-fold" in text  # both protocols stated
+        # fold bars + 3 confusion matrices + 3 ROC + reliability
+        assert len(at.get("plotly_chart")) == 8
+    assert "subset" in at.warning[0].value
+
+
+def test_confusion_cell_opens_the_misclassification_explorer(app_env):
+    # A filter narrowed earlier in the explorer must not hide the cell's images.
+    at = open_page("pages/mistakes.py")
+    at.slider(key="mistakes_conf").set_range(0.99, 1.0).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="compare_dataset").set_value("hushem").run()
+    at.selectbox(key="compare_cell_arch").set_value("effnet").run()
+    cell = at.selectbox(key="compare_cell")
+    target = "02_Tapered|04_Amorphous"
+    assert any(o.startswith("true Tapered → predicted Amorphous: ") for o in cell.options)
+    cell.set_value(target).run()
+    at.button(key="compare_open_cell").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Misclassification explorer"
+    assert at.selectbox(key="mistakes_dataset").value == "hushem"
+    assert at.selectbox(key="mistakes_arch_hushem").value == "effnet"
+    assert at.multiselect(key="mistakes_true_hushem").value == ["02_Tapered"]
+    assert at.multiselect(key="mistakes_pred_hushem").value == ["04_Amorphous"]
+    assert at.slider(key="mistakes_conf").value == (0.0, 1.0)
+    oof = pd.read_csv(app_env["results"] / "hushem" / "oof_effnet.csv")
+    expected = ((oof["label"] == "02_Tapered") & (oof["pred"] == "04_Amorphous")).sum()
+    cm = json.loads((app_env["results"] / "hushem" / "metrics.json").read_text())["archs"]["effnet"]["confusion_matrix"]
+    assert expected == cm[1][3]
+    assert len(at.dataframe[0].value) == expected
+
+
+def test_comparison_without_results_says_what_to_run(empty_env):
+    at = open_page("pages/compare.py")
+    assert "python -m spermlib evaluate --dataset smids" in at.info[0].value
+    assert not at.dataframe

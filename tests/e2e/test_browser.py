@@ -1,0 +1,183 @@
+"""End to end in a real browser: `streamlit run app.py` + Debian's Chromium driven by Playwright.
+
+Every page must load without a Streamlit exception box; on Classify, an uploaded image must get its
+prediction (the same as the library computes) and its Grad-CAM++ image, and a bad file next to it
+one error. Screenshots go to ``test-artifacts/e2e/`` (gitignored).
+
+Needs ``/usr/bin/chromium`` (Debian/Ubuntu package ``chromium``) and the ``playwright`` Python package;
+skipped cleanly without them. Checkpoints: the tiny ones the app tests build in this pytest session
+are reused when present, else built here (~1 min); ``SPERMLIB_E2E_ARTIFACTS=DIR`` (a folder made by
+``python tools/make_app_artifacts.py DIR``) skips the build.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from spermlib.datasets import CHECKPOINTS_ENV, DATA_DIR_ENV, RESULTS_ENV, SAMPLE_DATA_ROOT, get_dataset
+from spermlib.predict import Predictor
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = ROOT / "test-artifacts" / "e2e"
+PAGES = [  # (url path, title shown by the page)
+    ("", "Interpretable sperm-morphology classification"),
+    ("explorer", "Dataset explorer"),
+    ("classify", "Classify sperm images"),
+    ("compare", "Model comparison"),
+    ("mistakes", "Misclassification explorer"),
+    ("embedding", "Embedding map"),
+]
+UPLOAD = SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm" / "Boya_11435.bmp"
+SERVER_START_S = 90
+PAGE_LOAD_MS = 180_000
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
+
+
+def _complete_artifacts(base: Path) -> bool:
+    """True when ``base`` holds a finished make_app_artifacts build (metrics.json is written last)."""
+    return all((base / "results" / d / "metrics.json").is_file() for d in ("smids", "hushem"))
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    given = os.environ.get("SPERMLIB_E2E_ARTIFACTS")
+    if given:
+        if not _complete_artifacts(Path(given)):
+            pytest.fail(f"SPERMLIB_E2E_ARTIFACTS={given} is not a finished make_app_artifacts folder")
+        return Path(given)
+    for earlier in sorted(tmp_path_factory.getbasetemp().glob("app_artifacts*")):  # built by tests/app
+        if _complete_artifacts(earlier):
+            return earlier
+    from tools.make_app_artifacts import build
+
+    return build(tmp_path_factory.mktemp("e2e_artifacts"))["base"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(artifacts: Path):
+    """A headless `streamlit run app.py` on a free port; stopped (by its pid) after the module."""
+    port = _free_port()
+    env = {**os.environ, CHECKPOINTS_ENV: str(artifacts / "checkpoints"), RESULTS_ENV: str(artifacts / "results"),
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env.pop(DATA_DIR_ENV, None)  # the bundled sample, whatever the developer's shell says
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = open(SHOTS / "server.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {SHOTS / 'server.log'}")
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer within {SERVER_START_S} s; see {SHOTS / 'server.log'}")
+            time.sleep(0.5)
+        yield {"base": base, "artifacts": artifacts}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    p = context.new_page()
+    p.set_default_timeout(PAGE_LOAD_MS)
+    try:
+        yield p
+    finally:
+        context.close()
+
+
+def _open(page, base: str, path: str) -> None:
+    """Load a page and wait until its script has finished running."""
+    page.goto(f"{base}/{path}", wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=PAGE_LOAD_MS)
+
+
+def _assert_no_exception(page, what: str) -> None:
+    boxes = page.locator("[data-testid='stException']")
+    assert boxes.count() == 0, f"{what}: {boxes.first.inner_text()[:2000]}"
+
+
+@pytest.mark.parametrize("path,title", PAGES, ids=[p or "overview" for p, _ in PAGES])
+def test_page_loads_without_exception(server, page, path, title):
+    _open(page, server["base"], path)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # let charts and images paint for the screenshot
+    page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"))
+    _assert_no_exception(page, path or "overview")
+
+
+def test_classify_upload_shows_prediction_and_cam(server, page, tmp_path):
+    spec = get_dataset("smids")
+    predictor = Predictor.from_checkpoints(spec, "effnet_cbam", checkpoints_dir=server["artifacts"] / "checkpoints")
+    (expected,) = predictor.predict_sources([UPLOAD], [UPLOAD.name])
+    bad = tmp_path / "lab_notes.png"
+    bad.write_text("not an image\n")
+
+    _open(page, server["base"], "classify")
+    page.set_input_files("[data-testid='stFileUploaderDropzoneInput']", [str(UPLOAD), str(bad)])
+    verdict = f"{expected.display} ({100 * expected.confidence:.1f}%)"
+    page.get_by_text(re.compile(re.escape(verdict))).first.wait_for(timeout=PAGE_LOAD_MS)
+    cam = page.locator("[data-testid='stImageContainer']").filter(has_text="Grad-CAM++").first
+    cam.wait_for(timeout=60_000)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=PAGE_LOAD_MS)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "classify_upload.png"))
+
+    _assert_no_exception(page, "classify after upload")
+    assert UPLOAD.name in page.inner_text("[data-testid='stMain']")
+    loaded = cam.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert loaded, "the Grad-CAM++ image did not load"
+    assert page.locator("[data-testid='stImageContainer']").filter(has_text="CBAM spatial attention").count() == 1
+    errors = page.locator("[data-testid='stAlertContentError']")
+    assert errors.count() == 1 and "lab_notes.png: not a recognised image format" in errors.first.inner_text()
