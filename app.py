@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="Sperm morphology — interpretable classification", page_icon="🔬", layout="wide")
+st.set_page_config(
+    page_title="Sperm morphology — interpretable classification", page_icon=":material/biotech:", layout="wide"
+)
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/explorer.py", title="Dataset explorer", icon="🗂️"),
-    st.Page("pages/classify.py", title="Classify", icon="🔬"),
-    st.Page("pages/compare.py", title="Model comparison", icon="📊"),
-    st.Page("pages/mistakes.py", title="Misclassification explorer", icon="🔎"),
-    st.Page("pages/embedding.py", title="Embedding map", icon="🗺️"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/explorer.py", title="Dataset explorer", icon=":material/photo_library:"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/biotech:"),
+    st.Page("pages/compare.py", title="Model comparison", icon=":material/leaderboard:"),
+    st.Page("pages/mistakes.py", title="Misclassification explorer", icon=":material/search:"),
+    st.Page("pages/embedding.py", title="Embedding map", icon=":material/scatter_plot:"),
 ]
 st.navigation(pages).run()

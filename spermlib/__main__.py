@@ -1,4 +1,4 @@
-"""Command line: ``python -m spermlib {splits,train,evaluate,predict}``. Thin: parses and delegates."""
+"""Command line: ``python -m spermlib {splits,train,evaluate,predict,bench}``. Thin: parses and delegates."""
 
 from __future__ import annotations
 
@@ -113,6 +113,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m spermlib", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -171,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("bench", help="speed: times and ratios against bare timm, measured in one process")
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--dataset", default="smids", choices=sorted(DATASETS))
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.set_defaults(func=cmd_bench)
     return ap
 
 
