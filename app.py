@@ -9,11 +9,11 @@ st.set_page_config(
 )
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/explorer.py", title="Dataset explorer", icon=":material/photo_library:"),
-    st.Page("pages/classify.py", title="Classify", icon=":material/biotech:"),
-    st.Page("pages/compare.py", title="Model comparison", icon=":material/leaderboard:"),
-    st.Page("pages/mistakes.py", title="Misclassification explorer", icon=":material/search:"),
-    st.Page("pages/embedding.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/explorer.py", title="Dataset explorer", icon=":material/photo_library:"),
+    st.Page("views/classify.py", title="Classify", icon=":material/biotech:"),
+    st.Page("views/compare.py", title="Model comparison", icon=":material/leaderboard:"),
+    st.Page("views/mistakes.py", title="Misclassification explorer", icon=":material/search:"),
+    st.Page("views/embedding.py", title="Embedding map", icon=":material/scatter_plot:"),
 ]
 st.navigation(pages).run()

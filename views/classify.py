@@ -16,11 +16,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from pages.common import ARCH_TITLES, dataset_picker, get_predictor, installed_archs
 from spermlib import triage
 from spermlib.datasets import DATASETS, SAMPLE_DATA_ROOT, DataError, default_checkpoints_dir, list_images
 from spermlib.explain import overlay
 from spermlib.predict import Explanation, Predictor
+from views.common import ARCH_TITLES, dataset_picker, get_predictor, installed_archs
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp"]
 ALL_ARCHS = "__all__"

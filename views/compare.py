@@ -8,7 +8,6 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import MISTAKES_PRESET, cached_metrics, dataset_picker
 from spermlib.results import (
     PAPER_RESULTS,
     PAPER_TITLE,
@@ -26,13 +25,14 @@ from spermlib.results import (
     reliability_table,
     roc_table,
 )
+from views.common import MISTAKES_PRESET, cached_metrics, dataset_picker
 
 
 def open_in_mistakes(dataset: str, arch: str, true: str, pred: str) -> None:
     """Preset the misclassification explorer's filters on one confusion cell and go there."""
     st.session_state[MISTAKES_PRESET] = {"dataset": dataset, "arch": arch, "true": [true], "pred": [pred],
                                          "errors_only": true != pred}
-    st.switch_page("pages/mistakes.py")
+    st.switch_page("views/mistakes.py")
 
 
 st.title("Model comparison")

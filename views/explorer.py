@@ -13,7 +13,6 @@ import plotly.express as px
 import streamlit as st
 from PIL import Image
 
-from pages.common import ARCH_TITLES, dataset_picker, results_dir
 from spermlib.catalog import (
     Catalog,
     build_catalog,
@@ -31,6 +30,7 @@ from spermlib.datasets import DataError, get_dataset, resolve_data_root
 from spermlib.imageio import ImageError, load_rgb
 from spermlib.models import ARCHS
 from spermlib.splits import manifest_path
+from views.common import ARCH_TITLES, dataset_picker, results_dir
 
 GALLERY_COLUMNS = 8
 LARGE_SIDE = 320

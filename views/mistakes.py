@@ -12,14 +12,6 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages.common import (
-    MISTAKES_PRESET,
-    cached_oofs,
-    data_root_or_error,
-    dataset_picker,
-    get_predictor,
-    image_thumbnail,
-)
 from spermlib.datasets import default_checkpoints_dir
 from spermlib.explain import overlay
 from spermlib.imageio import ImageError, load_rgb
@@ -35,6 +27,14 @@ from spermlib.results import (
     missing_results_message,
     prediction_table,
     to_csv_bytes,
+)
+from views.common import (
+    MISTAKES_PRESET,
+    cached_oofs,
+    data_root_or_error,
+    dataset_picker,
+    get_predictor,
+    image_thumbnail,
 )
 
 PAGE_SIZE = 24

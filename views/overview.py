@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import results_stamp
 from spermlib.datasets import DATA_DIR_ENV, DATASETS, default_checkpoints_dir, default_results_dir
 from spermlib.results import (
     PAPER_PROTOCOL,
@@ -20,6 +19,7 @@ from spermlib.results import (
     missing_results_message,
 )
 from spermlib.status import installation_status
+from views.common import results_stamp
 
 st.title("Interpretable sperm-morphology classification")
 st.markdown(
@@ -89,11 +89,14 @@ else:
 
 st.subheader("Pages")
 links = [
-    ("pages/explorer.py", "Dataset explorer", "🗂️", "browse the images, classes, folds and duplicates"),
-    ("pages/classify.py", "Classify", "🔬", "upload images; prediction, confidence and Grad-CAM++"),
-    ("pages/compare.py", "Model comparison", "📊", "every metric, confusion matrices, ROC, calibration"),
-    ("pages/mistakes.py", "Misclassification explorer", "🔎", "out-of-fold errors with their explanations"),
-    ("pages/embedding.py", "Embedding map", "🗺️", "2-D map of the models' features"),
+    ("views/explorer.py", "Dataset explorer", ":material/photo_library:",
+     "browse the images, classes, folds and duplicates"),
+    ("views/classify.py", "Classify", ":material/biotech:", "upload images; prediction, confidence and Grad-CAM++"),
+    ("views/compare.py", "Model comparison", ":material/leaderboard:",
+     "every metric, confusion matrices, ROC, calibration"),
+    ("views/mistakes.py", "Misclassification explorer", ":material/search:",
+     "out-of-fold errors with their explanations"),
+    ("views/embedding.py", "Embedding map", ":material/scatter_plot:", "2-D map of the models' features"),
 ]
 for page, label, icon, what in links:
     st.page_link(page, label=f"{label} — {what}", icon=icon)

@@ -16,7 +16,7 @@ from spermlib.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.predict import Predictor
 from tests.test_triage import bad_uploads, exotic_uploads
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "classify.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
 SMIDS = get_dataset("smids")
 HUSHEM = get_dataset("hushem")
 NORMAL_SAMPLE = "Normal_Sperm/Boya_11435.bmp"

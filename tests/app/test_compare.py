@@ -19,7 +19,7 @@ def open_page(page: str) -> AppTest:
 
 
 def test_comparison_shows_the_numbers_of_metrics_json(app_env):
-    at = open_page("pages/compare.py")
+    at = open_page("views/compare.py")
     assert at.title[0].value == "Model comparison"
     for dataset in ("smids", "hushem"):
         at.selectbox(key="compare_dataset").set_value(dataset).run()
@@ -45,9 +45,9 @@ def test_comparison_shows_the_numbers_of_metrics_json(app_env):
 
 def test_confusion_cell_opens_the_misclassification_explorer(app_env):
     # A filter narrowed earlier in the explorer must not hide the cell's images.
-    at = open_page("pages/mistakes.py")
+    at = open_page("views/mistakes.py")
     at.slider(key="mistakes_conf").set_range(0.99, 1.0).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     at.selectbox(key="compare_dataset").set_value("hushem").run()
     at.selectbox(key="compare_cell_arch").set_value("effnet").run()
@@ -71,6 +71,6 @@ def test_confusion_cell_opens_the_misclassification_explorer(app_env):
 
 
 def test_comparison_without_results_says_what_to_run(empty_env):
-    at = open_page("pages/compare.py")
+    at = open_page("views/compare.py")
     assert "python -m spermlib evaluate --dataset smids" in at.info[0].value
     assert not at.dataframe

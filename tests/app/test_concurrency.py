@@ -35,7 +35,7 @@ from spermlib import triage
 from spermlib.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.predict import Predictor
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "classify.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
 SMIDS = get_dataset("smids")
 N_SESSIONS = 8
 SAMPLES = [

@@ -15,7 +15,7 @@ from spermlib.datasets import get_dataset, list_images, resolve_data_root
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
-def open_page(page: str = "pages/embedding.py") -> AppTest:
+def open_page(page: str = "views/embedding.py") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=300).run()
     at.switch_page(page).run()
     assert not at.exception, at.exception

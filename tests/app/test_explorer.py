@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "explorer.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "views" / "explorer.py")
 CONFLICT_PAIR = ("Abnormal_Sperm/Acrosome_Abnormality (50).png", "Non-Sperm/Normal_2895.bmp")
 
 

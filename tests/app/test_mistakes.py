@@ -17,7 +17,7 @@ from spermlib.predict import Predictor
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
-def open_page(page: str = "pages/mistakes.py") -> AppTest:
+def open_page(page: str = "views/mistakes.py") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180).run()
     at.switch_page(page).run()
     assert not at.exception, at.exception

@@ -12,6 +12,7 @@ are reused when present, else built here (~1 min); ``SPERMLIB_E2E_ARTIFACTS=DIR`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -76,15 +77,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(artifacts: Path):
-    """A headless `streamlit run app.py` on a free port; stopped (by its pid) after the module."""
+@contextlib.contextmanager
+def streamlit_server(artifacts: Path):
+    """A headless `streamlit run app.py` on a free port; stopped (by its pid) on exit."""
     port = _free_port()
     env = {**os.environ, CHECKPOINTS_ENV: str(artifacts / "checkpoints"), RESULTS_ENV: str(artifacts / "results"),
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     env.pop(DATA_DIR_ENV, None)  # the bundled sample, whatever the developer's shell says
     SHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SHOTS / "server.log", "wb")  # noqa: SIM115 - closed in finally
+    log = open(SHOTS / f"server-{port}.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
@@ -95,7 +96,7 @@ def server(artifacts: Path):
         deadline = time.monotonic() + SERVER_START_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {SHOTS / 'server.log'}")
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
             try:
                 with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as r:
                     if r.read().strip() == b"ok":
@@ -103,7 +104,7 @@ def server(artifacts: Path):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer within {SERVER_START_S} s; see {SHOTS / 'server.log'}")
+                pytest.fail(f"streamlit did not answer within {SERVER_START_S} s; see {log.name}")
             time.sleep(0.5)
         yield {"base": base, "artifacts": artifacts}
     finally:
@@ -114,6 +115,12 @@ def server(artifacts: Path):
             proc.kill()
             proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(artifacts: Path):
+    with streamlit_server(artifacts) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +188,18 @@ def test_classify_upload_shows_prediction_and_cam(server, page, tmp_path):
     assert page.locator("[data-testid='stImageContainer']").filter(has_text="CBAM spatial attention").count() == 1
     errors = page.locator("[data-testid='stAlertContentError']")
     assert errors.count() == 1 and "lab_notes.png: not a recognised image format" in errors.first.inner_text()
+
+
+def test_deep_link_as_first_request_after_start(artifacts, page):
+    """A bookmarked page URL opened first on a fresh server runs inside app.py's navigation.
+
+    (With a folder named ``pages/`` beside app.py, Streamlit would run the page alone, as a legacy
+    multipage app, until some session had loaded the main page.)
+    """
+    with streamlit_server(artifacts) as srv:
+        _open(page, srv["base"], "classify")
+        page.get_by_role("heading", name="Classify sperm images").first.wait_for(timeout=60_000)
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Dataset explorer" in nav and "Embedding map" in nav
+        assert "common" not in nav.lower()
+        _assert_no_exception(page, "deep link")
