@@ -1,4 +1,7 @@
-"""Command line: ``python -m spermlib {splits,train,evaluate,predict,bench}``. Thin: parses and delegates."""
+"""Command line: ``python -m spermlib {splits,train,evaluate,faithfulness,report,predict,bench}``.
+
+Thin: parses and delegates.
+"""
 
 from __future__ import annotations
 
@@ -99,6 +102,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    from .faithfulness import faithfulness_dataset
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    report = faithfulness_dataset(spec, root, archs=[args.arch] if args.arch else None, per_class=args.per_class,
+                                  splits_path=args.splits, checkpoints_dir=Path(args.checkpoints),
+                                  results_base=Path(args.results) if args.results else None)
+    print(f"wrote {report['written_to']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import README, update_readme
+
+    current = update_readme(README, results_dir=args.results, check=args.check)
+    if args.check:
+        print("README results are current" if current else "README results are stale: run `python -m spermlib report`")
+        return 0 if current else 1
+    print("README results were already current" if current else f"rewrote the results block of {README}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor, format_table
 
@@ -166,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
     _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("faithfulness", help="score Grad-CAM++ maps on the test folds → faithfulness.json")
+    _add_data_args(p)
+    _add_checkpoints_arg(p)
+    p.add_argument("--arch", default=None, choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--per-class", type=int, default=0, dest="per_class",
+                   help="images per class per test fold (stratified, fixed seed); 0 = all")
+    p.add_argument("--splits", default=None)
+    p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
+    p.set_defaults(func=cmd_faithfulness)
+
+    p = sub.add_parser("report", help="regenerate README.md's results block from results/ (metrics, faithfulness)")
+    p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
+    p.add_argument("--check", action="store_true", help="only check that the README block is current")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="classify image files")
     p.add_argument("images", nargs="+")

@@ -54,7 +54,7 @@ def base_arch(arch: str) -> str:
     return arch.partition("+")[0]
 
 
-def _arch_order(names: Iterable[str]) -> list[str]:
+def arch_order(names: Iterable[str]) -> list[str]:
     def key(name: str) -> tuple[int, str]:
         b = base_arch(name)
         return (ARCHS.index(b) if b in ARCHS else len(ARCHS), name)
@@ -86,7 +86,7 @@ def load_metrics(dataset: str, results_dir: str | Path | None = None) -> dict | 
 def oof_archs(dataset: str, results_dir: str | Path | None = None) -> list[str]:
     """Entries with an ``oof_<arch>.csv`` (including ``<arch>+tta``), in arch order."""
     d = dataset_results_dir(dataset, results_dir)
-    return _arch_order(p.stem[4:] for p in d.glob("oof_*.csv"))
+    return arch_order(p.stem[4:] for p in d.glob("oof_*.csv"))
 
 
 def load_oof(dataset: str, arch: str, results_dir: str | Path | None = None) -> pd.DataFrame | None:
@@ -162,7 +162,7 @@ def leaderboard(results_dir: str | Path | None = None, datasets: Sequence[str] |
             continue
         spec = get_dataset(name)
         paper = PAPER_RESULTS.get(spec.name, {})
-        for arch in _arch_order(metrics["archs"]):
+        for arch in arch_order(metrics["archs"]):
             m = metrics["archs"][arch]
             on_paper_row = arch == paper.get("arch")
             rows.append({
@@ -207,7 +207,7 @@ def leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
 def metrics_table(metrics: Mapping) -> pd.DataFrame:
     """Every scalar metric of every arch, formatted, one row per arch."""
     rows = []
-    for arch in _arch_order(metrics["archs"]):
+    for arch in arch_order(metrics["archs"]):
         m = metrics["archs"][arch]
         rows.append({
             "Model": arch_title(arch), "Images": int(m["n_images"]),
@@ -227,7 +227,7 @@ def metrics_table(metrics: Mapping) -> pd.DataFrame:
 def per_class_table(metrics: Mapping, spec: DatasetSpec) -> pd.DataFrame:
     """Pooled out-of-fold precision / recall / F1 / support / ROC-AUC per arch × class."""
     rows = []
-    for arch in _arch_order(metrics["archs"]):
+    for arch in arch_order(metrics["archs"]):
         m = metrics["archs"][arch]
         for c in spec.class_dirs:
             pc = m["per_class"].get(c, {})
@@ -240,7 +240,7 @@ def per_class_table(metrics: Mapping, spec: DatasetSpec) -> pd.DataFrame:
 def per_fold_table(metrics: Mapping) -> pd.DataFrame:
     """Long table: arch, model, fold, n, accuracy, macro_f1 (for per-fold bar charts)."""
     rows = [{"arch": arch, "model": arch_title(arch), **f}
-            for arch in _arch_order(metrics["archs"]) for f in metrics["archs"][arch]["per_fold"]]
+            for arch in arch_order(metrics["archs"]) for f in metrics["archs"][arch]["per_fold"]]
     return pd.DataFrame(rows, columns=["arch", "model", "fold", "n", "accuracy", "macro_f1"])
 
 
@@ -276,7 +276,7 @@ def roc_table(metrics: Mapping, arch: str, spec: DatasetSpec) -> pd.DataFrame:
 def reliability_table(metrics: Mapping) -> pd.DataFrame:
     """Reliability bins of every arch: model, lo, hi, count, confidence, accuracy."""
     rows = [{"model": arch_title(arch), **b}
-            for arch in _arch_order(metrics["archs"]) for b in metrics["archs"][arch].get("reliability_bins", [])]
+            for arch in arch_order(metrics["archs"]) for b in metrics["archs"][arch].get("reliability_bins", [])]
     return pd.DataFrame(rows, columns=["model", "lo", "hi", "count", "confidence", "accuracy"])
 
 
