@@ -142,7 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch)
+    run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch, app=not args.no_app)
     return 0
 
 
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="smids", choices=sorted(DATASETS))
     p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
     p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.add_argument("--no-app", action="store_true", dest="no_app",
+                   help="skip the dashboard row (fresh process → first prediction)")
     p.set_defaults(func=cmd_bench)
     return ap
 
