@@ -1,10 +1,11 @@
 """Visual explanations: Grad-CAM++ (pytorch-grad-cam), CBAM spatial attention, overlays, faithfulness.
 
-Thread-safety: a CAM object registers hooks on a model's target layer, and *any* forward pass
-through that model while the hooks are registered (another user's prediction, say) would be
-recorded by them. So every function here builds its CAM inside ``with`` (hooks released on exit)
-and callers that share a model between threads hold that model's lock (see
-``predict.Predictor.lock``) around the call.
+Thread-safety: a CAM object registers hooks on its target layer, and *any* forward pass through
+that layer while the hooks are registered would be recorded by them. The fast path hooks only a
+wrapper module built per call (``_HeadOnFeatures``), never the shared model; the reference path
+(``gradcam_pp_full_model``) hooks the model itself. Both build their CAM inside ``with`` (hooks
+released on exit), and callers that share a model between threads still hold its lock (see
+``predict.Predictor.lock``).
 """
 
 from __future__ import annotations
@@ -20,22 +21,91 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, 
 from torch import nn
 
 
-def gradcam_pp(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int] | None = None,
-               target_layer: nn.Module | None = None) -> np.ndarray:
+class _HeadOnFeatures(nn.Module):
+    """``model.forward_head`` as a module whose input is the final feature map.
+
+    Every model here follows one contract: its Grad-CAM target is the output of
+    ``forward_features`` (SimpleCNN's last block, EfficientNet's ``bn2``, the CBAM output). So the
+    gradients Grad-CAM++ needs (class score w.r.t. that map) flow through the head alone, and the
+    backbone runs once, forward only, with no autograd graph: about a third of the cost of a
+    backward pass through the whole network. The hooks live on this wrapper's own ``features``
+    layer, created per call, so the shared model never carries a hook.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.features = nn.Identity()
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.features(feats))
+
+
+def _resize_normalised(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Per-map bilinear resize to ``size`` (H, W), then min-max to [0, 1] (pytorch-grad-cam's scaling)."""
+    out = []
+    for m in maps:
+        m = cv2.resize(np.asarray(m, dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        m = m - m.min()
+        out.append(m / (1e-7 + m.max()))
+    return np.stack(out).astype(np.float32)
+
+
+def gradcam_pp_from_features(model: nn.Module, feats: torch.Tensor, class_idx: Sequence[int],
+                             size: tuple[int, int]) -> np.ndarray:
+    """Grad-CAM++ maps ``(B, *size)`` in [0, 1] from final feature maps ``feats`` (pytorch-grad-cam)."""
+    head = _HeadOnFeatures(model)
+    was_training = model.training
+    feats = feats.detach().float().contiguous().requires_grad_(True)
+    targets = [ClassifierOutputTarget(int(c)) for c in class_idx]
+    try:
+        with torch.enable_grad(), GradCAMPlusPlus(model=head, target_layers=[head.features]) as cam:
+            maps = cam(input_tensor=feats, targets=targets)
+    finally:
+        model.train(was_training)
+    return _resize_normalised(maps, size)
+
+
+def gradcam_pp(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int] | None = None) -> np.ndarray:
     """Grad-CAM++ maps ``(B, H, W)`` in [0, 1] at input resolution, for ``class_idx`` (default: argmax).
 
     ``x`` is the normalised input batch. Runs in float32 (no autocast): gradients in bf16 are too
-    coarse for the second-order Grad-CAM++ weights.
+    coarse for the second-order Grad-CAM++ weights. Same maps as pytorch-grad-cam on the whole model
+    with ``model.cam_target_layer`` (tested), one backbone forward instead of forward + backward.
     """
-    layer = target_layer if target_layer is not None else model.cam_target_layer
-    targets = None if class_idx is None else [ClassifierOutputTarget(int(c)) for c in class_idx]
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x.float())
+        if class_idx is None:
+            class_idx = model.forward_head(feats).argmax(1).tolist()
+    return gradcam_pp_from_features(model, feats, class_idx, tuple(x.shape[-2:]))
+
+
+def gradcam_pp_full_model(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -> np.ndarray:
+    """Reference: pytorch-grad-cam's GradCAMPlusPlus on the whole model, hooked on ``cam_target_layer``."""
     was_training = model.training
+    targets = [ClassifierOutputTarget(int(c)) for c in class_idx]
     try:
-        with torch.enable_grad(), GradCAMPlusPlus(model=model, target_layers=[layer]) as cam:
+        with torch.enable_grad(), GradCAMPlusPlus(model=model, target_layers=[model.cam_target_layer]) as cam:
             maps = cam(input_tensor=x.float(), targets=targets)
     finally:
         model.train(was_training)
     return np.asarray(maps, dtype=np.float32)
+
+
+def explain_batch(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grad-CAM++ and (for CBAM models) the spatial-attention map, from one backbone forward pass."""
+    model.eval()
+    size = tuple(x.shape[-2:])
+    att = None
+    with torch.no_grad():
+        if getattr(model, "has_cbam", False):
+            feats, gate = model.forward_features_and_attention(x.float())
+            att = torch.nn.functional.interpolate(gate, size=size, mode="bilinear", align_corners=False)
+            att = att[:, 0].cpu().numpy().astype(np.float32)
+        else:
+            feats = model.forward_features(x.float())
+    return gradcam_pp_from_features(model, feats, class_idx, size), att
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .checkpoints import CheckpointError, load_checkpoint
 from .datasets import DatasetSpec, default_checkpoints_dir
-from .explain import cbam_attention, gradcam_pp, overlay
+from .explain import explain_batch, overlay
 from .imageio import ImageError, ImageSource, load_rgb
 from .preprocess import normalize, to_uint8_tensor
 from .runtime import autocast, bf16_available, pick_device
@@ -183,12 +183,12 @@ class Predictor:
         if class_idx is None:
             class_idx = int(self.fold_probabilities(u8)[use].mean(0)[0].argmax())
         with self.lock:
-            cams = [gradcam_pp(self.models[i], x, [class_idx])[0] for i in use]
-            att = None
-            if self.arch == "effnet_cbam":
-                att = np.mean([cbam_attention(self.models[i], x, self.input_size)[0] for i in use], axis=0)
+            maps = [explain_batch(self.models[i], x, [class_idx]) for i in use]
+        cams = [cam[0] for cam, _ in maps]
+        atts = [att[0] for _, att in maps if att is not None]
         rgb = u8[0].permute(1, 2, 0).numpy()
-        return Explanation(rgb=rgb, class_idx=class_idx, gradcam=np.mean(cams, axis=0), cbam=att)
+        return Explanation(rgb=rgb, class_idx=class_idx, gradcam=np.mean(cams, axis=0),
+                           cbam=np.mean(atts, axis=0) if atts else None)
 
 
 def format_table(results: Sequence[Prediction], spec: DatasetSpec) -> str:

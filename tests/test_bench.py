@@ -27,6 +27,6 @@ def test_dashboard_row_times_a_real_first_prediction():
 
     if not available_folds(get_dataset("hushem"), "effnet_cbam"):
         pytest.skip("no shipped hushem/effnet_cbam checkpoints")
-    row = dashboard_first_prediction("effnet_cbam")
-    assert row is not None and row.unit == "s" and 0 < row.value < 600
-    assert "first prediction" in row.what
+    total, page = dashboard_first_prediction("effnet_cbam")
+    assert total.unit == page.unit == "s" and 0 < page.value < total.value < 600
+    assert "first prediction" in total.what and "Classify page" in page.what

@@ -53,16 +53,21 @@ class EfficientNetClassifier(nn.Module):
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.parameters())
 
-    @torch.no_grad()
-    def spatial_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """CBAM spatial gate for ``x``: ``(B, 1, h, w)`` in [0, 1] on the final feature grid.
+    def forward_features_and_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward_features(x), CBAM spatial gate (B, 1, h, w) in [0, 1])`` from one backbone pass.
 
-        Computed functionally from the module's own layers (no hooks, no stored state), so
-        concurrent callers never see each other's maps.
+        Computed functionally from CBAM's own layers (no hooks, no stored state), so concurrent
+        callers never see each other's maps.
         """
         if not self.has_cbam:
             raise ValueError("this model has no CBAM attention")
         feats = self.attention.channel(self.backbone.forward_features(x))
         spatial = self.attention.spatial
         pooled = torch.cat([feats.mean(dim=1, keepdim=True), feats.amax(dim=1, keepdim=True)], dim=1)
-        return spatial.gate(spatial.conv(pooled))
+        gate = spatial.gate(spatial.conv(pooled))
+        return feats * gate, gate
+
+    @torch.no_grad()
+    def spatial_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """CBAM spatial gate for ``x``: ``(B, 1, h, w)`` in [0, 1] on the final feature grid."""
+        return self.forward_features_and_attention(x)[1]
