@@ -65,15 +65,21 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
     if missing:
         lines.append(f"Not trained yet: {', '.join(arch_title(a) for a in missing)}.")
     tests = metrics.get("mcnemar", {})
-    key = next((k for k in ("effnet_cbam vs effnet", "effnet vs effnet_cbam") if k in tests), None)
-    if key:
-        t = tests[key]
-        lines.append(f"Exact McNemar test, EfficientNet + CBAM vs EfficientNet on the same {t['n']} out-of-fold "
-                     f"images: {t['a_right_b_wrong']} vs {t['a_wrong_b_right']} discordant, p = {_p(t['p_value'])}.")
+    for key, cbam_first in (("effnet_cbam vs effnet", True), ("effnet vs effnet_cbam", False)):
+        if key in tests:
+            t = tests[key]
+            cbam_only, plain_only = ((t["a_right_b_wrong"], t["a_wrong_b_right"]) if cbam_first
+                                     else (t["a_wrong_b_right"], t["a_right_b_wrong"]))
+            lines.append(f"Exact McNemar test, EfficientNet + CBAM vs EfficientNet on the same {t['n']} out-of-fold "
+                         f"images: {cbam_only} images only CBAM got right, {plain_only} only the plain model got "
+                         f"right; p = {_p(t['p_value'])}.")
+    effnets = [m for a, m in metrics["archs"].items() if a.startswith("effnet")]
+    if effnets:
+        e = effnets[0]
+        lines.append(f"EfficientNet backbone: `{e.get('backbone', '?')}`, {e.get('pretrained_source', '?')}; "
+                     f"input {e.get('input_size', '?')} px.")
     some = next(iter(metrics["archs"].values()))
-    lines.append(f"Backbone: `{some.get('backbone', '?')}`, {some.get('pretrained_source', '?')}; input "
-                 f"{some.get('input_size', '?')} px. {len(metrics['archs'])} entries, "
-                 f"{some['n_images']} images scored out of fold. Protocol: {metrics.get('protocol', '?')}.")
+    lines.append(f"{some['n_images']} images scored out of fold. Protocol: {metrics.get('protocol', '?')}.")
     faith_path = dataset_results_dir(name, results_dir) / "faithfulness.json"
     if faith_path.is_file():
         faith = json.loads(faith_path.read_text())

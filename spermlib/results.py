@@ -280,6 +280,37 @@ def reliability_table(metrics: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "lo", "hi", "count", "confidence", "accuracy"])
 
 
+def load_faithfulness(dataset: str, results_dir: str | Path | None = None) -> dict | None:
+    """``faithfulness.json`` of ``dataset`` (written by ``python -m spermlib faithfulness``), or ``None``."""
+    path = dataset_results_dir(dataset, results_dir) / "faithfulness.json"
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path} is not readable JSON ({err}); re-run "
+                           f"`python -m spermlib faithfulness --dataset {dataset}`") from None
+    if not isinstance(report, dict) or not isinstance(report.get("archs"), dict):
+        raise ResultsError(f"{path} has no 'archs' entry; re-run `python -m spermlib faithfulness --dataset {dataset}`")
+    return report
+
+
+def faithfulness_table(report: Mapping) -> pd.DataFrame:
+    """One row per arch: each metric with its CI, its control, and how often the real map beats the control."""
+    rows = []
+    for arch in arch_order(report["archs"]):
+        e = report["archs"][arch]
+        row = {"Model": arch_title(arch), "Images": e["n_images"]}
+        for key, name in (("road_combined", "ROAD combined"), ("cam_mult_confidence_change", "CamMult Δconfidence")):
+            m = e[key]
+            row[name] = f"{m['mean']:.3f} ({m['ci95'][0]:.3f}–{m['ci95'][1]:.3f})"
+            row[f"{name}, control"] = f"{m['control']['mean']:.3f}"
+            share = m.get("share_above_control")
+            row[f"{name}: map beats control"] = "—" if share is None else f"{100 * share:.0f} %"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def mcnemar_table(metrics: Mapping) -> pd.DataFrame:
     """Pairwise exact McNemar tests as written by evaluate."""
     rows = []

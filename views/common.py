@@ -87,6 +87,24 @@ def cached_metrics(dataset: str) -> dict | None:
         return None
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | None:
+    from spermlib.results import load_faithfulness
+
+    return load_faithfulness(dataset, results)
+
+
+def cached_faithfulness(dataset: str) -> dict | None:
+    """faithfulness.json of ``dataset`` (``None`` if not scored; an st.error if unreadable)."""
+    from spermlib.results import ResultsError
+
+    try:
+        return _cached_faithfulness(dataset, str(default_results_dir()), results_stamp(dataset))
+    except ResultsError as err:
+        st.error(str(err))
+        return None
+
+
 def cached_oofs(dataset: str) -> dict:
     """Out-of-fold prediction tables by arch (empty if not evaluated; an st.error if unreadable)."""
     from spermlib.results import ResultsError

@@ -1,6 +1,7 @@
 """Model comparison: every metric in metrics.json per arch, per-fold accuracy, confusion matrices
 (click a cell → those images in the misclassification explorer), ROC curves, reliability
-diagrams and McNemar tests, with the protocol and the paper's numbers stated beside ours."""
+diagrams, McNemar tests and Grad-CAM++ faithfulness, with the protocol and the paper's numbers stated
+beside ours."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from spermlib.results import (
     arch_title,
     cell_label,
     confusion_cells,
+    faithfulness_table,
     mcnemar_table,
     metrics_table,
     missing_results_message,
@@ -25,7 +27,7 @@ from spermlib.results import (
     reliability_table,
     roc_table,
 )
-from views.common import MISTAKES_PRESET, cached_metrics, dataset_picker
+from views.common import MISTAKES_PRESET, cached_faithfulness, cached_metrics, dataset_picker
 
 
 def open_in_mistakes(dataset: str, arch: str, true: str, pred: str) -> None:
@@ -155,3 +157,14 @@ else:
                  column_config={"p-value (exact McNemar)": st.column_config.NumberColumn(format="%.4f")})
     st.caption("On the images both models scored: a small p-value means the two models' errors differ more "
                "than chance would explain. No correction for multiple comparisons is applied.")
+
+st.subheader("Do the explanations show what the model used? (Grad-CAM++ faithfulness)")
+faith = cached_faithfulness(spec.name)
+if faith is None:
+    st.info(f"Not scored yet: `python -m spermlib faithfulness --dataset {spec.name} --per-class 2` writes it.")
+else:
+    st.dataframe(faithfulness_table(faith), hide_index=True, width="stretch")
+    st.caption(f"{faith.get('protocol', '—')}. ROAD combined: confidence kept when the least relevant pixels are "
+               "imputed minus when the most relevant are (higher = more faithful). CamMult Δconfidence: change "
+               "in confidence when the image is multiplied by its map. The control scores each image with "
+               "another image's map: a faithful explanation beats it.")

@@ -74,3 +74,30 @@ def test_comparison_without_results_says_what_to_run(empty_env):
     at = open_page("views/compare.py")
     assert "python -m spermlib evaluate --dataset smids" in at.info[0].value
     assert not at.dataframe
+
+
+def test_faithfulness_section_shows_the_numbers_of_faithfulness_json(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    from spermlib.datasets import RESULTS_ENV
+
+    results = tmp_path / "results"
+    shutil.copytree(app_env["results"], results)
+    stat = {"mean": 0.123, "std": 0.05, "ci95": [0.101, 0.145]}
+    entry = {"n_images": 20, "seconds": 1.0,
+             "road_combined": {**stat, "control": {**stat, "mean": 0.045}, "share_above_control": 0.85},
+             "cam_mult_confidence_change": {**stat, "mean": -0.2, "control": {**stat, "mean": -0.3},
+                                            "share_above_control": 0.6}}
+    (results / "hushem" / "faithfulness.json").write_text(json.dumps(
+        {"archs": {"effnet_cbam": entry}, "protocol": "test folds only", "per_class": 1}))
+    monkeypatch.setenv(RESULTS_ENV, str(results))
+    at = open_page("views/compare.py")
+    at.selectbox(key="compare_dataset").set_value("hushem").run()
+    assert not at.exception, at.exception
+    (table,) = [d.value for d in at.dataframe if "ROAD combined" in d.value.columns]
+    row = table.iloc[0]
+    assert row["Model"] == "EfficientNet + CBAM" and row["Images"] == 20
+    assert row["ROAD combined"] == "0.123 (0.101–0.145)" and row["ROAD combined, control"] == "0.045"
+    assert row["ROAD combined: map beats control"] == "85 %"
+    at.selectbox(key="compare_dataset").set_value("smids").run()
+    assert any("python -m spermlib faithfulness --dataset smids" in i.value for i in at.info)
