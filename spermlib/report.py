@@ -62,6 +62,13 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
                  f"{paper['macro_f1']:.3f} | — | — |")
     missing = [a for a in ARCHS if a not in metrics["archs"]]
     lines.append("")
+    best = max(metrics["archs"], key=lambda a: metrics["archs"][a]["accuracy"]["mean"])
+    b = metrics["archs"][best]
+    gap_acc = 100 * (b["accuracy"]["mean"] - paper["accuracy"])
+    gap_f1 = b["macro_f1"]["mean"] - paper["macro_f1"]
+    verdict = "reached" if gap_acc >= 0 and gap_f1 >= 0 else "not reached"
+    lines.append(f"Paper's hold-out numbers {verdict} under 5-fold CV: best entry {_model_name(best)}, "
+                 f"{gap_acc:+.1f} points accuracy and {gap_f1:+.3f} macro-F1 against the paper.")
     if missing:
         lines.append(f"Not trained yet: {', '.join(arch_title(a) for a in missing)}.")
     tests = metrics.get("mcnemar", {})

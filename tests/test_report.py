@@ -34,6 +34,7 @@ def test_results_markdown_shows_the_numbers_of_metrics_json(tmp_path):
     assert "| EfficientNet | 50.0 ± 2.0 % |" in md
     assert "93.9 %" in md and "0.948" in md  # the paper's HuSHeM numbers beside ours
     assert "Not trained yet: SimpleCNN." in md
+    assert "numbers not reached under 5-fold CV: best entry EfficientNet + CBAM, -2.7 points accuracy and -0.036" in md
     assert "9 images only CBAM got right, 3 only the plain model got right; p = 0.15" in md
     assert "### SMIDS\n\nNot evaluated yet." in md
     assert md.index("| EfficientNet |") < md.index("| EfficientNet + CBAM |")  # fixed arch order
