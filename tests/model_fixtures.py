@@ -86,3 +86,11 @@ def toy_checkpoints(tmp_path_factory) -> dict:
                                 checkpoints_dir=ckpt_dir, runs_dir=base / "runs", progress=False))
     return {"data_root": data_root, "manifest": manifest_file, "sha": sha, "checkpoints": ckpt_dir,
             "cards": cards, "base": base}
+
+
+def swapped_folds_manifest(toy_checkpoints: dict, out: Path) -> Path:
+    """The toy manifest with its two folds swapped: a split the toy checkpoints were not trained on."""
+    other = pd.read_csv(toy_checkpoints["manifest"])
+    other["fold"] = 1 - other["fold"]
+    other.to_csv(out, index=False)
+    return out

@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from spermlib.checkpoints import CheckpointError
 from spermlib.evaluate import compute_metrics, evaluate_dataset, expected_calibration_error, mcnemar
-from tests.model_fixtures import TOY
+from tests.model_fixtures import TOY, swapped_folds_manifest
 
 
 def _oof(labels, preds, folds, classes=("a", "b")):
@@ -78,10 +78,7 @@ def test_evaluate_dataset_end_to_end(toy_checkpoints, tmp_path):
 
 
 def test_evaluate_refuses_checkpoints_of_another_split(toy_checkpoints, tmp_path):
-    other = pd.read_csv(toy_checkpoints["manifest"])
-    other["fold"] = 1 - other["fold"]
-    path = tmp_path / "other.csv"
-    other.to_csv(path, index=False)
+    path = swapped_folds_manifest(toy_checkpoints, tmp_path / "other.csv")
     with pytest.raises(CheckpointError, match="another split"):
         evaluate_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"], splits_path=path,
                          checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path)

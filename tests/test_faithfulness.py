@@ -10,7 +10,7 @@ import pytest
 
 from spermlib.checkpoints import CheckpointError
 from spermlib.faithfulness import faithfulness_dataset, stratified_subset, summarise
-from tests.model_fixtures import TOY
+from tests.model_fixtures import TOY, swapped_folds_manifest
 
 
 def test_stratified_subset_takes_up_to_n_per_class_deterministically():
@@ -46,10 +46,7 @@ def test_faithfulness_end_to_end_beats_its_control(toy_checkpoints, tmp_path):
 
 
 def test_faithfulness_refuses_checkpoints_of_another_split(toy_checkpoints, tmp_path):
-    other = pd.read_csv(toy_checkpoints["manifest"])
-    other["fold"] = 1 - other["fold"]
-    path = tmp_path / "other.csv"
-    other.to_csv(path, index=False)
+    path = swapped_folds_manifest(toy_checkpoints, tmp_path / "other.csv")
     with pytest.raises(CheckpointError, match="another split"):
         faithfulness_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"], per_class=1, splits_path=path,
                              checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path)
