@@ -145,24 +145,35 @@ def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
     return views
 
 
-def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
-                    checkpoints_dir: Path | None = None, tta: bool = False,
-                    device: str | None = None) -> pd.DataFrame:
+def fold_checkpoints(spec: DatasetSpec, manifest: pd.DataFrame, manifest_sha: str, arch: str,
+                     checkpoints_dir: Path | None = None):
+    """Yield ``(fold, model, card)`` for every fold of ``manifest``, each model trained on this very split.
+
+    Every fold must have a checkpoint, and each card must name this manifest's sha256: otherwise the
+    fold's "test" images may have been training images of that checkpoint.
+    """
     checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
-    dev = pick_device(device)
     folds = sorted(int(k) for k in manifest.loc[manifest["fold"] >= 0, "fold"].unique())
     have = available_folds(spec, arch, checkpoints_dir)
     missing = [k for k in folds if k not in have]
     if missing:
         raise CheckpointError(f"{spec.name}/{arch}: no checkpoint for fold(s) {missing}")
-    rows = []
     for k in folds:
-        model, card = load_checkpoint(Path(checkpoints_dir) / spec.name / arch / f"fold{k}.safetensors")
+        model, card = load_checkpoint(checkpoints_dir / spec.name / arch / f"fold{k}.safetensors")
         if card.get("split_sha256") != manifest_sha:
             raise CheckpointError(
                 f"{spec.name}/{arch} fold {k} was trained on another split manifest "
                 f"({str(card.get('split_sha256'))[:12]}…); its test fold is not this one's — retrain it"
             )
+        yield k, model, card
+
+
+def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
+                    checkpoints_dir: Path | None = None, tta: bool = False,
+                    device: str | None = None) -> pd.DataFrame:
+    dev = pick_device(device)
+    rows = []
+    for k, model, card in fold_checkpoints(spec, manifest, manifest_sha, arch, checkpoints_dir):
         model = model.to(dev).to(memory_format=torch.channels_last)
         test = manifest[manifest["fold"] == k]
         x = load_uint8_batch(root, list(test["path"]), int(card["input_size"]))

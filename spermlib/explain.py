@@ -108,15 +108,6 @@ def explain_batch(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -
     return gradcam_pp_from_features(model, feats, class_idx, size), att
 
 
-@torch.no_grad()
-def cbam_attention(model: nn.Module, x: torch.Tensor, size: int | None = None) -> np.ndarray:
-    """CBAM spatial-attention maps ``(B, H, W)`` in [0, 1] (not re-normalised: 0.5 means neutral)."""
-    att = model.spatial_attention(x.float())  # (B, 1, h, w)
-    if size:
-        att = torch.nn.functional.interpolate(att, size=(size, size), mode="bilinear", align_corners=False)
-    return att[:, 0].cpu().numpy().astype(np.float32)
-
-
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5, normalise: bool = False) -> np.ndarray:
     """Heat map ``heat`` (any size, values in [0,1]) over ``rgb`` (H×W×3 uint8) → uint8 RGB.
 

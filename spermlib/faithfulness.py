@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import CheckpointError
 from .datasets import PROJECT_ROOT, DatasetSpec, default_checkpoints_dir
-from .evaluate import results_dir_for
-from .explain import faithfulness_scores, gradcam_pp
+from .evaluate import fold_checkpoints, results_dir_for
+from .explain import faithfulness_scores, gradcam_pp_from_features
 from .models import ARCHS
 from .predict import available_folds
 from .preprocess import load_uint8_batch, normalize
@@ -61,23 +61,17 @@ def summarise(values: np.ndarray, seed: int = 0) -> dict:
 def score_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
                checkpoints_dir: Path, per_class: int) -> pd.DataFrame:
     """One row per scored image: path, fold, label, predicted class, metrics of its map and of the control."""
-    folds = sorted(int(k) for k in manifest.loc[manifest["fold"] >= 0, "fold"].unique())
-    missing = [k for k in folds if k not in available_folds(spec, arch, checkpoints_dir)]
-    if missing:
-        raise CheckpointError(f"{spec.name}/{arch}: no checkpoint for fold(s) {missing}")
     rows = []
-    for k in folds:
-        model, card = load_checkpoint(checkpoints_dir / spec.name / arch / f"fold{k}.safetensors")
-        if card.get("split_sha256") != manifest_sha:
-            raise CheckpointError(f"{spec.name}/{arch} fold {k} was trained on another split manifest; retrain it")
+    for k, model, card in fold_checkpoints(spec, manifest, manifest_sha, arch, checkpoints_dir):
         model.eval()
         test = stratified_subset(manifest[manifest["fold"] == k], per_class)
         u8 = load_uint8_batch(root, list(test["path"]), int(card["input_size"]))
         for i in range(0, len(test), BATCH):
             x = normalize(u8[i : i + BATCH], card["mean"], card["std"])
-            with torch.no_grad():
-                pred = model(x).argmax(1).tolist()
-            cams = gradcam_pp(model, x, pred)
+            with torch.no_grad():  # one backbone pass gives both the prediction and the map's features
+                feats = model.forward_features(x)
+                pred = model.forward_head(feats).argmax(1).tolist()
+            cams = gradcam_pp_from_features(model, feats, pred, tuple(x.shape[-2:]))
             real = faithfulness_scores(model, x, cams, pred)
             # Control: each image with the map of its neighbour in the batch (a batch of one has none).
             control = (faithfulness_scores(model, x, np.roll(cams, 1, axis=0), pred) if len(pred) > 1

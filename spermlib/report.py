@@ -7,7 +7,6 @@ or stale number in the README fails the suite). Nothing here computes a metric.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .datasets import DATASETS, PROJECT_ROOT, get_dataset
@@ -18,7 +17,7 @@ from .results import (
     arch_title,
     ci_f1,
     ci_pct,
-    dataset_results_dir,
+    load_faithfulness,
     load_metrics,
     mean_std_f1,
     mean_std_pct,
@@ -87,9 +86,8 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
                      f"input {e.get('input_size', '?')} px.")
     some = next(iter(metrics["archs"].values()))
     lines.append(f"{some['n_images']} images scored out of fold. Protocol: {metrics.get('protocol', '?')}.")
-    faith_path = dataset_results_dir(name, results_dir) / "faithfulness.json"
-    if faith_path.is_file():
-        faith = json.loads(faith_path.read_text())
+    faith = load_faithfulness(name, results_dir)
+    if faith is not None:
         lines += ["", "Grad-CAM++ faithfulness (higher is more faithful; the gap is over a control that scores each "
                   "image with another image's map, so a gap whose CI excludes 0 means the map marks what the "
                   "model used):", "",

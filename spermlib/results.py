@@ -69,18 +69,28 @@ def dataset_results_dir(dataset: str, results_dir: str | Path | None = None) -> 
     return Path(results_dir or default_results_dir()) / get_dataset(dataset).name
 
 
-def load_metrics(dataset: str, results_dir: str | Path | None = None) -> dict | None:
-    """``metrics.json`` of ``dataset``, or ``None`` when it has not been evaluated yet."""
-    path = dataset_results_dir(dataset, results_dir) / "metrics.json"
+def _load_results_json(path: Path, rerun: str) -> dict | None:
+    """A results JSON with an ``archs`` mapping; ``None`` if absent, ``ResultsError`` (naming ``rerun``) if bad."""
     if not path.is_file():
         return None
     try:
-        metrics = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ResultsError(f"{path} is not readable JSON ({err}); re-run `{evaluate_command(dataset)}`") from None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("archs"), dict):
-        raise ResultsError(f"{path} has no 'archs' entry; re-run `{evaluate_command(dataset)}`")
-    return metrics
+        raise ResultsError(f"{path} is not readable JSON ({err}); re-run `{rerun}`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("archs"), dict):
+        raise ResultsError(f"{path} has no 'archs' entry; re-run `{rerun}`")
+    return data
+
+
+def load_metrics(dataset: str, results_dir: str | Path | None = None) -> dict | None:
+    """``metrics.json`` of ``dataset``, or ``None`` when it has not been evaluated yet."""
+    return _load_results_json(dataset_results_dir(dataset, results_dir) / "metrics.json", evaluate_command(dataset))
+
+
+def load_faithfulness(dataset: str, results_dir: str | Path | None = None) -> dict | None:
+    """``faithfulness.json`` of ``dataset`` (written by ``python -m spermlib faithfulness``), or ``None``."""
+    return _load_results_json(dataset_results_dir(dataset, results_dir) / "faithfulness.json",
+                              f"python -m spermlib faithfulness --dataset {dataset}")
 
 
 def oof_archs(dataset: str, results_dir: str | Path | None = None) -> list[str]:
@@ -278,21 +288,6 @@ def reliability_table(metrics: Mapping) -> pd.DataFrame:
     rows = [{"model": arch_title(arch), **b}
             for arch in arch_order(metrics["archs"]) for b in metrics["archs"][arch].get("reliability_bins", [])]
     return pd.DataFrame(rows, columns=["model", "lo", "hi", "count", "confidence", "accuracy"])
-
-
-def load_faithfulness(dataset: str, results_dir: str | Path | None = None) -> dict | None:
-    """``faithfulness.json`` of ``dataset`` (written by ``python -m spermlib faithfulness``), or ``None``."""
-    path = dataset_results_dir(dataset, results_dir) / "faithfulness.json"
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ResultsError(f"{path} is not readable JSON ({err}); re-run "
-                           f"`python -m spermlib faithfulness --dataset {dataset}`") from None
-    if not isinstance(report, dict) or not isinstance(report.get("archs"), dict):
-        raise ResultsError(f"{path} has no 'archs' entry; re-run `python -m spermlib faithfulness --dataset {dataset}`")
-    return report
 
 
 def faithfulness_table(report: Mapping) -> pd.DataFrame:

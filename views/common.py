@@ -76,15 +76,20 @@ def _cached_oofs(dataset: str, results: str, stamp: tuple) -> dict:
     return load_oofs(dataset, results)
 
 
-def cached_metrics(dataset: str) -> dict | None:
-    """metrics.json of ``dataset`` (``None`` if not evaluated; an st.error if unreadable)."""
+def _or_error(load, dataset: str, missing):
+    """``load(dataset, results folder, stamp)``; an unreadable results file becomes one st.error and ``missing``."""
     from spermlib.results import ResultsError
 
     try:
-        return _cached_metrics(dataset, str(default_results_dir()), results_stamp(dataset))
+        return load(dataset, str(default_results_dir()), results_stamp(dataset))
     except ResultsError as err:
         st.error(str(err))
-        return None
+        return missing
+
+
+def cached_metrics(dataset: str) -> dict | None:
+    """metrics.json of ``dataset`` (``None`` if not evaluated; an st.error if unreadable)."""
+    return _or_error(_cached_metrics, dataset, None)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -96,24 +101,12 @@ def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | Non
 
 def cached_faithfulness(dataset: str) -> dict | None:
     """faithfulness.json of ``dataset`` (``None`` if not scored; an st.error if unreadable)."""
-    from spermlib.results import ResultsError
-
-    try:
-        return _cached_faithfulness(dataset, str(default_results_dir()), results_stamp(dataset))
-    except ResultsError as err:
-        st.error(str(err))
-        return None
+    return _or_error(_cached_faithfulness, dataset, None)
 
 
 def cached_oofs(dataset: str) -> dict:
     """Out-of-fold prediction tables by arch (empty if not evaluated; an st.error if unreadable)."""
-    from spermlib.results import ResultsError
-
-    try:
-        return _cached_oofs(dataset, str(default_results_dir()), results_stamp(dataset))
-    except ResultsError as err:
-        st.error(str(err))
-        return {}
+    return _or_error(_cached_oofs, dataset, {})
 
 
 @st.cache_data(show_spinner=False, max_entries=4000)
