@@ -57,3 +57,24 @@ def test_update_readme_rewrites_then_reports_current(tmp_path):
     assert not update_readme(readme, tmp_path / "res")
     assert update_readme(readme, tmp_path / "res", check=True)
     assert "80.0 ± 2.0 %" in readme.read_text()
+
+
+def _faith_entry(cam_mult_gap_std: float) -> dict:
+    def stat(mean: float, std: float = 0.1) -> dict:
+        return {"mean": mean, "std": std, "ci95": [mean - 0.05, mean + 0.05]}
+
+    return {"n_images": 40,
+            "road_combined": {**stat(0.2), "control": stat(0.1), "gap_over_control": stat(0.1)},
+            "cam_mult_confidence_change": {**stat(-0.2), "control": stat(-0.2),
+                                           "gap_over_control": stat(0.0, cam_mult_gap_std)}}
+
+
+def test_report_flags_a_cam_mult_that_cannot_tell_maps_apart(tmp_path):
+    (tmp_path / "hushem").mkdir()
+    (tmp_path / "hushem" / "metrics.json").write_text(json.dumps(_metrics(0.9)))
+    faith = {"archs": {"simplecnn": _faith_entry(2e-4), "effnet": _faith_entry(0.05)}, "protocol": "test folds"}
+    (tmp_path / "hushem" / "faithfulness.json").write_text(json.dumps(faith))
+    md = results_markdown(tmp_path)
+    assert "| SimpleCNN | 40 | 0.200 (0.150 to 0.250) |" in md
+    assert "CamMult cannot judge the maps of SimpleCNN:" in md  # flagged, and only that arch
+    assert "maps of SimpleCNN, EfficientNet" not in md and "maps of EfficientNet" not in md
