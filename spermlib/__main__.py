@@ -1,4 +1,4 @@
-"""Command line: ``python -m spermlib {splits,train,evaluate,faithfulness,report,predict,bench}``.
+"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,report,predict,bench}``.
 
 Thin: parses and delegates.
 """
@@ -81,6 +81,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             iv = card["inner_val"]
             print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
                   f"macro-F1 {iv['macro_f1']:.4f} ({card['epochs_run']} epochs, {card['training_seconds']:.0f} s)")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .results import dataset_results_dir
+    from .tuning import compare_configs, format_comparison, record_comparison
+
+    spec = get_dataset(args.dataset)
+    runs = {"shipped": Path(args.checkpoints)}
+    for item in args.run:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--run wants NAME=FOLDER, got {item!r}")
+        runs[name] = Path(folder)
+    comparison = compare_configs(spec, args.arch, runs)
+    print(format_comparison(comparison))
+    if args.record:
+        print(f"wrote {record_comparison(comparison, dataset_results_dir(spec.name, args.results) / 'tuning.json')}")
     return 0
 
 
@@ -182,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder for logs and resumable state")
     _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="compare tuning runs with the shipped checkpoints on inner validation only")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
+                   help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
+    p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
+    p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
+    _add_checkpoints_arg(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("evaluate", help="out-of-fold predictions and metrics.json")
     _add_data_args(p)

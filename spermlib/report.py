@@ -19,6 +19,7 @@ from .results import (
     ci_pct,
     load_faithfulness,
     load_metrics,
+    load_tuning,
     mean_std_f1,
     mean_std_pct,
 )
@@ -48,7 +49,7 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
     metrics = load_metrics(name, results_dir)
     lines = [f"### {spec.folder}", ""]
     if metrics is None:
-        return "\n".join(lines + ["Not evaluated yet.", ""])
+        return "\n".join(lines + ["Not evaluated yet.", *_tuning_lines(name, results_dir), ""])
     paper = PAPER_RESULTS[name]
     lines += [
         "| model | accuracy (mean ± std over 5 folds) | 95 % CI | macro-F1 (mean ± std) | 95 % CI | "
@@ -115,8 +116,32 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
                       f"or with another image's map gives the same confidence (per-image gap std < "
                       f"{CAM_MULT_BLIND_STD}); use ROAD, which imputes removed pixels instead of blanking them."]
         lines += ["", f"Protocol: {faith['protocol']}."]
+    lines += _tuning_lines(name, results_dir)
     lines.append("")
     return "\n".join(lines)
+
+
+def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
+    tuning = load_tuning(name, results_dir)
+    if tuning is None:
+        return []
+    lines = ["", "Tuning runs, compared with the shipped recipe on inner validation only "
+             "(`python -m spermlib tune … --record`):", "",
+             "| model | configuration | folds | inner-val accuracy | inner-val macro-F1 | best epochs "
+             "| training time |",
+             "|---|---|---|---|---|---|---|"]
+    for arch in arch_order(tuning["archs"]):
+        comp = tuning["archs"][arch]
+        for r in comp["configs"]:
+            change = ("shipped recipe" if r["name"] == comp["baseline"]
+                      else ", ".join(f"{k} = {v}" for k, v in r["changes"].items()) or "same recipe (rerun)")
+            lines.append(f"| {_model_name(arch)} | {r['name']}: {change} | {len(r['folds'])} | "
+                         f"{100 * r['inner_val_accuracy']:.1f} % | {r['inner_val_macro_f1']:.3f} | "
+                         f"{', '.join(map(str, r['best_epochs']))} | {r['training_minutes']:.0f} min |")
+    lines += ["", f"Protocol: {tuning['protocol']}. The kept epoch is the best of several on this split, so "
+              "these scores are optimistic and not comparable with the test-fold numbers above; they only "
+              "rank configurations."]
+    return lines
 
 
 def results_markdown(results_dir: str | Path | None = None) -> str:

@@ -93,6 +93,12 @@ def load_faithfulness(dataset: str, results_dir: str | Path | None = None) -> di
                               f"python -m spermlib faithfulness --dataset {dataset}")
 
 
+def load_tuning(dataset: str, results_dir: str | Path | None = None) -> dict | None:
+    """``tuning.json`` of ``dataset`` (written by ``python -m spermlib tune --record``), or ``None``."""
+    return _load_results_json(dataset_results_dir(dataset, results_dir) / "tuning.json",
+                              f"python -m spermlib tune --dataset {dataset} --run NAME=FOLDER --record")
+
+
 def oof_archs(dataset: str, results_dir: str | Path | None = None) -> list[str]:
     """Entries with an ``oof_<arch>.csv`` (including ``<arch>+tta``), in arch order."""
     d = dataset_results_dir(dataset, results_dir)

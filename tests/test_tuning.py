@@ -1,0 +1,78 @@
+"""Tuning runs are compared on inner validation only, on shared folds of the same split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spermlib.__main__ import main
+from spermlib.checkpoints import CheckpointError
+from spermlib.datasets import get_dataset
+from spermlib.report import results_markdown
+from spermlib.tuning import compare_configs, format_comparison, record_comparison
+
+HUSHEM = get_dataset("hushem")
+
+
+def _write_cards(root: Path, folds: dict[int, float], sha: str = "abc", arch: str = "effnet_cbam", **recipe) -> Path:
+    """Cards (and placeholder weight files) as `train --checkpoints root` leaves them: fold -> inner-val F1."""
+    d = root / "hushem" / arch
+    d.mkdir(parents=True)
+    for k, f1 in folds.items():
+        (d / f"fold{k}.safetensors").write_bytes(b"")  # only the card is read
+        card = {"arch": arch, "backbone": "tf_efficientnet_lite0", "pretrained_source": "offline", "input_size": 160,
+                "classes": list(HUSHEM.class_dirs), "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "hushem",
+                "fold": k, "split_sha256": sha, "n_inner_val": 26, "best_epoch": 10 + k, "training_seconds": 120,
+                "recipe": {"batch_size": 32, "epochs": 40, "lr": 1e-3, "input_size": 0, **recipe},
+                "inner_val": {"accuracy": f1 + 0.01, "macro_f1": f1}}
+        (d / f"fold{k}.json").write_text(json.dumps(card))
+    return root
+
+
+def test_compare_configs_uses_shared_folds_and_names_the_change(tmp_path):
+    shipped = _write_cards(tmp_path / "shipped", {0: 0.8, 1: 0.9, 2: 0.7})
+    bs16 = _write_cards(tmp_path / "bs16", {0: 0.9, 1: 0.95}, batch_size=16)
+    comp = compare_configs(HUSHEM, "effnet_cbam", {"shipped": shipped, "bs16": bs16})
+    base, tuned = comp["configs"]
+    assert base["folds"] == tuned["folds"] == [0, 1]  # fold 2 exists only for the baseline: left out
+    assert base["inner_val_macro_f1"] == pytest.approx(0.85) and tuned["inner_val_macro_f1"] == pytest.approx(0.925)
+    assert base["changes"] == {} and tuned["changes"] == {"batch_size": 16}
+    assert tuned["inner_val_images"] == 52 and tuned["best_epochs"] == [10, 11] and tuned["training_minutes"] == 4.0
+    text = format_comparison(comp)
+    assert "bs16" in text and "batch_size=16" in text and "baseline" in text
+
+
+def test_compare_configs_refuses_incomparable_runs(tmp_path):
+    shipped = _write_cards(tmp_path / "shipped", {0: 0.8})
+    with pytest.raises(CheckpointError, match="different split"):
+        compare_configs(HUSHEM, "effnet_cbam", {"a": shipped, "b": _write_cards(tmp_path / "b", {0: 0.8}, sha="zzz")})
+    with pytest.raises(CheckpointError, match="share no fold"):
+        compare_configs(HUSHEM, "effnet_cbam", {"a": shipped, "c": _write_cards(tmp_path / "c", {1: 0.8})})
+    with pytest.raises(CheckpointError, match="no hushem/effnet_cbam checkpoints"):
+        compare_configs(HUSHEM, "effnet_cbam", {"a": shipped, "d": tmp_path / "empty"})
+
+
+def test_recorded_comparison_reaches_the_readme_block(tmp_path):
+    shipped = _write_cards(tmp_path / "shipped", {0: 0.8, 1: 0.9})
+    mnv2 = _write_cards(tmp_path / "mnv2", {0: 0.85, 1: 0.85}, lr=5e-4)
+    res = tmp_path / "results"
+    comparison = compare_configs(HUSHEM, "effnet_cbam", {"shipped": shipped, "mnv2": mnv2})
+    record_comparison(comparison, res / "hushem" / "tuning.json")
+    md = results_markdown(res)
+    assert "| EfficientNet + CBAM | shipped: shipped recipe | 2 | 86.0 % | 0.850 | 10, 11 | 4 min |" in md
+    assert "| EfficientNet + CBAM | mnv2: lr = 0.0005 | 2 | 86.0 % | 0.850 |" in md
+    assert "optimistic" in md
+
+
+def test_tune_cli_records_and_rejects_a_bad_run_argument(tmp_path, capsys):
+    shipped = _write_cards(tmp_path / "shipped", {0: 0.8})
+    other = _write_cards(tmp_path / "other", {0: 0.9}, epochs=80)
+    res = tmp_path / "results"
+    assert main(["tune", "--dataset", "hushem", "--checkpoints", str(shipped), "--run", f"e80={other}",
+                 "--record", "--results", str(res)]) == 0
+    assert "epochs=80" in capsys.readouterr().out
+    assert json.loads((res / "hushem" / "tuning.json").read_text())["archs"]["effnet_cbam"]["baseline"] == "shipped"
+    assert main(["tune", "--dataset", "hushem", "--checkpoints", str(shipped), "--run", "no-equals-sign"]) == 2
+    assert "NAME=FOLDER" in capsys.readouterr().err
