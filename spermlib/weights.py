@@ -109,6 +109,14 @@ def _classifier_prefixes(backbone: str) -> tuple[str, ...]:
 # the package, in lukemelas/EfficientNet-PyTorch naming, numbers them flat as _blocks.<n>).
 _LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 
+
+def _block_positions(stage_depths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Flat block number -> timm's (stage, index in stage)."""
+    return tuple((s, i) for s, depth in enumerate(stage_depths) for i in range(depth))
+
+
+_LITE0_BLOCKS = _block_positions(_LITE0_STAGE_DEPTHS)
+
 # Stem/head modules. Beware the BN names swap roles: the package's head BN is `_bn1`, timm's is `bn2`.
 _LITE0_TOP = {
     "_conv_stem": "conv_stem",
@@ -164,14 +172,14 @@ def _check_hash_prefix(path: Path, hint: str) -> None:
         )
 
 
-def _lite0_target_key(key: str, block_has_expand: dict[int, bool], flat_to_nested: list[tuple[int, int]]) -> str:
+def _lite0_target_key(key: str, block_has_expand: dict[int, bool]) -> str:
     """Package key (lukemelas naming) -> timm tf_efficientnet_lite0 key."""
     m = _LITE0_BLOCK_KEY.fullmatch(key)
     if m:
         n, module, param = int(m.group(1)), m.group(2), m.group(3)
-        if n >= len(flat_to_nested):
+        if n >= len(_LITE0_BLOCKS):
             raise WeightsError(f"Lite0 conversion: block index {n} out of range in '{key}'")
-        stage, index = flat_to_nested[n]
+        stage, index = _LITE0_BLOCKS[n]
         table = _LITE0_IR_BLOCK if block_has_expand[n] else _LITE0_DS_BLOCK
         if module not in table:
             raise WeightsError(f"Lite0 conversion: unexpected module '{module}' in '{key}'")
@@ -216,9 +224,8 @@ def _load_package_file(path: Path, hint: str) -> dict[str, torch.Tensor]:
 @functools.lru_cache(maxsize=1)
 def _lite0_converted() -> dict[str, torch.Tensor]:
     src = _load_package_file(_lite0_file(), _LITE0_INSTALL_HINT)
-    flat_to_nested = [(s, i) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for i in range(depth)]
-    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(flat_to_nested))}
-    return _convert(src, OFFLINE_BACKBONE, lambda k: _lite0_target_key(k, block_has_expand, flat_to_nested), "Lite0")
+    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(_LITE0_BLOCKS))}
+    return _convert(src, OFFLINE_BACKBONE, lambda k: _lite0_target_key(k, block_has_expand), "Lite0")
 
 
 def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -249,7 +256,7 @@ def _offline_lite0() -> PretrainedWeights:
 
 # torchvision mobilenet_v2: features.0 stem, features.1..17 the 17 inverted-residual blocks (timm nests
 # them as blocks.<stage>.<index>), features.18 the 1x1 head conv, classifier.1 the linear layer.
-_MNV2_STAGE_DEPTHS = (1, 2, 3, 4, 3, 3, 1)
+_MNV2_BLOCKS = _block_positions((1, 2, 3, 4, 3, 3, 1))
 _MNV2_TOP = {"features.0.0": "conv_stem", "features.0.1": "bn1", "features.18.0": "conv_head",
              "features.18.1": "bn2", "classifier.1": "classifier"}
 # Block 1 (expand ratio 1) == timm DepthwiseSeparableConv: depthwise conv+BN, then pointwise conv+BN.
@@ -263,11 +270,10 @@ _MNV2_TOP_KEY = re.compile(r"((?:features\.(?:0|18)|classifier)\.\d)\." + _PARAM
 
 def _mnv2_target_key(key: str) -> str:
     """torchvision mobilenet_v2 key -> timm mobilenetv2_100 key."""
-    flat_to_nested = [(s, i) for s, depth in enumerate(_MNV2_STAGE_DEPTHS) for i in range(depth)]
     m = _MNV2_BLOCK_KEY.fullmatch(key)
-    if m and 1 <= int(m.group(1)) <= len(flat_to_nested):
+    if m and 1 <= int(m.group(1)) <= len(_MNV2_BLOCKS):
         n, module, param = int(m.group(1)), m.group(2), m.group(3)
-        stage, index = flat_to_nested[n - 1]
+        stage, index = _MNV2_BLOCKS[n - 1]
         table = _MNV2_DS_BLOCK if n == 1 else _MNV2_IR_BLOCK
         if module in table:
             return f"blocks.{stage}.{index}.{table[module]}.{param}"
