@@ -61,7 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
     archs = [args.arch] if args.arch != "all" else ["simplecnn", "effnet", "effnet_cbam"]
     overrides = {k: getattr(args, k) for k in ("epochs", "warmup_epochs", "lr", "backbone_lr_mult", "batch_size",
-                                               "input_size", "mixup_alpha", "patience", "seed", "precision")}
+                                               "input_size", "mixup_alpha", "ema_decay", "rotate_deg", "patience",
+                                               "seed", "precision")}
     if args.balanced:
         overrides["balanced_sampling"] = True
     decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--input-size", type=int, dest="input_size")
     p.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
+    p.add_argument("--ema-decay", type=float, dest="ema_decay",
+                   help="validate, select and ship an EMA of the weights (e.g. 0.99); 0 = off")
+    p.add_argument("--rotate-deg", type=float, dest="rotate_deg",
+                   help="random rotation on top of the 8 flips/90° turns (180 = any angle)")
     p.add_argument("--patience", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"])

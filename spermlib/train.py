@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import accuracy_score, f1_score
+from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -59,6 +60,10 @@ class Recipe:
     weight_decay: float = 0.02
     label_smoothing: float = 0.1
     mixup_alpha: float = 0.0  # 0 disables MixUp
+    # EMA of the weights (timm ModelEmaV3, decay warmed up from 0 to this cap); 0 disables it. When on,
+    # the EMA weights are the ones validated, selected and shipped: with 25 inner-val images (HuSHeM)
+    # a single epoch's weights are a noisy pick.
+    ema_decay: float = 0.0
     balanced_sampling: bool = False
     patience: int = 6  # epochs without inner-val macro-F1 improvement (after warm-up)
     rotate_deg: float = 15.0
@@ -190,8 +195,11 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _save_state(run_dir: Path, model: nn.Module, best: dict | None, opt, meta: dict) -> None:
+def _save_state(run_dir: Path, model: nn.Module, best: dict | None, opt, ema_model: nn.Module | None,
+                meta: dict) -> None:
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if ema_model is not None:
+        tensors.update({f"ema.{k}": v.detach().contiguous().cpu() for k, v in ema_model.state_dict().items()})
     if best is not None:
         tensors.update({f"best.{k}": v.contiguous() for k, v in best.items()})
     opt_tensors, opt_meta = _flatten_optimizer(opt)
@@ -330,6 +338,8 @@ def train_fold(
             lr=r.lr,
             weight_decay=r.weight_decay,
         )
+        ema = ModelEmaV3(model, decay=r.ema_decay, use_warmup=True, warmup_power=3 / 4) if r.ema_decay > 0 else None
+        scored = ema.module if ema is not None else model  # the weights validated, selected and shipped
         config = {
             "dataset": spec.name, "arch": arch, "fold": fold, "recipe": asdict(r), "input_size": size,
             "backbone": info.backbone, "pretrained_source": info.pretrained_source,
@@ -344,6 +354,8 @@ def train_fold(
                 log(f"fold {fold}: saved state was made with another configuration; starting afresh")
             else:
                 model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+                if ema is not None:
+                    ema.module.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
                 best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
                 opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
                 start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
@@ -410,8 +422,10 @@ def train_fold(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if ema is not None:
+                    ema.update(model, step=epoch * steps_per_epoch + step + 1)
                 losses.append(loss.item())
-            proba = predict_proba(model, data.x_val, mean, std, dev, bf16, r.channels_last)
+            proba = predict_proba(scored, data.x_val, mean, std, dev, bf16, r.channels_last)
             vm = _val_metrics(proba, y_val)
             secs = time.perf_counter() - t0
             train_seconds += secs
@@ -423,12 +437,12 @@ def train_fold(
                 vm["macro_f1"] == best["macro_f1"] and vm["nll"] < best.get("nll", float("inf")))
             if improved:
                 best = {"epoch": epoch, **vm}
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
             epochs_bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_f1=f"{vm['macro_f1']:.3f}",
                                    best=f"{best['macro_f1']:.3f}")
             log(f"fold {fold} epoch {epoch + 1}/{r.epochs} loss {rec['train_loss']:.4f} "
                 f"val_acc {vm['accuracy']:.4f} val_f1 {vm['macro_f1']:.4f} {'(frozen) ' if frozen else ''}{secs:.1f}s")
-            _save_state(run_dir, model, best_state, opt, {
+            _save_state(run_dir, model, best_state, opt, ema.module if ema is not None else None, {
                 "config": config, "epoch": epoch, "history": history, "best": best, "train_seconds": train_seconds})
             done_this_call += 1  # noqa: SIM113 - counts epochs of this call, not of the run
             if max_epochs_this_call is not None and done_this_call >= max_epochs_this_call and epoch + 1 < r.epochs:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from .checkpoints import CheckpointError, checkpoint_path, read_card
 from .datasets import DatasetSpec
 from .predict import available_folds
+from .train import Recipe
 
 PROTOCOL = ("inner-validation split of each fold's training part (the split early stopping uses), "
             "scores of the epoch early stopping kept, mean over the folds every configuration has; "
@@ -34,7 +36,10 @@ def _cards(spec: DatasetSpec, arch: str, checkpoints_dir: Path) -> dict[int, dic
 
 
 def _config(card: dict) -> dict:
-    recipe = {k: v for k, v in card.get("recipe", {}).items() if k != "input_size"}  # 0 = dataset default
+    # A recipe field added after a card was written was off for it: fill in the (off) default so it
+    # does not count as a difference.
+    recipe = {**asdict(Recipe()), **card.get("recipe", {})}
+    recipe.pop("input_size")  # 0 = dataset default; the card's own input_size field is compared
     return {**{f: card.get(f) for f in _CONFIG_FIELDS}, **recipe}
 
 

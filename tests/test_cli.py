@@ -14,11 +14,14 @@ def test_train_evaluate_predict_on_bundled_sample(tmp_path, capsys):
     ck, runs, res = tmp_path / "ck", tmp_path / "runs", tmp_path / "res"
     common = ["--dataset", "hushem", "--data-dir", str(SAMPLE_DATA_ROOT)]
     rc = main(["train", *common, "--arch", "simplecnn", "--fold", "all", "--epochs", "1", "--input-size", "48",
-               "--batch-size", "16", "--checkpoints", str(ck), "--runs", str(runs)])
+               "--batch-size", "16", "--rotate-deg", "180", "--ema-decay", "0.5", "--checkpoints", str(ck),
+               "--runs", str(runs)])
     assert rc == 0
     cards = sorted((ck / "hushem" / "simplecnn").glob("fold*.json"))
     assert len(cards) == 5
-    assert json.loads(cards[0].read_text())["input_size"] == 48
+    card = json.loads(cards[0].read_text())
+    assert card["input_size"] == 48
+    assert card["recipe"]["rotate_deg"] == 180 and card["recipe"]["ema_decay"] == 0.5
     # A second run skips finished folds instead of retraining them.
     capsys.readouterr()
     assert main(["train", *common, "--arch", "simplecnn", "--fold", "0", "--checkpoints", str(ck),

@@ -59,8 +59,10 @@ def test_frozen_stage_keeps_backbone_and_bn_stats(tmp_path, tiny_data):
     assert not torch.equal(trained.head.fc.weight, init.head.fc.weight.half().float())
 
 
-def test_resume_gives_the_same_weights(tmp_path, tiny_data):
-    r = Recipe.for_arch("effnet_cbam", **{**TINY, "epochs": 3}, warmup_epochs=1, mixup_alpha=0.2)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["plain", "ema"])
+def test_resume_gives_the_same_weights(tmp_path, tiny_data, ema_decay):
+    r = Recipe.for_arch("effnet_cbam", **{**TINY, "epochs": 3}, warmup_epochs=1, mixup_alpha=0.2,
+                        ema_decay=ema_decay)
     kw = dict(manifest_sha256="x", backbone="tf_efficientnet_lite0", pretrained="offline", progress=False)
     train_fold(TOY, "effnet_cbam", 0, tiny_data, r, checkpoints_dir=tmp_path / "a", runs_dir=tmp_path / "ra", **kw)
     # Interrupted after the first and again after the second epoch, then resumed.
@@ -77,6 +79,21 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_data):
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = (tmp_path / "rb" / "toy" / "effnet_cbam" / "fold0" / "train.log").read_text()
     assert "resuming after epoch" in log
+
+
+def test_ema_weights_are_the_ones_validated_and_shipped(tmp_path, tiny_data):
+    kw = dict(manifest_sha256="x", backbone="tf_efficientnet_lite0", pretrained="offline", progress=False)
+    cards, weights = {}, {}
+    for decay in (0.0, 0.9):
+        r = Recipe.for_arch("effnet_cbam", **{**TINY, "epochs": 3}, warmup_epochs=1, ema_decay=decay)
+        cards[decay] = train_fold(TOY, "effnet_cbam", 0, tiny_data, r, checkpoints_dir=tmp_path / str(decay),
+                                  runs_dir=tmp_path / f"r{decay}", **kw)
+        weights[decay] = load_file(str(tmp_path / str(decay) / "toy" / "effnet_cbam" / "fold0.safetensors"))
+    assert cards[0.9]["recipe"]["ema_decay"] == 0.9
+    # Same seed and batches: only the averaging differs, so the shipped head must differ...
+    assert not torch.equal(weights[0.0]["head.fc.weight"], weights[0.9]["head.fc.weight"])
+    # ...and the EMA model's first-epoch score differs from the raw model's (the EMA lags behind it).
+    assert [h["val_nll"] for h in cards[0.0]["history"]] != [h["val_nll"] for h in cards[0.9]["history"]]
 
 
 def test_augment_is_deterministic_and_in_range():

@@ -44,6 +44,14 @@ def test_compare_configs_uses_shared_folds_and_names_the_change(tmp_path):
     assert "bs16" in text and "batch_size=16" in text and "baseline" in text
 
 
+def test_recipe_fields_newer_than_a_card_count_as_off(tmp_path):
+    shipped = _write_cards(tmp_path / "shipped", {0: 0.8})  # written before ema_decay existed
+    no_ema = _write_cards(tmp_path / "no_ema", {0: 0.8}, ema_decay=0.0)
+    ema = _write_cards(tmp_path / "ema", {0: 0.9}, ema_decay=0.99, rotate_deg=180.0)
+    comp = compare_configs(HUSHEM, "effnet_cbam", {"shipped": shipped, "no_ema": no_ema, "ema": ema})
+    assert [c["changes"] for c in comp["configs"]] == [{}, {}, {"ema_decay": 0.99, "rotate_deg": 180.0}]
+
+
 def test_compare_configs_refuses_incomparable_runs(tmp_path):
     shipped = _write_cards(tmp_path / "shipped", {0: 0.8})
     with pytest.raises(CheckpointError, match="different split"):
