@@ -90,7 +90,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import compare_configs, format_comparison, record_comparison
 
     spec = get_dataset(args.dataset)
-    runs = {"shipped": Path(args.checkpoints)}
+    runs = {args.baseline_name: Path(args.checkpoints)}
     for item in args.run:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                    help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
     p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
+    p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
+                   help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run replaces it)")
     p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
     _add_checkpoints_arg(p)
     p.set_defaults(func=cmd_tune)

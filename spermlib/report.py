@@ -125,7 +125,7 @@ def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
     tuning = load_tuning(name, results_dir)
     if tuning is None:
         return []
-    lines = ["", "Tuning runs, compared with the shipped recipe on inner validation only "
+    lines = ["", "Tuning runs, compared with the baseline recipe on inner validation only "
              "(`python -m spermlib tune … --record`):", "",
              "| model | configuration | folds | inner-val accuracy | inner-val macro-F1 | best epochs "
              "| training time |",
@@ -133,7 +133,7 @@ def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
     for arch in arch_order(tuning["archs"]):
         comp = tuning["archs"][arch]
         for r in comp["configs"]:
-            change = ("shipped recipe" if r["name"] == comp["baseline"]
+            change = ("baseline recipe" if r["name"] == comp["baseline"]
                       else ", ".join(f"{k} = {v}" for k, v in r["changes"].items()) or "same recipe (rerun)")
             lines.append(f"| {_model_name(arch)} | {r['name']}: {change} | {len(r['folds'])} | "
                          f"{100 * r['inner_val_accuracy']:.1f} % | {r['inner_val_macro_f1']:.3f} | "

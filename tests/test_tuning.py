@@ -69,7 +69,7 @@ def test_recorded_comparison_reaches_the_readme_block(tmp_path):
     comparison = compare_configs(HUSHEM, "effnet_cbam", {"shipped": shipped, "mnv2": mnv2})
     record_comparison(comparison, res / "hushem" / "tuning.json")
     md = results_markdown(res)
-    assert "| EfficientNet + CBAM | shipped: shipped recipe | 2 | 86.0 % | 0.850 | 10, 11 | 4 min |" in md
+    assert "| EfficientNet + CBAM | shipped: baseline recipe | 2 | 86.0 % | 0.850 | 10, 11 | 4 min |" in md
     assert "| EfficientNet + CBAM | mnv2: lr = 0.0005 | 2 | 86.0 % | 0.850 |" in md
     assert "optimistic" in md
 
@@ -82,5 +82,8 @@ def test_tune_cli_records_and_rejects_a_bad_run_argument(tmp_path, capsys):
                  "--record", "--results", str(res)]) == 0
     assert "epochs=80" in capsys.readouterr().out
     assert json.loads((res / "hushem" / "tuning.json").read_text())["archs"]["effnet_cbam"]["baseline"] == "shipped"
+    assert main(["tune", "--dataset", "hushem", "--checkpoints", str(shipped), "--run", f"e80={other}",
+                 "--baseline-name", "recipe-v1", "--record", "--results", str(res)]) == 0
+    assert json.loads((res / "hushem" / "tuning.json").read_text())["archs"]["effnet_cbam"]["baseline"] == "recipe-v1"
     assert main(["tune", "--dataset", "hushem", "--checkpoints", str(shipped), "--run", "no-equals-sign"]) == 2
     assert "NAME=FOLDER" in capsys.readouterr().err
