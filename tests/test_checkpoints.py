@@ -97,3 +97,21 @@ def test_missing_card_and_unknown_arch(tmp_path):
     (tmp_path / "f.json").unlink()
     with pytest.raises(CheckpointError, match="card"):
         load_checkpoint(path)
+
+
+def test_shipped_checkpoints_are_compact_fp16_weights_only():
+    """The committed fold checkpoints: fp16 floats, no optimizer/EMA/resume state, ≤ 160 MiB together."""
+    from safetensors import safe_open
+
+    from spermlib.datasets import PROJECT_ROOT
+
+    files = sorted((PROJECT_ROOT / "checkpoints").glob("*/*/fold*.safetensors"))
+    if not files:
+        pytest.skip("no shipped checkpoints in this checkout")
+    assert sum(f.stat().st_size for f in files) <= 160 * 2**20
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            keys = list(st.keys())
+            assert not [k for k in keys if k.split(".")[0] in ("opt", "best", "ema", "model")], f
+            floats = {str(st.get_slice(k).get_dtype()) for k in keys} - {"I64", "I32"}
+            assert floats == {"F16"}, (f, floats)
