@@ -112,6 +112,9 @@ class FoldData:
 
 
 def git_commit() -> str:
+    # A copy of the tree without .git (e.g. on a lent GPU machine) gets the commit from the caller.
+    if os.environ.get("SPERMLIB_GIT_COMMIT"):
+        return os.environ["SPERMLIB_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
