@@ -99,7 +99,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     comparison = compare_configs(spec, args.arch, runs)
     print(format_comparison(comparison))
     if args.record:
-        print(f"wrote {record_comparison(comparison, dataset_results_dir(spec.name, args.results) / 'tuning.json')}")
+        path = dataset_results_dir(spec.name, args.results) / "tuning.json"
+        print(f"wrote {record_comparison(comparison, path, merge=args.merge)}")
     return 0
 
 
@@ -212,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                    help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
     p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
+    p.add_argument("--merge", action="store_true",
+                   help="with --record: keep recorded rows of this arch that this comparison lacks")
     p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
                    help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run replaces it)")
     p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")

@@ -218,6 +218,7 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
         card = json.loads((Path(checkpoints_dir) / spec.name / arch / "fold0.json").read_text())
         m.update({"backbone": card["backbone"], "pretrained_source": card["pretrained_source"],
                   "input_size": card["input_size"], "tta": tta,
+                  "training_device": str(card.get("device", "cpu")).split(":")[0],
                   "training_seconds_total": sum(
                       json.loads((Path(checkpoints_dir) / spec.name / arch / f"fold{k}.json").read_text())
                       .get("training_seconds", 0) for k in available_folds(spec, arch, checkpoints_dir))})

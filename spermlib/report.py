@@ -32,8 +32,12 @@ RESULTS_END = "<!-- results:end -->"
 CAM_MULT_BLIND_STD = 1e-3
 
 
-def _minutes(seconds: float | None) -> str:
-    return "—" if not seconds else f"{seconds / 60:.0f} min"
+# Training ran on 2 CPU cores unless a card says otherwise; minutes on a lent GPU are not comparable.
+_WHERE = {"cuda": " (GPU)"}
+
+
+def _minutes(seconds: float | None, device: str | None = None) -> str:
+    return "—" if not seconds else f"{seconds / 60:.0f} min{_WHERE.get(device, '')}"
 
 
 def _p(p: float) -> str:
@@ -53,12 +57,12 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
     paper = PAPER_RESULTS[name]
     lines += [
         "| model | accuracy (mean ± std over 5 folds) | 95 % CI | macro-F1 (mean ± std) | 95 % CI | "
-        "training time (5 folds) |",
+        "training time (5 folds; 2 CPU cores unless marked) |",
         "|---|---|---|---|---|---|",
     ]
     for arch in arch_order(metrics["archs"]):
         m = metrics["archs"][arch]
-        train = "(same models)" if m.get("tta") else _minutes(m.get("training_seconds_total"))
+        train = "(same models)" if m.get("tta") else _minutes(m.get("training_seconds_total"), m.get("training_device"))
         lines.append(f"| {_model_name(arch)} | {mean_std_pct(m['accuracy'])} | {ci_pct(m['accuracy'])} | "
                      f"{mean_std_f1(m['macro_f1'])} | {ci_f1(m['macro_f1'])} | {train} |")
     lines.append(f"| *paper, {arch_title(paper['arch'])} (single hold-out)* | {100 * paper['accuracy']:.1f} % | — | "
@@ -128,7 +132,7 @@ def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
     lines = ["", "Tuning runs, compared with the baseline recipe on inner validation only "
              "(`python -m spermlib tune … --record`):", "",
              "| model | configuration | folds | inner-val accuracy | inner-val macro-F1 | best epochs "
-             "| training time |",
+             "| training time (2 CPU cores unless marked) |",
              "|---|---|---|---|---|---|---|"]
     for arch in arch_order(tuning["archs"]):
         comp = tuning["archs"][arch]
@@ -137,7 +141,8 @@ def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
                       else ", ".join(f"{k} = {v}" for k, v in r["changes"].items()) or "same recipe (rerun)")
             lines.append(f"| {_model_name(arch)} | {r['name']}: {change} | {len(r['folds'])} | "
                          f"{100 * r['inner_val_accuracy']:.1f} % | {r['inner_val_macro_f1']:.3f} | "
-                         f"{', '.join(map(str, r['best_epochs']))} | {r['training_minutes']:.0f} min |")
+                         f"{', '.join(map(str, r['best_epochs']))} | {r['training_minutes']:.0f} min"
+                         f"{_WHERE.get(r.get('device'), '')} |")
     lines += ["", f"Protocol: {tuning['protocol']}. The kept epoch is the best of several on this split, so "
               "these scores are optimistic and not comparable with the test-fold numbers above; they only "
               "rank configurations."]

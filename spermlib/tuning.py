@@ -20,7 +20,6 @@ from pathlib import Path
 
 from .checkpoints import CheckpointError, checkpoint_path, read_card
 from .datasets import DatasetSpec
-from .predict import available_folds
 from .train import Recipe
 
 PROTOCOL = ("inner-validation split of each fold's training part (the split early stopping uses), "
@@ -31,8 +30,10 @@ _CONFIG_FIELDS = ("backbone", "pretrained_source", "input_size")
 
 
 def _cards(spec: DatasetSpec, arch: str, checkpoints_dir: Path) -> dict[int, dict]:
-    return {k: read_card(checkpoint_path(spec.name, arch, k, checkpoints_dir))
-            for k in available_folds(spec, arch, checkpoints_dir)}
+    # Cards only: a sweep on a lent machine brings back every run's cards but only the winner's weights.
+    folder = Path(checkpoints_dir) / spec.name / arch
+    folds = sorted(int(p.stem[4:]) for p in folder.glob("fold*.json") if p.stem[4:].isdigit())
+    return {k: read_card(checkpoint_path(spec.name, arch, k, checkpoints_dir)) for k in folds}
 
 
 def _config(card: dict) -> dict:
@@ -75,6 +76,8 @@ def compare_configs(spec: DatasetSpec, arch: str, runs: dict[str, Path]) -> dict
             "inner_val_images": sum(n),
             "best_epochs": [int(card.get("best_epoch", 0)) for card in chosen],
             "training_minutes": round(sum(float(card.get("training_seconds", 0)) for card in chosen) / 60, 1),
+            # Minutes on a lent GPU and on 2 CPU cores are not comparable; say where each run trained.
+            "device": str(chosen[0].get("device", "")).split(":")[0] or None,
         })
     return {"dataset": spec.name, "arch": arch, "baseline": base_name, "protocol": PROTOCOL,
             "split_sha256": shas.pop(), "configs": rows}
@@ -91,15 +94,29 @@ def format_comparison(comparison: dict) -> str:
     return "\n".join(lines)
 
 
-def record_comparison(comparison: dict, path: Path) -> Path:
-    """Add (or replace, by arch) this comparison in ``tuning.json``."""
+def record_comparison(comparison: dict, path: Path, merge: bool = False) -> Path:
+    """Add (or replace, by arch) this comparison in ``tuning.json``.
+
+    With ``merge``, rows already recorded for this arch against the same baseline and absent from
+    ``comparison`` are kept (a run whose checkpoints are gone still counts as tried); rows of the same
+    name are replaced.
+    """
     data = json.loads(path.read_text()) if path.is_file() else {}
     if data.get("split_sha256") not in (None, comparison["split_sha256"]):
         data = {}  # another split: old comparisons no longer describe the shipped folds
     data.update({"dataset": comparison["dataset"], "split_sha256": comparison["split_sha256"],
                  "protocol": PROTOCOL})
+    configs = list(comparison["configs"])
+    old = data.get("archs", {}).get(comparison["arch"])
+    if merge and old is not None:
+        if old["baseline"] != comparison["baseline"]:
+            raise ValueError(f"recorded {comparison['arch']} rows are against baseline {old['baseline']!r}, "
+                             f"not {comparison['baseline']!r}: their changes would not line up")
+        new_names = {r["name"] for r in configs}
+        configs = [r for r in old["configs"] if r["name"] not in new_names] + configs
+        configs.sort(key=lambda r: r["name"] != comparison["baseline"])  # baseline first, else stable
     data.setdefault("archs", {})[comparison["arch"]] = {
-        **{k: comparison[k] for k in ("baseline", "configs")},
+        "baseline": comparison["baseline"], "configs": configs,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -98,13 +98,13 @@ def test_ema_weights_are_the_ones_validated_and_shipped(tmp_path, tiny_data):
 
 def test_hushem_backbone_recipe_is_the_tuned_one_and_overrides_win():
     tuned = Recipe.for_arch("effnet_cbam", "hushem")
-    assert (tuned.batch_size, tuned.epochs, tuned.patience) == (16, 60, 60)
+    assert (tuned.batch_size, tuned.epochs, tuned.patience, tuned.input_size) == (16, 100, 100, 224)
     assert (tuned.rotate_deg, tuned.ema_decay) == (180, 0.98)
     assert Recipe.for_arch("effnet", "hushem") == tuned
     scratch = Recipe.for_arch("simplecnn", "hushem")  # trained with the first HuSHeM recipe
     assert (scratch.batch_size, scratch.epochs, scratch.patience, scratch.ema_decay) == (32, 40, 12, 0.0)
     smids = Recipe.for_arch("effnet_cbam", "smids")
-    assert (smids.batch_size, smids.epochs, smids.ema_decay) == (32, 20, 0.0)
+    assert (smids.batch_size, smids.epochs, smids.ema_decay, smids.input_size) == (32, 20, 0.0, 0)
     assert Recipe.for_arch("effnet", "hushem", ema_decay=0.0, epochs=None).ema_decay == 0.0
 
 

@@ -87,3 +87,25 @@ def test_tune_cli_records_and_rejects_a_bad_run_argument(tmp_path, capsys):
     assert json.loads((res / "hushem" / "tuning.json").read_text())["archs"]["effnet_cbam"]["baseline"] == "recipe-v1"
     assert main(["tune", "--dataset", "hushem", "--checkpoints", str(shipped), "--run", "no-equals-sign"]) == 2
     assert "NAME=FOLDER" in capsys.readouterr().err
+
+
+def test_merge_keeps_earlier_rows_of_the_same_baseline_and_marks_where_runs_trained(tmp_path):
+    v1 = _write_cards(tmp_path / "v1", {0: 0.8, 1: 0.8})
+    gone = _write_cards(tmp_path / "gone", {0: 0.82, 1: 0.82}, lr=5e-4)
+    tuned = _write_cards(tmp_path / "tuned", {0: 0.9, 1: 0.9}, epochs=100)
+    for card in (tmp_path / "tuned" / "hushem" / "effnet_cbam").glob("*.json"):
+        card.write_text(json.dumps({**json.loads(card.read_text()), "device": "cuda:0"}))
+    path = tmp_path / "results" / "hushem" / "tuning.json"
+    record_comparison(compare_configs(HUSHEM, "effnet_cbam", {"v1": v1, "gone": gone}), path)
+    # "gone" has no checkpoints any more; a new round against the same baseline keeps its row.
+    record_comparison(compare_configs(HUSHEM, "effnet_cbam", {"v1": v1, "tuned": tuned}), path, merge=True)
+    rows = json.loads(path.read_text())["archs"]["effnet_cbam"]["configs"]
+    assert [r["name"] for r in rows] == ["v1", "gone", "tuned"]
+    assert rows[2]["device"] == "cuda" and rows[2]["changes"] == {"epochs": 100}
+    md = results_markdown(tmp_path / "results")
+    assert "| EfficientNet + CBAM | tuned: epochs = 100 | 2 | 91.0 % | 0.900 | 10, 11 | 4 min (GPU) |" in md
+    # Without merge the table is replaced; against another baseline a merge would misalign the changes.
+    record_comparison(compare_configs(HUSHEM, "effnet_cbam", {"v1": v1, "tuned": tuned}), path)
+    assert [r["name"] for r in json.loads(path.read_text())["archs"]["effnet_cbam"]["configs"]] == ["v1", "tuned"]
+    with pytest.raises(ValueError, match="baseline 'v1'"):
+        record_comparison(compare_configs(HUSHEM, "effnet_cbam", {"tuned": tuned, "v1": v1}), path, merge=True)

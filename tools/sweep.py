@@ -108,13 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=4)
     p.add_argument("--extra", default="", help="arguments added to every job (device, threads)")
     p.add_argument("--phase1-s", type=float, default=float("inf"), help="no first-arch job starts after this")
+    p.add_argument("--phase1-kill-s", type=float, default=float("inf"), dest="phase1_kill_s",
+                   help="first-arch jobs still running after this are killed (their configuration drops out)")
     p.add_argument("--total-s", type=float, default=float("inf"), help="every job is killed after this")
     a = p.parse_args(argv)
     configs = dict(item.partition("=")[::2] for item in a.config)
     t0 = time.time()
     jobs = [(f"{name}-{a.arch}-fold{k}", job_command(a.dataset, a.arch, k, name, a.out, args, a.extra))
             for name, args in configs.items() for k in range(a.folds)]
-    status = run_pool(jobs, a.parallel, t0 + a.phase1_s, t0 + a.total_s, a.out / "logs")
+    status = run_pool(jobs, a.parallel, t0 + a.phase1_s, t0 + min(a.phase1_kill_s, a.total_s), a.out / "logs")
     rows = summarize(a.dataset, a.arch, configs, a.out, a.folds)
     winner = pick_winner(rows)
     summary = {"dataset": a.dataset, "arch": a.arch, "rows": rows, "winner": winner, "then": {}}
