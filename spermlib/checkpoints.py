@@ -75,6 +75,11 @@ def save_checkpoint(model: nn.Module, card: dict, path: Path) -> Path:
     return path
 
 
+def trained_on(card: dict) -> str | None:
+    """Device type a card's model was trained on (``"cpu"``, ``"cuda"``), or ``None`` if not recorded."""
+    return str(card["device"]).split(":")[0] if card.get("device") else None
+
+
 def read_card(path: Path) -> dict:
     cpath = card_path(path)
     if not cpath.is_file():

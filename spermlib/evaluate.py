@@ -24,7 +24,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, trained_on
 from .datasets import PROJECT_ROOT, DatasetSpec, default_checkpoints_dir, default_results_dir, is_full_dataset
 from .models import ARCHS
 from .predict import available_folds
@@ -218,7 +218,7 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
         card = json.loads((Path(checkpoints_dir) / spec.name / arch / "fold0.json").read_text())
         m.update({"backbone": card["backbone"], "pretrained_source": card["pretrained_source"],
                   "input_size": card["input_size"], "tta": tta,
-                  "training_device": str(card.get("device", "cpu")).split(":")[0],
+                  "training_device": trained_on(card),
                   "training_seconds_total": sum(
                       json.loads((Path(checkpoints_dir) / spec.name / arch / f"fold{k}.json").read_text())
                       .get("training_seconds", 0) for k in available_folds(spec, arch, checkpoints_dir))})

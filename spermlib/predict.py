@@ -49,9 +49,11 @@ class Explanation:
     cbam: np.ndarray | None  # H×W CBAM spatial gate (effnet_cbam only)
 
 
-def available_folds(spec: DatasetSpec, arch: str, checkpoints_dir: Path | None = None) -> list[int]:
+def available_folds(spec: DatasetSpec, arch: str, checkpoints_dir: Path | None = None,
+                    suffix: str = ".safetensors") -> list[int]:
+    """Fold numbers with a ``fold<K><suffix>`` file (weights by default; ``.json`` lists cards)."""
     d = Path(checkpoints_dir or default_checkpoints_dir()) / spec.name / arch
-    return sorted(int(p.stem[4:]) for p in d.glob("fold*.safetensors") if p.stem[4:].isdigit())
+    return sorted(int(p.stem[4:]) for p in d.glob(f"fold*{suffix}") if p.stem[4:].isdigit())
 
 
 class Predictor:

@@ -18,8 +18,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .checkpoints import CheckpointError, checkpoint_path, read_card
+from .checkpoints import CheckpointError, checkpoint_path, read_card, trained_on
 from .datasets import DatasetSpec
+from .predict import available_folds
 from .train import Recipe
 
 PROTOCOL = ("inner-validation split of each fold's training part (the split early stopping uses), "
@@ -31,9 +32,8 @@ _CONFIG_FIELDS = ("backbone", "pretrained_source", "input_size")
 
 def _cards(spec: DatasetSpec, arch: str, checkpoints_dir: Path) -> dict[int, dict]:
     # Cards only: a sweep on a lent machine brings back every run's cards but only the winner's weights.
-    folder = Path(checkpoints_dir) / spec.name / arch
-    folds = sorted(int(p.stem[4:]) for p in folder.glob("fold*.json") if p.stem[4:].isdigit())
-    return {k: read_card(checkpoint_path(spec.name, arch, k, checkpoints_dir)) for k in folds}
+    return {k: read_card(checkpoint_path(spec.name, arch, k, checkpoints_dir))
+            for k in available_folds(spec, arch, checkpoints_dir, suffix=".json")}
 
 
 def _config(card: dict) -> dict:
@@ -77,7 +77,7 @@ def compare_configs(spec: DatasetSpec, arch: str, runs: dict[str, Path]) -> dict
             "best_epochs": [int(card.get("best_epoch", 0)) for card in chosen],
             "training_minutes": round(sum(float(card.get("training_seconds", 0)) for card in chosen) / 60, 1),
             # Minutes on a lent GPU and on 2 CPU cores are not comparable; say where each run trained.
-            "device": str(chosen[0].get("device", "")).split(":")[0] or None,
+            "device": trained_on(chosen[0]),
         })
     return {"dataset": spec.name, "arch": arch, "baseline": base_name, "protocol": PROTOCOL,
             "split_sha256": shas.pop(), "configs": rows}

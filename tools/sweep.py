@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python tools/sweep.py` from a checkout, no install needed
+
+from spermlib.checkpoints import card_path, checkpoint_path, read_card  # noqa: E402
 
 
 def job_command(dataset: str, arch: str, fold: int, name: str, out: Path, args: str, extra: str) -> list[str]:
@@ -37,9 +40,9 @@ def read_scores(dataset: str, arch: str, folder: Path, folds: int) -> dict[int, 
     """Inner-val scores of the finished folds in ``folder`` (``{fold: card['inner_val']}``)."""
     scores = {}
     for k in range(folds):
-        card = folder / dataset / arch / f"fold{k}.json"
-        if card.is_file():
-            c = json.loads(card.read_text())
+        path = checkpoint_path(dataset, arch, k, folder)
+        if card_path(path).is_file():
+            c = read_card(path)
             scores[k] = {**c["inner_val"], "best_epoch": c["best_epoch"], "seconds": c["training_seconds"]}
     return scores
 
