@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spermlib.datasets import DatasetSpec, get_dataset, shared_data_root
+from spermlib.data.datasets import DatasetSpec, get_dataset, shared_data_root
 
 # ---------------------------------------------------------------------------------------------
 # Full datasets in ../shared/data (developers, CI); tests that need them are skipped elsewhere.

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from spermlib.datasets import DatasetSpec
-from spermlib.splits import write_manifest
-from spermlib.train import FoldData, Recipe, train_fold
+from spermlib.data.datasets import DatasetSpec
+from spermlib.data.splits import write_manifest
+from spermlib.training.train import FoldData, Recipe, train_fold
 
 TOY = DatasetSpec(name="toy", folder="TOY", title="Toy shapes", class_dirs=("disc", "square", "empty"),
                   display_names=("Disc", "Square", "Empty"), input_size=48, citation="synthetic")

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from spermlib.__main__ import main
-from spermlib.datasets import SAMPLE_DATA_ROOT
+from spermlib.cli import main
+from spermlib.data.datasets import SAMPLE_DATA_ROOT
 
 
 def test_train_evaluate_predict_on_bundled_sample(tmp_path, capsys):

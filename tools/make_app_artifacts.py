@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from spermlib.datasets import DATASETS, SAMPLE_DATA_ROOT, resolve_data_root
-from spermlib.evaluate import evaluate_dataset
+from spermlib.data.datasets import DATASETS, SAMPLE_DATA_ROOT, resolve_data_root
+from spermlib.data.splits import manifest_for_root
+from spermlib.evaluation.evaluate import evaluate_dataset
 from spermlib.models import ARCHS
-from spermlib.splits import manifest_for_root
-from spermlib.train import Recipe, load_fold_data, train_fold
+from spermlib.training.train import Recipe, load_fold_data, train_fold
 
 SIZE = 64
 

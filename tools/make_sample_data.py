@@ -12,8 +12,8 @@ import shutil
 
 import pandas as pd
 
-from spermlib.datasets import DATASETS, SAMPLE_DATA_ROOT, resolve_data_root
-from spermlib.splits import CONFLICT, manifest_path, read_manifest
+from spermlib.data.datasets import DATASETS, SAMPLE_DATA_ROOT, resolve_data_root
+from spermlib.data.splits import CONFLICT, manifest_path, read_manifest
 
 PER_CLASS_PER_FOLD = 4
 

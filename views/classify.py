@@ -1,6 +1,6 @@
 """Classify: upload images (or pick bundled samples) → fold-ensemble prediction, warnings, Grad-CAM++.
 
-All decisions (decoding, warnings, the normal-forms share, the table) live in spermlib.triage; this
+All decisions (decoding, warnings, the normal-forms share, the table) live in spermlib.dashboard.triage; this
 page only lays them out. Predictions and explanations are cached by image content (st.cache_data),
 so moving the opacity slider does not recompute them. Query parameters ``?dataset=…&arch=…&sample=…``
 preselect inputs (shareable links; the browser tests use them too).
@@ -16,10 +16,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from spermlib import triage
-from spermlib.datasets import DATASETS, SAMPLE_DATA_ROOT, DataError, default_checkpoints_dir, list_images
-from spermlib.explain import overlay
-from spermlib.predict import Explanation, Predictor
+from spermlib.dashboard import triage
+from spermlib.data.datasets import DATASETS, SAMPLE_DATA_ROOT, DataError, list_images
+from spermlib.inference.explain import overlay
+from spermlib.inference.predict import Explanation, Predictor
+from spermlib.store.paths import default_checkpoints_dir
 from views.common import ARCH_TITLES, dataset_picker, get_predictor, installed_archs
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp"]

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from spermlib.checkpoints import CheckpointError
-from spermlib.datasets import DATASETS, DatasetSpec, default_checkpoints_dir, default_results_dir, get_dataset
+from spermlib.data.datasets import DATASETS, DatasetSpec, get_dataset
+from spermlib.inference.predict import Predictor
 from spermlib.models import ARCHS
-from spermlib.predict import Predictor, available_folds
+from spermlib.store.checkpoints import CheckpointError, available_folds
+from spermlib.store.paths import default_checkpoints_dir, default_results_dir
 
 ARCH_TITLES = {"simplecnn": "SimpleCNN", "effnet": "EfficientNet", "effnet_cbam": "EfficientNet + CBAM"}
 
@@ -56,7 +57,7 @@ def results_dir() -> Path:
 
 def results_stamp(dataset: str) -> tuple:
     """Changes whenever ``evaluate`` rewrites a dataset's results, so cached tables refresh."""
-    from spermlib.results import dataset_results_dir
+    from spermlib.store.results import dataset_results_dir
 
     d = dataset_results_dir(dataset)
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir() if p.is_file())) if d.is_dir() else ()
@@ -64,21 +65,21 @@ def results_stamp(dataset: str) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cached_metrics(dataset: str, results: str, stamp: tuple) -> dict | None:
-    from spermlib.results import load_metrics
+    from spermlib.store.results import load_metrics
 
     return load_metrics(dataset, results)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cached_oofs(dataset: str, results: str, stamp: tuple) -> dict:
-    from spermlib.results import load_oofs
+    from spermlib.store.results import load_oofs
 
     return load_oofs(dataset, results)
 
 
 def _or_error(load, dataset: str, missing):
     """``load(dataset, results folder, stamp)``; an unreadable results file becomes one st.error and ``missing``."""
-    from spermlib.results import ResultsError
+    from spermlib.store.results import ResultsError
 
     try:
         return load(dataset, str(default_results_dir()), results_stamp(dataset))
@@ -94,7 +95,7 @@ def cached_metrics(dataset: str) -> dict | None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | None:
-    from spermlib.results import load_faithfulness
+    from spermlib.store.results import load_faithfulness
 
     return load_faithfulness(dataset, results)
 
@@ -114,7 +115,7 @@ def image_thumbnail(path: str, size: int = 160):
     """A small RGB array of an image file, or ``None`` when it is missing or not decodable."""
     import numpy as np
 
-    from spermlib.imageio import ImageError, load_rgb
+    from spermlib.data.imageio import ImageError, load_rgb
 
     try:
         img = load_rgb(path)
@@ -126,7 +127,7 @@ def image_thumbnail(path: str, size: int = 160):
 
 def data_root_or_error(spec: DatasetSpec) -> Path | None:
     """The dataset's image folder, or ``None`` after an st.error (e.g. a wrong $SPERM_DATA_DIR)."""
-    from spermlib.datasets import DataError, resolve_data_root
+    from spermlib.data.datasets import DataError, resolve_data_root
 
     try:
         return resolve_data_root(spec)

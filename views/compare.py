@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from spermlib.results import (
+from spermlib.dashboard.tables import (
     PAPER_RESULTS,
     PAPER_TITLE,
     SUBSET_NOTE,

@@ -12,10 +12,10 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from spermlib.datasets import default_checkpoints_dir
-from spermlib.embedding import EXCLUDED, HELD_OUT, TRAINING, EmbeddingMap, embedding_map, selected_paths
-from spermlib.predict import Predictor
-from spermlib.results import arch_title
+from spermlib.dashboard.tables import arch_title
+from spermlib.evaluation.embedding import EXCLUDED, HELD_OUT, TRAINING, EmbeddingMap, embedding_map, selected_paths
+from spermlib.inference.predict import Predictor
+from spermlib.store.paths import default_checkpoints_dir
 from views.common import data_root_or_error, dataset_picker, get_predictor, image_thumbnail, installed_archs
 
 GALLERY_COLUMNS = 6

@@ -1,6 +1,6 @@
 """Dataset explorer: class balance, image sizes, folds, duplicates, and a paginated gallery.
 
-The catalog (spermlib.catalog) is cached per data root and results folder; thumbnails are cached one
+The catalog (spermlib.dashboard.catalog) is cached per data root and results folder; thumbnails are cached one
 by one and only made for the page being shown, so SMIDS's 3000 images cost nothing up front.
 """
 
@@ -13,7 +13,7 @@ import plotly.express as px
 import streamlit as st
 from PIL import Image
 
-from spermlib.catalog import (
+from spermlib.dashboard.catalog import (
     Catalog,
     build_catalog,
     class_counts,
@@ -26,10 +26,10 @@ from spermlib.catalog import (
     paginate,
     thumbnail_bytes,
 )
-from spermlib.datasets import DataError, get_dataset, resolve_data_root
-from spermlib.imageio import ImageError, load_rgb
+from spermlib.data.datasets import DataError, get_dataset, resolve_data_root
+from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.data.splits import manifest_path
 from spermlib.models import ARCHS
-from spermlib.splits import manifest_path
 from views.common import ARCH_TITLES, dataset_picker, results_dir
 
 GALLERY_COLUMNS = 8

@@ -12,14 +12,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from spermlib.datasets import default_checkpoints_dir
-from spermlib.explain import overlay
-from spermlib.imageio import ImageError, load_rgb
-from spermlib.predict import Predictor, available_folds
-from spermlib.results import (
+from spermlib.dashboard.tables import (
     MistakeFilter,
     arch_title,
-    base_arch,
     disagreement,
     export_table,
     filter_predictions,
@@ -28,6 +23,12 @@ from spermlib.results import (
     prediction_table,
     to_csv_bytes,
 )
+from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.inference.explain import overlay
+from spermlib.inference.predict import Predictor
+from spermlib.store.checkpoints import available_folds
+from spermlib.store.paths import default_checkpoints_dir
+from spermlib.store.results import base_arch
 from views.common import (
     MISTAKES_PRESET,
     cached_oofs,

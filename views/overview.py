@@ -9,16 +9,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from spermlib.datasets import DATA_DIR_ENV, DATASETS, default_checkpoints_dir, default_results_dir
-from spermlib.results import (
+from spermlib.dashboard.status import installation_status
+from spermlib.dashboard.tables import (
     PAPER_PROTOCOL,
     PAPER_TITLE,
-    ResultsError,
     leaderboard,
     leaderboard_display,
     missing_results_message,
 )
-from spermlib.status import installation_status
+from spermlib.data.datasets import DATA_DIR_ENV, DATASETS
+from spermlib.store.paths import default_checkpoints_dir, default_results_dir
+from spermlib.store.results import ResultsError
 from views.common import results_stamp
 
 st.title("Interpretable sperm-morphology classification")

@@ -52,12 +52,12 @@ def create_model(
     pretrained: str = "auto",
     weights_path: str | Path | None = None,
 ) -> tuple[nn.Module, ModelInfo]:
-    """A model ready to train, with ImageNet weights resolved as in :mod:`spermlib.weights`."""
+    """A model ready to train, with ImageNet weights resolved as in :mod:`spermlib.models.weights`."""
     check_arch(arch)
     if arch == "simplecnn":
         mean, std = SIMPLECNN_NORM
         return SimpleCNN(num_classes), ModelInfo(arch, "simplecnn", "none (trained from scratch)", mean, std)
-    from ..weights import resolve_weights  # imported here: timm/hub probing is only needed to train
+    from spermlib.models.weights import resolve_weights  # imported here: timm/hub probing is only needed to train
 
     weights = resolve_weights(backbone, pretrained, weights_path)
     model = EfficientNetClassifier(weights.backbone, num_classes, cbam=arch == "effnet_cbam")

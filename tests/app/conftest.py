@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from spermlib.datasets import CHECKPOINTS_ENV, RESULTS_ENV
+from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV
 from tools.make_app_artifacts import build
 
 

@@ -12,9 +12,9 @@ from PIL import Image
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from spermlib.datasets import SAMPLE_DATA_ROOT, get_dataset
-from spermlib.predict import Predictor
-from tests.test_triage import bad_uploads, exotic_uploads
+from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
+from spermlib.inference.predict import Predictor
+from tests.dashboard.test_triage import bad_uploads, exotic_uploads
 
 PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
 SMIDS = get_dataset("smids")

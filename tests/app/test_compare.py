@@ -79,7 +79,7 @@ def test_comparison_without_results_says_what_to_run(empty_env):
 def test_faithfulness_section_shows_the_numbers_of_faithfulness_json(app_env, tmp_path, monkeypatch):
     import shutil
 
-    from spermlib.datasets import RESULTS_ENV
+    from spermlib.store.paths import RESULTS_ENV
 
     results = tmp_path / "results"
     shutil.copytree(app_env["results"], results)

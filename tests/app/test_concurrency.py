@@ -31,9 +31,9 @@ from streamlit.runtime import Runtime
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from spermlib import triage
-from spermlib.datasets import SAMPLE_DATA_ROOT, get_dataset
-from spermlib.predict import Predictor
+from spermlib.dashboard import triage
+from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
+from spermlib.inference.predict import Predictor
 
 PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
 SMIDS = get_dataset("smids")

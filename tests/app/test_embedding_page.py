@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from spermlib.datasets import get_dataset, list_images, resolve_data_root
+from spermlib.data.datasets import get_dataset, list_images, resolve_data_root
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

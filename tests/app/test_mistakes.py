@@ -11,8 +11,8 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from spermlib.datasets import get_dataset
-from spermlib.predict import Predictor
+from spermlib.data.datasets import get_dataset
+from spermlib.inference.predict import Predictor
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from spermlib.datasets import CHECKPOINTS_ENV, DATA_DIR_ENV, RESULTS_ENV, SAMPLE_DATA_ROOT, get_dataset
-from spermlib.predict import Predictor
+from spermlib.data.datasets import DATA_DIR_ENV, SAMPLE_DATA_ROOT, get_dataset
+from spermlib.inference.predict import Predictor
+from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,296 @@
+"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,report,predict,bench}``.
+
+Thin: parses and delegates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from spermlib.data.datasets import DATASETS, PROJECT_ROOT, DataError, get_dataset, resolve_data_root
+from spermlib.store.paths import default_checkpoints_dir
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset / task")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (or its parent); default $SPERM_DATA_DIR, then the bundled sample")
+
+
+def _add_checkpoints_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints", default=str(default_checkpoints_dir()),
+                   help="checkpoints folder (default: $SPERMLIB_CHECKPOINTS or checkpoints/)")
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from spermlib.data.splits import assign_folds, hash_images, manifest_path, report, write_manifest
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    print(f"hashing {spec.name} images under {root} …", file=sys.stderr)
+    df = assign_folds(hash_images(spec, root), n_folds=args.folds, seed=args.seed)
+    rep = report(df)
+    out = Path(args.out) if args.out else manifest_path(spec)
+    sha = write_manifest(df, out)
+    print(f"{rep.n_images} images, {rep.n_groups} pixel-identical groups, "
+          f"{len(rep.duplicate_groups)} groups with duplicates")
+    if rep.conflicting_groups:
+        print(f"{len(rep.conflicting_groups)} duplicate groups have conflicting labels; "
+              "excluded from training and evaluation (fold -1):")
+        for g in rep.conflicting_groups:
+            print("  " + "  =  ".join(f"{p} [{lab}]" for p, lab in g))
+    print("images per fold and class (fold -1 = excluded):")
+    print(rep.fold_counts.to_string())
+    print(f"wrote {out} (sha256 {sha[:12]}…)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spermlib.data.splits import manifest_for_root
+    from spermlib.training.train import DecodedImages, Recipe, fold_is_done, load_fold_data, train_fold
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    manifest, sha = manifest_for_root(spec, root, args.splits)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
+    archs = [args.arch] if args.arch != "all" else ["simplecnn", "effnet", "effnet_cbam"]
+    overrides = {k: getattr(args, k) for k in ("epochs", "warmup_epochs", "lr", "backbone_lr_mult", "batch_size",
+                                               "input_size", "mixup_alpha", "ema_decay", "rotate_deg", "patience",
+                                               "seed", "precision")}
+    if args.balanced:
+        overrides["balanced_sampling"] = True
+    decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
+    for arch in archs:
+        recipe = Recipe.for_arch(arch, spec.name, **overrides)
+        size = recipe.input_size or spec.input_size
+        for k in folds:
+            if not args.force and fold_is_done(spec, arch, k, sha, args.checkpoints):
+                print(f"{spec.name}/{arch} fold {k}: checkpoint exists for this split (use --force to retrain)")
+                continue
+            if size not in decoded:
+                decoded[size] = DecodedImages(root, manifest, size)
+            data = load_fold_data(spec, root, manifest, k, recipe, size, decoded[size])
+            card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
+                              pretrained=args.pretrained, weights_path=args.weights, device=args.device,
+                              checkpoints_dir=Path(args.checkpoints), runs_dir=Path(args.runs))
+            iv = card["inner_val"]
+            print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
+                  f"macro-F1 {iv['macro_f1']:.4f} ({card['epochs_run']} epochs, {card['training_seconds']:.0f} s)")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from spermlib.store.results import TUNING_FILE, dataset_results_dir
+    from spermlib.training.tuning import compare_configs, format_comparison, record_comparison
+
+    spec = get_dataset(args.dataset)
+    runs = {args.baseline_name: Path(args.checkpoints)}
+    for item in args.run:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--run wants NAME=FOLDER, got {item!r}")
+        runs[name] = Path(folder)
+    comparison = compare_configs(spec, args.arch, runs)
+    print(format_comparison(comparison))
+    if args.record:
+        path = dataset_results_dir(spec.name, args.results) / TUNING_FILE
+        print(f"wrote {record_comparison(comparison, path, merge=args.merge)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.evaluate import evaluate_dataset
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    metrics = evaluate_dataset(spec, root, archs=[args.arch] if args.arch else None, splits_path=args.splits,
+                               tta=args.tta, device=args.device, checkpoints_dir=Path(args.checkpoints),
+                               results_base=Path(args.results) if args.results else None)
+    for arch, m in metrics["archs"].items():
+        a, f = m["accuracy"], m["macro_f1"]
+        print(f"{spec.name}/{arch}: accuracy {a['mean']:.4f} ± {a['std']:.4f} "
+              f"(95% CI {a['ci95'][0]:.4f}–{a['ci95'][1]:.4f}), macro-F1 {f['mean']:.4f} ± {f['std']:.4f}")
+    for pair, t in metrics.get("mcnemar", {}).items():
+        print(f"McNemar {pair}: p = {t['p_value']:.4g}")
+    print(f"wrote {metrics['written_to']}")
+    return 0
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.faithfulness import faithfulness_dataset
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    report = faithfulness_dataset(spec, root, archs=[args.arch] if args.arch else None, per_class=args.per_class,
+                                  splits_path=args.splits, checkpoints_dir=Path(args.checkpoints),
+                                  results_base=Path(args.results) if args.results else None)
+    print(f"wrote {report['written_to']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.report import README, update_readme
+
+    current = update_readme(README, results_dir=args.results, check=args.check)
+    if args.check:
+        print("README results are current" if current else "README results are stale: run `python -m spermlib report`")
+        return 0 if current else 1
+    print("README results were already current" if current else f"rewrote the results block of {README}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from spermlib.inference.predict import Predictor, format_table
+
+    spec = get_dataset(args.dataset)
+    predictor = Predictor.from_checkpoints(spec, arch=args.arch, folds=None if args.fold is None else [args.fold],
+                                           checkpoints_dir=Path(args.checkpoints), device=args.device)
+    results = predictor.predict_files(args.images, cam_dir=args.cam)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_table(results, spec))
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.bench import run_bench
+
+    run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch, app=not args.no_app)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m spermlib", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("splits", help="write the leakage-free 5-fold split manifest splits/<dataset>.csv")
+    _add_data_args(p)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=None, help="split seed (default: the project's fixed seed)")
+    p.add_argument("--out", default=None, help="manifest path (default splits/<dataset>.csv)")
+    p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("train", help="train fold checkpoints (resumable)")
+    _add_data_args(p)
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam", "all"])
+    p.add_argument("--fold", default="all", help="fold number or 'all'")
+    p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv)")
+    p.add_argument("--backbone", default="auto", help="timm backbone name, or 'auto'")
+    p.add_argument("--pretrained", default="auto", choices=["auto", "timm", "offline", "none"])
+    p.add_argument("--weights", default=None, help="ImageNet weights file (.safetensors) for the backbone")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--warmup-epochs", type=int, dest="warmup_epochs")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--backbone-lr-mult", type=float, dest="backbone_lr_mult")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--input-size", type=int, dest="input_size")
+    p.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
+    p.add_argument("--ema-decay", type=float, dest="ema_decay",
+                   help="validate, select and ship an EMA of the weights (e.g. 0.99); 0 = off")
+    p.add_argument("--rotate-deg", type=float, dest="rotate_deg",
+                   help="random rotation on top of the 8 flips/90° turns (180 = any angle)")
+    p.add_argument("--patience", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if present)")
+    p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
+    p.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder for logs and resumable state")
+    _add_checkpoints_arg(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="compare tuning runs with the shipped checkpoints on inner validation only")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
+                   help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
+    p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
+    p.add_argument("--merge", action="store_true",
+                   help="with --record: keep recorded rows of this arch that this comparison lacks")
+    p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
+                   help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run replaces it)")
+    p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
+    _add_checkpoints_arg(p)
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("evaluate", help="out-of-fold predictions and metrics.json")
+    _add_data_args(p)
+    p.add_argument("--arch", default=None, choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--splits", default=None)
+    p.add_argument("--tta", action="store_true", help="also score 8-way flip/rotation test-time augmentation")
+    p.add_argument("--device", default=None)
+    p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
+    _add_checkpoints_arg(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("faithfulness", help="score Grad-CAM++ maps on the test folds → faithfulness.json")
+    _add_data_args(p)
+    _add_checkpoints_arg(p)
+    p.add_argument("--arch", default=None, choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--per-class", type=int, default=0, dest="per_class",
+                   help="images per class per test fold (stratified, fixed seed); 0 = all")
+    p.add_argument("--splits", default=None)
+    p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
+    p.set_defaults(func=cmd_faithfulness)
+
+    p = sub.add_parser("report", help="regenerate README.md's results block from results/ (metrics, faithfulness)")
+    p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
+    p.add_argument("--check", action="store_true", help="only check that the README block is current")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="classify image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--fold", type=int, default=None, help="one fold's model (default: 5-fold ensemble)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
+    p.add_argument("--device", default=None)
+    _add_checkpoints_arg(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="speed: times and ratios against bare timm, measured in one process")
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    p.add_argument("--dataset", default="smids", choices=sorted(DATASETS))
+    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--out", default=None, help="also write the table as JSON here")
+    p.add_argument("--no-app", action="store_true", dest="no_app",
+                   help="skip the dashboard row (fresh process → first prediction)")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seed", None) is None and args.command == "splits":
+        from spermlib.data.splits import SPLIT_SEED
+
+        args.seed = SPLIT_SEED
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from spermlib.models.weights import WeightsError  # imported late: it pulls in torch and timm
+
+        if not isinstance(err, WeightsError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; training resumes from the last finished epoch when run again", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

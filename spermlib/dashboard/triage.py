@@ -1,0 +1,229 @@
+"""Classification of uploaded images for the dashboard, with the warnings a reader needs.
+
+Rules (the thresholds are module constants so pages, docs and tests agree):
+
+* **Low confidence** — the ensemble's top probability is below ``LOW_CONFIDENCE`` (0.60). With 3–4
+  classes, chance is 0.25–0.33; below 0.60 the runner-up class is usually within reach.
+* **Fold disagreement** — fewer than ``MIN_AGREEMENT`` (80 %) of the fold models vote for the
+  ensemble's class, i.e. at least 2 of 5 dissent. One dissenting fold near a class boundary is common
+  and not flagged; two or more means the label rests on a narrow majority.
+* **Looks like Non-Sperm** (SMIDS task) — predicted Non-Sperm, or P(Non-Sperm) ≥ ``NON_SPERM_PROB``
+  (0.30): the patch may hold debris or no sperm cell, and it is left out of the normal-forms share.
+* **Not a head crop** (HuSHeM task) — HuSHeM models saw 131 × 131 px crops of single sperm heads;
+  an image far from square (aspect ratio outside ``HEAD_CROP_ASPECT``) or much smaller/larger
+  (``HEAD_CROP_SIDE``) is probably outside their domain.
+* **Normal-forms share** — images predicted normal ÷ images classified as sperm. For SMIDS, images
+  predicted Non-Sperm are excluded from the denominator (they are not sperm); failed files are never
+  counted. Shown against the WHO 2021 lower reference limit of 4 % normal forms (WHO laboratory manual
+  for the examination and processing of human semen, 6th ed., 2021). It is a screening aid for a
+  handful of images, not a semen analysis (which needs ≥ 200 assessed spermatozoa).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from PIL import Image
+
+from spermlib.data.datasets import DatasetSpec
+from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.inference.predict import Prediction, Predictor
+
+LOW_CONFIDENCE = 0.60
+MIN_AGREEMENT = 0.80
+NON_SPERM_PROB = 0.30
+HEAD_CROP_ASPECT = (0.8, 1.25)  # width / height
+HEAD_CROP_SIDE = (64, 400)  # px, shorter and longer side
+WHO_2021_NORMAL_FORMS_LRL = 0.04  # lower reference limit (5th centile), normal forms
+
+# Which class is "normal" / "not sperm" in each task.
+NORMAL_LABEL = {"smids": "Normal_Sperm", "hushem": "01_Normal"}
+NON_SPERM_LABEL = {"smids": "Non-Sperm"}
+
+
+@dataclass(frozen=True)
+class TriageWarning:
+    kind: str  # low_confidence | disagreement | non_sperm | not_head_crop
+    message: str
+
+
+@dataclass
+class ImageInput:
+    """One uploaded or picked file, decoded once (``image`` is ``None`` and ``error`` set if it failed)."""
+
+    name: str
+    data: bytes
+    image: Image.Image | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class ArchResult:
+    """One arch's verdict on one image, with its warnings."""
+
+    arch: str
+    prediction: Prediction
+    warnings: list[TriageWarning] = field(default_factory=list)
+
+
+@dataclass
+class NormalShare:
+    n_normal: int
+    n_sperm: int  # denominator: images classified as sperm
+    n_non_sperm: int  # SMIDS images predicted Non-Sperm (left out of the denominator)
+    n_failed: int  # files that could not be classified
+
+    @property
+    def share(self) -> float | None:
+        return self.n_normal / self.n_sperm if self.n_sperm else None
+
+    @property
+    def below_who_limit(self) -> bool | None:
+        return None if self.share is None else self.share < WHO_2021_NORMAL_FORMS_LRL
+
+
+def upload_limit_error(name: str, n_bytes: int, limit_mb: float) -> str | None:
+    """The user-facing error for a file over the upload limit (in MB, as Streamlit counts them), else ``None``."""
+    limit = int(limit_mb * 1024 * 1024)
+    if n_bytes > limit:
+        return f"{name}: the file is larger than the upload limit ({n_bytes / 1024 / 1024:.1f} MB > {limit_mb:g} MB)"
+    return None
+
+
+def decode_inputs(items: Sequence[tuple[str, bytes]], limit_mb: float | None = None) -> list[ImageInput]:
+    """Decode every (name, bytes) by content; bad ones keep a one-sentence ``error`` and the rest go on."""
+    decoded = []
+    for name, data in items:
+        item = ImageInput(name=name, data=bytes(data))
+        too_big = upload_limit_error(name, len(data), limit_mb) if limit_mb is not None else None
+        if too_big:
+            item.error = too_big
+        else:
+            try:
+                img = load_rgb(item.data, name=name)
+                item.image, (item.width, item.height) = img, img.size
+            except ImageError as err:
+                item.error = str(err)
+        decoded.append(item)
+    return decoded
+
+
+def agreement_text(prediction: Prediction) -> str:
+    """E.g. ``"4/5 fold models agree"``."""
+    n = len(prediction.fold_labels)
+    if not n or prediction.agreement is None:
+        return ""
+    k = round(prediction.agreement * n)
+    return f"{k}/{n} fold model{'s' if n != 1 else ''} agree{'s' if n == 1 else ''}"
+
+
+def looks_like_head_crop(width: int, height: int) -> bool:
+    """Roughly the geometry of a HuSHeM crop (131 × 131 px, single head)."""
+    if width <= 0 or height <= 0:
+        return False
+    lo, hi = HEAD_CROP_ASPECT
+    side_lo, side_hi = HEAD_CROP_SIDE
+    return lo <= width / height <= hi and min(width, height) >= side_lo and max(width, height) <= side_hi
+
+
+def triage_warnings(prediction: Prediction, spec: DatasetSpec, width: int | None = None,
+                    height: int | None = None) -> list[TriageWarning]:
+    """The warnings for one prediction (see the module docstring for the rules)."""
+    if prediction.error or prediction.label is None:
+        return []
+    out = []
+    if prediction.confidence is not None and prediction.confidence < LOW_CONFIDENCE:
+        out.append(TriageWarning(
+            "low_confidence",
+            f"Low confidence: {prediction.confidence:.0%} for {prediction.display} "
+            f"(below {LOW_CONFIDENCE:.0%}); treat the label as uncertain.",
+        ))
+    if prediction.agreement is not None and prediction.fold_labels and prediction.agreement < MIN_AGREEMENT:
+        votes = pd.Series(prediction.fold_labels).map(spec.display).value_counts()
+        detail = ", ".join(f"{name} {count}" for name, count in votes.items())
+        out.append(TriageWarning(
+            "disagreement",
+            f"Fold models disagree: only {agreement_text(prediction)} on {prediction.display} (votes: {detail}).",
+        ))
+    non_sperm = NON_SPERM_LABEL.get(spec.name)
+    if non_sperm:
+        p = prediction.probabilities.get(non_sperm, 0.0)
+        if prediction.label == non_sperm or p >= NON_SPERM_PROB:
+            if prediction.label == non_sperm:
+                text = (f"Looks like Non-Sperm (P = {p:.0%}): the patch may show debris or no sperm cell; "
+                        "it is left out of the normal-forms share.")
+            else:
+                text = (f"May be Non-Sperm (P(Non-Sperm) = {p:.0%}): check that the patch shows a sperm cell "
+                        f"before trusting the {prediction.display} label.")
+            out.append(TriageWarning("non_sperm", text))
+    if spec.name == "hushem" and width and height and not looks_like_head_crop(width, height):
+        out.append(TriageWarning(
+            "not_head_crop",
+            f"This {width} × {height} px image does not look like a HuSHeM head crop (about 131 × 131 px, "
+            "one sperm head); the HuSHeM models may be outside their domain.",
+        ))
+    return out
+
+
+def classify_inputs(predictors: dict[str, Predictor], inputs: Sequence[ImageInput],
+                    spec: DatasetSpec) -> dict[str, list[ArchResult | None]]:
+    """Each arch's results in input order (``None`` where the input failed to decode)."""
+    good = [i for i, item in enumerate(inputs) if item.error is None]
+    images = [inputs[i].image for i in good]
+    names = [inputs[i].name for i in good]
+    out: dict[str, list[ArchResult | None]] = {}
+    for arch, predictor in predictors.items():
+        results: list[ArchResult | None] = [None] * len(inputs)
+        preds = predictor.predict_images(images, names) if images else []
+        for i, pred in zip(good, preds):
+            results[i] = ArchResult(arch, pred, triage_warnings(pred, spec, inputs[i].width, inputs[i].height))
+        out[arch] = results
+    return out
+
+
+def normal_share(results: Sequence[ArchResult | Prediction | None], spec: DatasetSpec) -> NormalShare:
+    """Share of normal forms among images classified as sperm (see module docstring).
+
+    ``results`` are one arch's verdicts for a batch (``None`` or an ``error`` = a file that failed).
+    """
+    normal, non_sperm = NORMAL_LABEL[spec.name], NON_SPERM_LABEL.get(spec.name)
+    predictions = [r.prediction if isinstance(r, ArchResult) else r for r in results]
+    ok = [p for p in predictions if p is not None and not p.error and p.label is not None]
+    n_failed = len(predictions) - len(ok)
+    n_non = sum(p.label == non_sperm for p in ok) if non_sperm else 0
+    return NormalShare(n_normal=sum(p.label == normal for p in ok), n_sperm=len(ok) - n_non,
+                       n_non_sperm=n_non, n_failed=n_failed)
+
+
+def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResult | None]],
+                  spec: DatasetSpec) -> pd.DataFrame:
+    """One row per classified file × arch, one row per failed file: prediction, confidence, agreement,
+    P(class)…, warnings, error."""
+    prob_cols = [f"P({spec.display(c)})" for c in spec.class_dirs]
+    columns = ["file", "arch", "prediction", "confidence", "agreement", *prob_cols, "warnings", "error"]
+    rows = []
+    for i, item in enumerate(inputs):
+        verdicts = [(arch, res[i]) for arch, res in results.items() if res[i] is not None]
+        if not verdicts:
+            rows.append({"file": item.name, "arch": "", "warnings": "", "error": item.error or "not classified"})
+            continue
+        for arch, res in verdicts:
+            p = res.prediction
+            row = {"file": item.name, "arch": arch, "prediction": p.display, "confidence": round(p.confidence, 4),
+                   "agreement": agreement_text(p), "warnings": " | ".join(w.message for w in res.warnings),
+                   "error": ""}
+            row.update({col: round(p.probabilities[c], 4) for col, c in zip(prob_cols, spec.class_dirs)})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def to_csv_bytes(table: pd.DataFrame) -> bytes:
+    """The results table as UTF-8 CSV for the download button."""
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue().encode("utf-8")

@@ -1,0 +1,1 @@
+"""Decode → datasets → splits → model input: everything before a model sees an image."""

@@ -1,0 +1,1 @@
+"""Out-of-fold evaluation, faithfulness of explanations, embeddings, the README report, speed."""

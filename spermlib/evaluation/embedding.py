@@ -1,0 +1,182 @@
+"""2-D maps of what a model "sees": penultimate features of a dataset's images, projected by PCA.
+
+Which model embeds the images: ONE fold model (chosen by the user, default fold 0) embeds every
+image, so all points live in the same feature space and distances between them mean something.
+The five fold models are different networks, so their feature spaces are not aligned, and a PCA
+of out-of-fold features (each image through a different model) would mix five unrelated
+coordinate systems. The price is that 4/5 of the images were in that model's training data;
+each point therefore says whether the model saw it (``split`` column: its held-out test fold,
+training folds, or excluded), and the map shows the two with different markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+
+from spermlib.data.datasets import DatasetSpec, list_images
+from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.data.preprocess import to_uint8_tensor
+from spermlib.data.splits import manifest_for_root
+from spermlib.inference.predict import Predictor
+
+HELD_OUT = "held out (never seen by this model)"
+TRAINING = "training folds (seen in training)"
+EXCLUDED = "excluded (conflicting labels)"
+UNKNOWN = "unknown (not in the split manifest)"
+
+ProgressFn = Callable[[int, int], None]
+
+
+@torch.inference_mode()
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pooled pre-logit features ``(B, D)`` of a normalised batch (the timm model contract)."""
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+@dataclass
+class EmbeddingImages:
+    """The images to embed and how their split relates to the checkpoints."""
+
+    table: pd.DataFrame  # path, label, fold (-1 excluded, -2 unknown)
+    manifest_sha256: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def images_to_embed(spec: DatasetSpec, root: Path, splits_path: str | Path | None = None) -> EmbeddingImages:
+    """Every image under ``root`` with its fold from the split manifest (when the manifest covers it)."""
+    try:
+        manifest, sha = manifest_for_root(spec, root, splits_path)
+        return EmbeddingImages(manifest[["path", "label", "fold"]].reset_index(drop=True), sha)
+    except (FileNotFoundError, ValueError) as err:
+        table = list_images(spec, root).assign(fold=-2)
+        return EmbeddingImages(table, None, [f"Held-out status unknown: {err}"])
+
+
+def split_of(folds: pd.Series, model_fold: int) -> pd.Series:
+    """Whether the fold-``model_fold`` model saw each image (fold column of the manifest)."""
+    out = pd.Series(TRAINING, index=folds.index)
+    out[folds == model_fold] = HELD_OUT
+    out[folds == -1] = EXCLUDED
+    out[folds == -2] = UNKNOWN
+    return out
+
+
+def embed(predictor: Predictor, fold: int, root: Path, paths: Sequence[str], batch_size: int = 32,
+          progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Features ``(N_ok, D)``, softmax ``(N_ok, C)`` of the fold-``fold`` model and errors per failed path.
+
+    Images are decoded one batch at a time (the full SMIDS would take ~0.2 GB as one tensor);
+    each forward pass holds ``predictor.lock`` so concurrent sessions cannot interleave with CAM
+    hooks. fp32, no autocast: the map should not depend on the CPU's bf16 support.
+    """
+    if fold not in predictor.folds:
+        raise ValueError(f"fold {fold} is not installed (installed: {predictor.folds})")
+    model = predictor.models[predictor.folds.index(fold)]
+    feats, probs, errors = [], [], {}
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        tensors = []
+        for p in chunk:
+            try:
+                tensors.append(to_uint8_tensor(load_rgb(Path(root) / p, name=p), predictor.input_size))
+            except ImageError as err:
+                errors[p] = str(err)
+        if tensors:
+            x = predictor._input(torch.stack(tensors))
+            with predictor.lock, torch.inference_mode():
+                f = penultimate_features(model, x.float())
+                logits = _head_logits(model, f)
+            feats.append(f.float().cpu().numpy())
+            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        if progress:
+            progress(min(start + batch_size, len(paths)), len(paths))
+    dim = _feature_dim(model)
+    features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
+    softmax = np.concatenate(probs) if probs else np.zeros((0, len(predictor.classes)), np.float32)
+    return features.astype(np.float32), softmax.astype(np.float32), errors
+
+
+def _head_logits(model: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+    """Logits from already pooled features (saves a second backbone pass; eval mode: dropout is off)."""
+    head = getattr(model, "head", None)
+    if head is not None and hasattr(head, "fc"):  # EfficientNetClassifier: timm ClassifierHead
+        return head.fc(pooled)
+    return model.classifier(pooled)  # SimpleCNN
+
+
+def _feature_dim(model: nn.Module) -> int:
+    return int(getattr(model, "num_features", 0))
+
+
+def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 2)`` PCA coordinates and the explained-variance ratio of the two components.
+
+    Deterministic: full SVD, and scikit-learn fixes the component signs. Features are centred,
+    not scaled (all dimensions are activations of one layer, on one scale).
+    """
+    if len(features) < 2:
+        return np.zeros((len(features), 2), np.float32), np.zeros(2)
+    n_comp = min(2, features.shape[0], features.shape[1])
+    pca = PCA(n_components=n_comp, svd_solver="full")
+    coords = pca.fit_transform(features.astype(np.float64))
+    ratio = pca.explained_variance_ratio_
+    if n_comp < 2:
+        coords = np.pad(coords, ((0, 0), (0, 2 - n_comp)))
+        ratio = np.pad(ratio, (0, 2 - n_comp))
+    return coords.astype(np.float32), ratio
+
+
+@dataclass
+class EmbeddingMap:
+    frame: pd.DataFrame  # path, label, true, pred, confidence, fold, split, x, y
+    explained: np.ndarray  # explained-variance ratio of x, y
+    errors: dict[str, str]  # images that could not be decoded
+    warnings: list[str]
+
+
+def embedding_map(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, batch_size: int = 32,
+                  progress: ProgressFn | None = None, splits_path: str | Path | None = None) -> EmbeddingMap:
+    """Embed every image under ``root`` with the fold-``fold`` model and project to 2-D."""
+    images = images_to_embed(spec, root, splits_path)
+    table = images.table
+    warnings = list(images.warnings)
+    card = predictor.cards[predictor.folds.index(fold)] if fold in predictor.folds else {}
+    if images.manifest_sha256 and card.get("split_sha256") not in (None, images.manifest_sha256):
+        warnings.append("This checkpoint was trained on another split manifest: which images it saw is unknown.")
+        table = table.assign(fold=-2)
+    features, softmax, errors = embed(predictor, fold, root, list(table["path"]), batch_size, progress)
+    ok = table[~table["path"].isin(errors)].reset_index(drop=True)
+    coords, explained = pca_2d(features)
+    pred_idx = softmax.argmax(1) if len(softmax) else np.zeros(0, int)
+    frame = ok.assign(
+        true=ok["label"].map(spec.display),
+        pred=[spec.display(predictor.classes[i]) for i in pred_idx],
+        confidence=softmax.max(1) if len(softmax) else np.zeros(0),
+        split=split_of(ok["fold"], fold).to_numpy(),
+        x=coords[:, 0], y=coords[:, 1],
+    )
+    return EmbeddingMap(frame, explained, errors, warnings)
+
+
+def selected_paths(points: Sequence[Mapping], frame: pd.DataFrame) -> list[str]:
+    """Image paths of plotly selection ``points`` (each carries its path as ``customdata[0]``).
+
+    Unknown paths are dropped and order follows the frame, so the gallery is stable whichever
+    trace (class colour) a point came from.
+    """
+    chosen = set()
+    for pt in points:
+        data = pt.get("customdata")
+        if isinstance(data, (list, tuple)) and data:
+            chosen.add(str(data[0]))
+        elif isinstance(data, str):
+            chosen.add(data)
+    return [p for p in frame["path"] if p in chosen]

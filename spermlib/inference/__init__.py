@@ -1,0 +1,1 @@
+"""The inference core (every model forward outside training), prediction and explanation."""

@@ -1,0 +1,1 @@
+"""The on-disk layout: checkpoints (weights + cards) and results (metrics, OOF predictions, tuning)."""

@@ -1,0 +1,1 @@
+"""Training one cross-validation fold, comparing recipes on inner validation."""

@@ -1,0 +1,121 @@
+"""Embedding map: penultimate features of one fold model, PCA to 2-D, held-out marking, selection."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from spermlib.evaluation.embedding import (
+    EXCLUDED,
+    HELD_OUT,
+    TRAINING,
+    UNKNOWN,
+    _head_logits,
+    embed,
+    embedding_map,
+    pca_2d,
+    penultimate_features,
+    selected_paths,
+    split_of,
+)
+from spermlib.inference.predict import Predictor
+from tests.model_fixtures import TOY, toy_checkpoints  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def predictor(toy_checkpoints):  # noqa: F811
+    return Predictor.from_checkpoints(TOY, arch="simplecnn", checkpoints_dir=toy_checkpoints["checkpoints"])
+
+
+@pytest.fixture(scope="module")
+def toy_paths(toy_checkpoints):  # noqa: F811
+    return list(pd.read_csv(toy_checkpoints["manifest"])["path"])
+
+
+def test_features_are_the_pooled_pre_logits_and_probabilities_match_the_model(predictor, toy_checkpoints,  # noqa: F811
+                                                                                toy_paths):
+    root = toy_checkpoints["data_root"]
+    feats, probs, errors = embed(predictor, 1, root, toy_paths, batch_size=7)
+    assert errors == {}
+    assert feats.shape == (30, predictor.models[1].num_features) and feats.dtype == np.float32
+    # Same numbers as the fold-1 model's own softmax through the Predictor (independent code path).
+    from spermlib.data.preprocess import load_uint8_batch
+
+    u8 = load_uint8_batch(root, toy_paths, predictor.input_size)
+    model = predictor.models[1]
+    x = predictor._input(u8)
+    with torch.inference_mode():
+        np.testing.assert_allclose(probs, torch.softmax(model(x), 1), atol=1e-5)
+        np.testing.assert_allclose(_head_logits(model, penultimate_features(model, x)), model(x), atol=1e-5)
+    # The Predictor may run in bf16 on this CPU: same answer up to that precision.
+    np.testing.assert_allclose(probs, predictor.fold_probabilities(u8)[predictor.folds.index(1)], atol=2e-2)
+    # Different fold models give different features (not the same network twice).
+    assert not np.allclose(embed(predictor, 0, root, toy_paths[:5])[0], feats[:5])
+
+
+def test_embedding_is_deterministic_and_batch_size_independent(predictor, toy_checkpoints, toy_paths):  # noqa: F811
+    root = toy_checkpoints["data_root"]
+    a = embed(predictor, 0, root, toy_paths, batch_size=32)[0]
+    b = embed(predictor, 0, root, toy_paths, batch_size=5)[0]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    c1, r1 = pca_2d(a)
+    c2, r2 = pca_2d(a.copy())
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_array_equal(r1, r2)
+
+
+def test_pca_2d_projects_onto_the_top_two_components():
+    rng = np.random.default_rng(0)
+    # 3 informative directions with decreasing spread, plus noise, in 16-D.
+    basis = np.linalg.qr(rng.normal(size=(16, 16)))[0][:, :3]
+    feats = (rng.normal(size=(200, 3)) * [10.0, 4.0, 1.0]) @ basis.T + rng.normal(scale=0.05, size=(200, 16))
+    coords, ratio = pca_2d(feats)
+    assert coords.shape == (200, 2) and ratio.shape == (2,)
+    assert ratio[0] > ratio[1] > 0 and ratio.sum() < 1
+    np.testing.assert_allclose(coords.std(0) / coords.std(0)[0], [1.0, 0.4], atol=0.05)
+    np.testing.assert_allclose(coords.mean(0), 0, atol=1e-4)
+    assert pca_2d(feats[:1])[0].shape == (1, 2)  # one image: nothing to project, still well-formed
+
+
+def test_map_marks_what_the_fold_model_saw(predictor, toy_checkpoints):  # noqa: F811
+    m = embedding_map(predictor, TOY, toy_checkpoints["data_root"], 0, splits_path=toy_checkpoints["manifest"])
+    manifest = pd.read_csv(toy_checkpoints["manifest"]).set_index("path")
+    assert len(m.frame) == len(manifest) and m.errors == {} and m.warnings == []
+    held = m.frame.set_index("path")["split"] == HELD_OUT
+    assert held.to_dict() == (manifest["fold"] == 0).to_dict()
+    assert set(m.frame["split"]) == {HELD_OUT, TRAINING}
+    assert m.frame[["x", "y"]].notna().all().all() and m.explained.shape == (2,)
+    assert set(m.frame["pred"]) <= set(TOY.display_names) and m.frame["true"].isin(TOY.display_names).all()
+
+
+def test_a_broken_image_is_reported_and_the_rest_still_mapped(predictor, toy_checkpoints, tmp_path):  # noqa: F811
+    root = tmp_path / "data"
+    shutil.copytree(toy_checkpoints["data_root"], root)
+    manifest = pd.read_csv(toy_checkpoints["manifest"])
+    broken = manifest["path"].iloc[3]
+    (root / broken).write_bytes(b"not an image")
+    m = embedding_map(predictor, TOY, root, 1, splits_path=toy_checkpoints["manifest"])
+    assert list(m.errors) == [broken] and "not a recognised image" in m.errors[broken]
+    assert len(m.frame) == len(manifest) - 1 and broken not in set(m.frame["path"])
+
+
+def test_images_outside_the_manifest_get_an_unknown_split(predictor, toy_checkpoints, tmp_path):  # noqa: F811
+    root = tmp_path / "data"
+    shutil.copytree(toy_checkpoints["data_root"], root)
+    shutil.copy(root / "disc" / "disc_000.png", root / "disc" / "extra.png")
+    m = embedding_map(predictor, TOY, root, 0, splits_path=toy_checkpoints["manifest"])
+    assert set(m.frame["split"]) == {UNKNOWN} and "unknown" in m.warnings[0].lower()
+    assert len(m.frame) == 31
+
+
+def test_split_of_and_selected_paths():
+    folds = pd.Series([0, 1, -1, -2, 2])
+    assert split_of(folds, 1).tolist() == [TRAINING, HELD_OUT, EXCLUDED, UNKNOWN, TRAINING]
+    frame = pd.DataFrame({"path": ["a", "b", "c"]})
+    points = [{"customdata": ["c"], "x": 1}, {"customdata": ["a"]}, {"customdata": ["zz"]}, {"x": 2}]
+    assert selected_paths(points, frame) == ["a", "c"]  # frame order, unknown dropped
+    assert selected_paths([], frame) == []

@@ -1,0 +1,52 @@
+"""Grad-CAM++ faithfulness on the test folds → faithfulness.json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spermlib.evaluation.faithfulness import faithfulness_dataset, stratified_subset, summarise
+from spermlib.store.checkpoints import CheckpointError
+from tests.model_fixtures import TOY, swapped_folds_manifest
+
+
+def test_stratified_subset_takes_up_to_n_per_class_deterministically():
+    test = pd.DataFrame({"path": [f"{c}/{i}.png" for c in "ab" for i in range(10)] + ["c/0.png"],
+                         "label": ["a"] * 10 + ["b"] * 10 + ["c"]})
+    sub = stratified_subset(test, 3)
+    assert sub["label"].value_counts().to_dict() == {"a": 3, "b": 3, "c": 1}
+    assert sub["path"].tolist() == stratified_subset(test, 3)["path"].tolist()
+    assert len(stratified_subset(test, 0)) == len(test)
+
+
+def test_summarise_mean_and_ci():
+    s = summarise(np.arange(100, dtype=float))
+    assert s["mean"] == pytest.approx(49.5)
+    assert s["ci95"][0] < 49.5 < s["ci95"][1]
+
+
+def test_faithfulness_end_to_end_beats_its_control(toy_checkpoints, tmp_path):
+    """On the toy task the object decides the class, so real maps must beat a neighbour's map."""
+    report = faithfulness_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"], per_class=3,
+                                  splits_path=toy_checkpoints["manifest"],
+                                  checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path,
+                                  progress=lambda _: None)
+    saved = json.loads((tmp_path / "toy" / "faithfulness.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    entry = saved["archs"]["simplecnn"]
+    assert entry["n_images"] == 2 * 3 * 3  # 2 test folds × 3 classes × 3 images
+    cam_mult = entry["cam_mult_confidence_change"]
+    assert cam_mult["mean"] > cam_mult["control"]["mean"]
+    assert entry["road_combined"]["gap_over_control"]["mean"] > 0
+    assert saved["per_class"] == 3 and saved["split_sha256"] == toy_checkpoints["sha"]
+    assert "own test fold" in saved["protocol"]
+
+
+def test_faithfulness_refuses_checkpoints_of_another_split(toy_checkpoints, tmp_path):
+    path = swapped_folds_manifest(toy_checkpoints, tmp_path / "other.csv")
+    with pytest.raises(CheckpointError, match="another split"):
+        faithfulness_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"], per_class=1, splits_path=path,
+                             checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path)

@@ -1,0 +1,58 @@
+"""Grad-CAM++ from one backbone pass equals pytorch-grad-cam on the whole model (methods × models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spermlib.inference.explain import explain_batch, gradcam_pp, gradcam_pp_full_model
+from spermlib.models import ARCHS, build_model
+
+BACKBONE = "tf_efficientnet_lite0"
+
+
+def _model(arch: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(arch, 3, BACKBONE).eval()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_gradcampp_matches_the_full_model_reference(arch):
+    model = _model(arch)
+    x = torch.randn(3, 3, 96, 96)
+    classes = [0, 1, 2]
+    fast = gradcam_pp(model, x, classes)
+    ref = gradcam_pp_full_model(model, x, classes)
+    assert fast.shape == ref.shape == (3, 96, 96)
+    assert float(np.abs(fast - ref).max()) < 1e-3
+    assert all(float(m.max()) > float(m.min()) for m in fast)  # not constant
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_no_hook_is_left_on_the_shared_model(arch):
+    model = _model(arch)
+    gradcam_pp(model, torch.randn(1, 3, 64, 64), [0])
+    gradcam_pp_full_model(model, torch.randn(1, 3, 64, 64), [0])
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+
+
+def test_default_class_is_the_argmax():
+    model = _model("simplecnn")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        top = model(x).argmax(1).tolist()
+    assert np.allclose(gradcam_pp(model, x), gradcam_pp(model, x, top))
+
+
+def test_cbam_map_and_features_from_one_pass():
+    model = _model("effnet_cbam")
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        feats, gate = model.forward_features_and_attention(x)
+        assert torch.allclose(feats, model.forward_features(x), atol=1e-5)
+        assert torch.allclose(gate, model.spatial_attention(x))
+    cams, att = explain_batch(model, x, [0, 1])
+    assert att.shape == (2, 96, 96) and att.min() >= 0 and att.max() <= 1
+    assert np.abs(cams - gradcam_pp_full_model(model, x, [0, 1])).max() < 1e-3
+    assert explain_batch(_model("effnet"), x, [0, 1])[1] is None

@@ -1,0 +1,123 @@
+"""Prediction on files (fold ensemble, per-file errors) and Grad-CAM++ / CBAM explanations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spermlib.cli import main
+from spermlib.inference.explain import energy_inside, gradcam_pp
+from spermlib.inference.predict import Predictor
+from spermlib.store.checkpoints import CheckpointError
+from tests.model_fixtures import TOY, toy_image
+
+
+@pytest.fixture(scope="module")
+def predictor(toy_checkpoints):
+    return Predictor.from_checkpoints(TOY, arch="simplecnn", checkpoints_dir=toy_checkpoints["checkpoints"])
+
+
+def _write_toy(tmp_path, label, seed):
+    img, mask = toy_image(label, np.random.default_rng(seed))
+    p = tmp_path / f"{label}_{seed}.png"
+    Image.fromarray(img).save(p)
+    return p, mask
+
+
+def test_ensemble_predicts_files_and_survives_bad_ones(tmp_path, predictor):
+    good = [_write_toy(tmp_path, lab, 100 + i)[0] for i, lab in enumerate(TOY.class_dirs)]
+    bad_text = tmp_path / "notes.png"
+    bad_text.write_text("not an image")
+    empty = tmp_path / "empty.bmp"
+    empty.write_bytes(b"")
+    results = predictor.predict_files([good[0], bad_text, good[1], empty, good[2]])
+    assert [r.error is None for r in results] == [True, False, True, False, True]
+    assert "not a recognised image" in results[1].error and "empty" in results[3].error
+    for r, lab in zip([results[0], results[2], results[4]], TOY.class_dirs):
+        assert r.label == lab
+        assert abs(sum(r.probabilities.values()) - 1) < 1e-5
+        assert len(r.fold_labels) == 2 and 0 <= r.agreement <= 1
+    assert predictor.folds == [0, 1]
+
+
+def test_gradcampp_lies_on_the_object(tmp_path, predictor):
+    hits = []
+    for seed in range(6):
+        img, mask = toy_image("disc", np.random.default_rng(200 + seed))
+        exp = predictor.explain(Image.fromarray(img), class_idx=0)
+        cam = exp.gradcam
+        assert cam.shape == (48, 48) and float(cam.max()) > float(cam.min())  # not constant
+        hits.append(energy_inside(cam, mask) / mask.mean())  # > 1: more CAM mass on the disc than chance
+    assert np.median(hits) > 2.0, hits
+
+
+def test_gradcam_releases_hooks(predictor):
+    import torch
+
+    model = predictor.models[0]
+    layer = model.cam_target_layer
+    before = len(layer._forward_hooks)
+    gradcam_pp(model, torch.randn(1, 3, 48, 48), [0])
+    assert len(layer._forward_hooks) == before
+
+
+def test_cam_overlays_written_by_cli(tmp_path, toy_checkpoints, capsys, monkeypatch):
+    import spermlib.cli as cli
+
+    monkeypatch.setattr(cli, "get_dataset", lambda name: TOY)
+    good, _ = _write_toy(tmp_path, "square", 7)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # PNG signature, then garbage
+    rc = main(["predict", str(good), str(bad), "--dataset", "hushem", "--arch", "simplecnn", "--json",
+               "--checkpoints", str(toy_checkpoints["checkpoints"]), "--cam", str(tmp_path / "cams")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1  # one file failed
+    assert out[0]["label"] == "square" and out[0]["error"] is None
+    assert set(out[0]["probabilities"]) == set(TOY.class_dirs)
+    assert out[1]["label"] is None and out[1]["error"]
+    cam = Image.open(out[0]["cam_path"])
+    assert cam.size == (48, 48) and cam.mode == "RGB"
+
+
+def test_missing_checkpoints_give_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="train with"):
+        Predictor.from_checkpoints(TOY, arch="effnet_cbam", checkpoints_dir=tmp_path)
+
+
+def test_cbam_explanation(tmp_path):
+    """effnet_cbam explanations include the CBAM spatial map at input resolution."""
+    import torch
+
+    from spermlib.models import build_model
+    from spermlib.store.checkpoints import round_to_fp16_
+
+    torch.manual_seed(0)
+    m = round_to_fp16_(build_model("effnet_cbam", 3, "tf_efficientnet_lite0").eval())
+    card = {"arch": "effnet_cbam", "backbone": "tf_efficientnet_lite0", "classes": list(TOY.class_dirs),
+            "input_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "toy", "fold": 0}
+    p = Predictor(TOY, [m], [card])
+    img, _ = toy_image("disc", np.random.default_rng(0))
+    exp = p.explain(Image.fromarray(img))
+    assert exp.cbam is not None and exp.cbam.shape == (64, 64)
+    assert exp.gradcam.shape == (64, 64) and exp.rgb.shape == (64, 64, 3)
+
+
+def test_faithfulness_prefers_the_real_map_over_its_inverse(predictor):
+    """ROAD scores a map that marks the object above the same map inverted (pytorch-grad-cam metrics)."""
+    import torch
+
+    from spermlib.inference.explain import faithfulness_scores
+
+    imgs, masks = zip(*(toy_image("disc", np.random.default_rng(300 + s)) for s in range(4)))
+    u8 = predictor.preprocess([Image.fromarray(i) for i in imgs])
+    x = predictor._input(u8).contiguous()
+    model = predictor.models[0]
+    cams = np.stack([gradcam_pp(model, x[i : i + 1], [0])[0] for i in range(len(imgs))])
+    real = faithfulness_scores(model, x, cams, [0] * len(imgs))
+    inverse = faithfulness_scores(model, x, 1 - cams, [0] * len(imgs))
+    assert real["road_combined"].shape == (4,)
+    assert real["road_combined"].mean() > inverse["road_combined"].mean()
+    assert torch.is_tensor(x)
