@@ -26,6 +26,7 @@ from sklearn.metrics import (
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
+from spermlib.inference.core import predict_proba
 from spermlib.models import ARCHS
 from spermlib.runtime import pick_device, resolve_precision
 from spermlib.store.checkpoints import (
@@ -47,7 +48,6 @@ from spermlib.store.results import (
     write_json,
     write_oof,
 )
-from spermlib.training.train import predict_proba
 
 N_BOOTSTRAP = 2000
 ECE_BINS = 15

@@ -35,6 +35,7 @@ from spermlib import __version__
 from spermlib.data.datasets import PROJECT_ROOT, DatasetSpec
 from spermlib.data.preprocess import load_uint8_batch, normalize
 from spermlib.data.splits import fold_parts
+from spermlib.inference.core import predict_proba
 from spermlib.models import create_model
 from spermlib.runtime import autocast, pick_device, resolve_precision
 from spermlib.store.checkpoints import checkpoint_path, read_card, round_to_fp16_, save_checkpoint
@@ -231,24 +232,6 @@ def _load_state(run_dir: Path) -> tuple[dict, dict] | None:
 
 
 # ----------------------------------------------------------------------------- loop
-
-
-@torch.inference_mode()
-def predict_proba(
-    model: nn.Module, x_uint8: torch.Tensor, mean, std, device: torch.device, bf16: bool, channels_last: bool,
-    batch_size: int = 128,
-) -> np.ndarray:
-    """Softmax probabilities for a uint8 batch, in chunks."""
-    model.eval()
-    out = []
-    for i in range(0, len(x_uint8), batch_size):
-        xb = normalize(x_uint8[i : i + batch_size].to(device), mean, std)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(device, bf16):
-            logits = model(xb)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
 def _val_metrics(proba: np.ndarray, y: np.ndarray) -> dict:
