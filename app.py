@@ -1,19 +1,23 @@
-"""Streamlit entry point: `streamlit run app.py`. Pages are thin; logic lives in spermlib."""
+"""Streamlit entry point: `streamlit run app.py`. Pages only lay out; decisions live in spermlib.dashboard.
+
+The pages come from one registry (spermlib.dashboard.pages). The selected page runs inside
+views.common.run_guarded: an error the user can fix is one st.error with its message, anything else one
+generic st.error with the traceback in the server log (.streamlit/config.toml hides error details from
+the browser as well). Tests set $SPERMLIB_APP_RAISE_ERRORS=1 so exceptions reach them.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(
-    page_title="Sperm morphology — interpretable classification", page_icon=":material/biotech:", layout="wide"
-)
+from spermlib import __version__
+from spermlib.dashboard.pages import PAGES
+from views.common import run_guarded
 
-pages = [
-    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("views/explorer.py", title="Dataset explorer", icon=":material/photo_library:"),
-    st.Page("views/classify.py", title="Classify", icon=":material/biotech:"),
-    st.Page("views/compare.py", title="Model comparison", icon=":material/leaderboard:"),
-    st.Page("views/mistakes.py", title="Misclassification explorer", icon=":material/search:"),
-    st.Page("views/embedding.py", title="Embedding map", icon=":material/scatter_plot:"),
-]
-st.navigation(pages).run()
+st.set_page_config(
+    page_title="Sperm morphology — interpretable classification", page_icon=":material/biotech:", layout="wide",
+    menu_items={"About": f"spermlib {__version__}: interpretable sperm-morphology classification "
+                         "(EfficientNet + CBAM, Grad-CAM++). A research tool, not a diagnostic device."},
+)
+page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, default=p.default) for p in PAGES])
+run_guarded(page.run)

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from spermlib.data.datasets import DATASETS, PROJECT_ROOT, DataError, get_dataset, resolve_data_root
+from spermlib.archs import ARCHS
+from spermlib.data.datasets import DATASETS, PROJECT_ROOT, get_dataset, resolve_data_root
+from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
 
 
@@ -25,16 +29,32 @@ def _add_checkpoints_arg(p: argparse.ArgumentParser) -> None:
                    help="checkpoints folder (default: $SPERMLIB_CHECKPOINTS or checkpoints/)")
 
 
+_SUBSET_RESULTS_HELP = "results folder (default results/, or runs/results/ for a subset)"
+
+
+def _add_results_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--results", default=None, help=help_text)
+
+
+def _check_output_file(path: str) -> None:
+    """Fail before a long run rather than after it when its ``--out`` file cannot be written."""
+    out = Path(path)
+    if out.is_dir():
+        raise SpermlibError(f"--out {out} is a folder; give a file name, e.g. {out / 'bench.json'}")
+    parent = out.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise SpermlibError(f"--out {out}: cannot write into {parent} (missing or not writable)")
+
+
 def cmd_splits(args: argparse.Namespace) -> int:
-    from spermlib.data.splits import assign_folds, hash_images, manifest_path, report, write_manifest
+    from spermlib.data.splits import SPLIT_SEED, assign_folds, hash_images, manifest_path, report, write_manifest
 
     spec = get_dataset(args.dataset)
     root = resolve_data_root(spec, args.data_dir)
     print(f"hashing {spec.name} images under {root} …", file=sys.stderr)
-    df = assign_folds(hash_images(spec, root), n_folds=args.folds, seed=args.seed)
+    df = assign_folds(hash_images(spec, root), n_folds=args.folds,
+                      seed=SPLIT_SEED if args.seed is None else args.seed)
     rep = report(df)
-    out = Path(args.out) if args.out else manifest_path(spec)
-    sha = write_manifest(df, out)
     print(f"{rep.n_images} images, {rep.n_groups} pixel-identical groups, "
           f"{len(rep.duplicate_groups)} groups with duplicates")
     if rep.conflicting_groups:
@@ -44,6 +64,8 @@ def cmd_splits(args: argparse.Namespace) -> int:
             print("  " + "  =  ".join(f"{p} [{lab}]" for p, lab in g))
     print("images per fold and class (fold -1 = excluded):")
     print(rep.fold_counts.to_string())
+    out = Path(args.out) if args.out else manifest_path(spec)
+    sha = write_manifest(df, out)  # after the report: an unwritable --out still leaves the report on screen
     print(f"wrote {out} (sha256 {sha[:12]}…)")
     return 0
 
@@ -60,10 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
-    archs = [args.arch] if args.arch != "all" else ["simplecnn", "effnet", "effnet_cbam"]
-    overrides = {k: getattr(args, k) for k in ("epochs", "warmup_epochs", "lr", "backbone_lr_mult", "batch_size",
-                                               "input_size", "mixup_alpha", "ema_decay", "rotate_deg", "patience",
-                                               "seed", "precision")}
+    archs = [args.arch] if args.arch != "all" else list(ARCHS)
+    overrides = {k: getattr(args, k) for k in (*(name for name, _, _ in _RECIPE_OPTIONS), "precision")}
     if args.balanced:
         overrides["balanced_sampling"] = True
     decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
@@ -95,7 +115,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for item in args.run:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
-            raise ValueError(f"--run wants NAME=FOLDER, got {item!r}")
+            raise SpermlibError(f"--run wants NAME=FOLDER, got {item!r}")
         runs[name] = Path(folder)
     comparison = compare_configs(spec, args.arch, runs)
     print(format_comparison(comparison))
@@ -152,53 +172,74 @@ def cmd_predict(args: argparse.Namespace) -> int:
     spec = get_dataset(args.dataset)
     predictor = Predictor.from_checkpoints(spec, arch=args.arch, folds=None if args.fold is None else [args.fold],
                                            checkpoints_dir=Path(args.checkpoints), device=args.device)
-    results = predictor.predict_files(args.images, cam_dir=args.cam)
+    cam_error = _cam_dir_error(Path(args.cam)) if args.cam else None
+    results = predictor.predict_files(args.images, cam_dir=None if cam_error else args.cam)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         print(format_table(results, spec))
+    if cam_error:
+        raise SpermlibError(cam_error)  # after the predictions: they are valid without the overlays
     return 1 if any(r.error for r in results) else 0
+
+
+def _cam_dir_error(out: Path) -> str | None:
+    """Why no overlay can be written into ``out``, or None. Checked before predicting, so that an
+    unusable ``--cam`` costs the overlays but not the predictions."""
+    what = "no Grad-CAM++ overlays written"
+    if out.exists() and not out.is_dir():
+        return f"--cam {out} is a file, not a folder: {what}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"--cam {out}: cannot create this folder ({err.strerror or err}); {what}"
+    if not os.access(out, os.W_OK):
+        return f"--cam {out} is not writable: {what}"
+    return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from spermlib.evaluation.bench import run_bench
 
+    if args.out:
+        _check_output_file(args.out)
     run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch, app=not args.no_app)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m spermlib", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("splits", help="write the leakage-free 5-fold split manifest splits/<dataset>.csv")
+def _splits_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=None, help="split seed (default: the project's fixed seed)")
     p.add_argument("--out", default=None, help="manifest path (default splits/<dataset>.csv)")
-    p.set_defaults(func=cmd_splits)
 
-    p = sub.add_parser("train", help="train fold checkpoints (resumable)")
+
+# Recipe overrides of `train`: (option name, type, help); also the keys passed to Recipe.for_arch.
+_RECIPE_OPTIONS: tuple[tuple[str, type, str | None], ...] = (
+    ("epochs", int, None), ("warmup_epochs", int, None), ("lr", float, None), ("backbone_lr_mult", float, None),
+    ("batch_size", int, None), ("input_size", int, None), ("mixup_alpha", float, None),
+    ("ema_decay", float, "validate, select and ship an EMA of the weights (e.g. 0.99); 0 = off"),
+    ("rotate_deg", float, "random rotation on top of the 8 flips/90° turns (180 = any angle)"),
+    ("patience", int, None), ("seed", int, None),
+)
+
+
+def _fold_or_all(text: str) -> str:
+    if text != "all" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}")
+    return text
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
-    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam", "all"])
-    p.add_argument("--fold", default="all", help="fold number or 'all'")
+    p.add_argument("--arch", default="effnet_cbam", choices=[*ARCHS, "all"])
+    p.add_argument("--fold", default="all", type=_fold_or_all, help="fold number or 'all'")
     p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv)")
     p.add_argument("--backbone", default="auto", help="timm backbone name, or 'auto'")
     p.add_argument("--pretrained", default="auto", choices=["auto", "timm", "offline", "none"])
     p.add_argument("--weights", default=None, help="ImageNet weights file (.safetensors) for the backbone")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--warmup-epochs", type=int, dest="warmup_epochs")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--backbone-lr-mult", type=float, dest="backbone_lr_mult")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--input-size", type=int, dest="input_size")
-    p.add_argument("--mixup-alpha", type=float, dest="mixup_alpha")
-    p.add_argument("--ema-decay", type=float, dest="ema_decay",
-                   help="validate, select and ship an EMA of the weights (e.g. 0.99); 0 = off")
-    p.add_argument("--rotate-deg", type=float, dest="rotate_deg",
-                   help="random rotation on top of the 8 flips/90° turns (180 = any angle)")
-    p.add_argument("--patience", type=int)
-    p.add_argument("--seed", type=int)
+    for name, kind, help_text in _RECIPE_OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, dest=name, help=help_text)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"])
     p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
     p.add_argument("--threads", type=int, default=None)
@@ -206,11 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
     p.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder for logs and resumable state")
     _add_checkpoints_arg(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("tune", help="compare tuning runs with the shipped checkpoints on inner validation only")
+
+def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                    help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
     p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
@@ -218,78 +259,111 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --record: keep recorded rows of this arch that this comparison lacks")
     p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
                    help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run replaces it)")
-    p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
+    _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
     _add_checkpoints_arg(p)
-    p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("evaluate", help="out-of-fold predictions and metrics.json")
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
-    p.add_argument("--arch", default=None, choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--arch", default=None, choices=ARCHS)
     p.add_argument("--splits", default=None)
     p.add_argument("--tta", action="store_true", help="also score 8-way flip/rotation test-time augmentation")
     p.add_argument("--device", default=None)
-    p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
+    _add_results_arg(p, _SUBSET_RESULTS_HELP)
     _add_checkpoints_arg(p)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("faithfulness", help="score Grad-CAM++ maps on the test folds → faithfulness.json")
+
+def _faithfulness_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     _add_checkpoints_arg(p)
-    p.add_argument("--arch", default=None, choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--arch", default=None, choices=ARCHS)
     p.add_argument("--per-class", type=int, default=0, dest="per_class",
                    help="images per class per test fold (stratified, fixed seed); 0 = all")
     p.add_argument("--splits", default=None)
-    p.add_argument("--results", default=None, help="results folder (default results/, or runs/results/ for a subset)")
-    p.set_defaults(func=cmd_faithfulness)
+    _add_results_arg(p, _SUBSET_RESULTS_HELP)
 
-    p = sub.add_parser("report", help="regenerate README.md's results block from results/ (metrics, faithfulness)")
-    p.add_argument("--results", default=None, help="results folder (default: $SPERMLIB_RESULTS or results/)")
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
     p.add_argument("--check", action="store_true", help="only check that the README block is current")
-    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("predict", help="classify image files")
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--fold", type=int, default=None, help="one fold's model (default: 5-fold ensemble)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
     p.add_argument("--device", default=None)
     _add_checkpoints_arg(p)
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="speed: times and ratios against bare timm, measured in one process")
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--dataset", default="smids", choices=sorted(DATASETS))
-    p.add_argument("--arch", default="effnet_cbam", choices=["simplecnn", "effnet", "effnet_cbam"])
+    p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--out", default=None, help="also write the table as JSON here")
     p.add_argument("--no-app", action="store_true", dest="no_app",
                    help="skip the dashboard row (fresh process → first prediction)")
-    p.set_defaults(func=cmd_bench)
+
+
+Command = Callable[[argparse.Namespace], int]
+
+# (name, one-line help, adds the sub-command's arguments, runs it), in the order `--help` lists them.
+COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command], ...] = (
+    ("splits", "write the leakage-free 5-fold split manifest splits/<dataset>.csv", _splits_args, cmd_splits),
+    ("train", "train fold checkpoints (resumable)", _train_args, cmd_train),
+    ("tune", "compare tuning runs with the shipped checkpoints on inner validation only", _tune_args, cmd_tune),
+    ("evaluate", "out-of-fold predictions and metrics.json", _evaluate_args, cmd_evaluate),
+    ("faithfulness", "score Grad-CAM++ maps on the test folds → faithfulness.json", _faithfulness_args,
+     cmd_faithfulness),
+    ("report", "regenerate README.md's results block from results/ (metrics, faithfulness)", _report_args,
+     cmd_report),
+    ("predict", "classify image files", _predict_args, cmd_predict),
+    ("bench", "speed: times and ratios against bare timm, measured in one process", _bench_args, cmd_bench),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m spermlib", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, help_text, add_args, run in COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        add_args(p)
+        p.set_defaults(func=run)
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "seed", None) is None and args.command == "splits":
-        from spermlib.data.splits import SPLIT_SEED
+def describe_os_error(err: OSError) -> str:
+    """``PATH: reason`` for an OS error, so the one-line message names the file it is about."""
+    paths = [str(f) for f in (err.filename, err.filename2) if f is not None]
+    if not paths:
+        return str(err)  # raised with a sentence of its own (e.g. "split manifest … not found; …")
+    reason = err.strerror or str(err)
+    if isinstance(err, FileExistsError) and not Path(paths[0]).is_dir():
+        reason = "is a file where a folder is needed"  # mkdir(exist_ok=True)'s "File exists" misleads
+    return f"{' → '.join(paths)}: {reason}"
 
-        args.seed = SPLIT_SEED
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. A failure the user can fix ends in one ``error: …`` line and exit code 2;
+    anything else is a bug and keeps its traceback."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as err:
+    except SpermlibError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        from spermlib.models.weights import WeightsError  # imported late: it pulls in torch and timm
-
-        if not isinstance(err, WeightsError):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        # `… | head` stopped reading: nothing more can be shown, and Python's exit-time flush must not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
     except KeyboardInterrupt:
-        print("interrupted; training resumes from the last finished epoch when run again", file=sys.stderr)
+        resume = "; training resumes from the last finished epoch when run again" if args.command == "train" else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
+    return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 
 import torch
 
@@ -49,3 +50,38 @@ def resolve_precision(setting: str, device: torch.device) -> bool:
     if setting == "bf16":
         return True
     return bf16_available(device)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How inference runs: bf16 autocast or fp32, channels_last or not. Its ``name`` is what results record."""
+
+    bf16: bool
+    channels_last: bool = True
+
+    @property
+    def name(self) -> str:
+        """``"bf16-autocast+channels_last"``, ``"fp32+channels_last"``, ``"fp32"`` …"""
+        return "+".join(["bf16-autocast" if self.bf16 else "fp32"] + (["channels_last"] if self.channels_last else []))
+
+    def autocast(self, device: torch.device):
+        return autocast(device, self.bf16)
+
+
+FP32 = Precision(bf16=False, channels_last=False)
+
+
+def precision_policy(device: torch.device, setting: str = "auto", channels_last: bool = True) -> Precision:
+    """The policy for ``device``: ``setting`` ``'auto'|'bf16'|'fp32'``, bf16 only where the hardware has it.
+
+    A ``'bf16'`` request on hardware without native bf16 runs (and is recorded as) fp32, because
+    :func:`autocast` is a no-op there.
+    """
+    return Precision(bf16=resolve_precision(setting, device) and bf16_available(device), channels_last=channels_last)
+
+
+def hardware(device: torch.device) -> str:
+    """What ran the numbers, for results files: bf16 kernels differ between CPU instruction sets and GPUs."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.backends.cpu.get_cpu_capability()}), torch {torch.__version__}"

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from spermlib.data.datasets import DatasetSpec, get_dataset, shared_data_root
+from tests.model_fixtures import biased_checkpoints  # noqa: F401  (fixture shared by inference/evaluation tests)
 
 # ---------------------------------------------------------------------------------------------
 # Full datasets in ../shared/data (developers, CI); tests that need them are skipped elsewhere.

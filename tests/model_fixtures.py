@@ -94,3 +94,23 @@ def swapped_folds_manifest(toy_checkpoints: dict, out: Path) -> Path:
     other["fold"] = 1 - other["fold"]
     other.to_csv(out, index=False)
     return out
+
+
+# Each biased fold model predicts its own class whatever the image (a huge classifier bias), so a path
+# that scores an image with another fold's model than the one asked for gives a visibly wrong class.
+FOLD_CLASS = {0: "square", 1: "empty"}
+
+
+@pytest.fixture(scope="session")
+def biased_checkpoints(toy_checkpoints, tmp_path_factory) -> dict:
+    """``toy_checkpoints`` with each fold model biased towards ``FOLD_CLASS[fold]`` (same data and manifest)."""
+    from spermlib.store.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+
+    out = tmp_path_factory.mktemp("biased") / "checkpoints"
+    for fold, label in FOLD_CLASS.items():
+        model, card = load_checkpoint(checkpoint_path(TOY, "simplecnn", fold, toy_checkpoints["checkpoints"]))
+        with torch.no_grad():
+            model.get_classifier().bias[TOY.class_dirs.index(label)] += 1000.0
+        card = {k: v for k, v in card.items() if k not in ("card_version", "weights_sha256")}
+        save_checkpoint(model, card, checkpoint_path(TOY, "simplecnn", fold, out))
+    return {**toy_checkpoints, "checkpoints": out}

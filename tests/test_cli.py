@@ -1,13 +1,22 @@
-"""The command line end to end on the bundled sample: train every fold, evaluate, predict."""
+"""The command line end to end on the bundled sample (train every fold, evaluate, predict), and its
+error handling: a failure the user can fix is one line, never a traceback."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from spermlib.cli import main
-from spermlib.data.datasets import SAMPLE_DATA_ROOT
+from spermlib.data.datasets import PROJECT_ROOT, SAMPLE_DATA_ROOT, DataError, get_dataset
+from spermlib.data.imageio import ImageError
+from spermlib.errors import SpermlibError
+from spermlib.models.weights import WeightsError
+from spermlib.store.cards import CheckpointError
 
 
 def test_train_evaluate_predict_on_bundled_sample(tmp_path, capsys):
@@ -53,3 +62,138 @@ def test_predict_without_checkpoints_is_a_clear_error(tmp_path, capsys):
 def test_unknown_data_dir_is_a_clear_error(tmp_path, capsys):
     rc = main(["splits", "--dataset", "smids", "--data-dir", str(tmp_path)])
     assert rc == 2 and "holds neither" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- expected failures
+# Each one ends in exactly one `error: …` line on stderr, exit code 2 and no traceback, after what
+# was already computed has been printed.
+
+SHIPPED = str(PROJECT_ROOT / "checkpoints")
+IMAGES = [str(p) for p in sorted((SAMPLE_DATA_ROOT / "HuSHeM" / "02_Tapered").iterdir())[:2]]
+PREDICT = ["predict", *IMAGES, "--dataset", "hushem", "--arch", "simplecnn", "--checkpoints", SHIPPED]
+
+
+def one_error_line(err: str, *words: str) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    return path
+
+
+@pytest.mark.parametrize("cam", ["file", "below a file"])
+def test_predict_json_with_unusable_cam_dir_prints_predictions_then_one_error(a_file, cam, capsys):
+    cam_dir = a_file if cam == "file" else a_file / "cams"
+    rc = main([*PREDICT, "--json", "--cam", str(cam_dir)])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    preds = json.loads(out)  # the whole JSON document, before the error
+    assert [p["path"] for p in preds] == IMAGES
+    assert all(p["label"] in get_dataset("hushem").class_dirs and p["cam_path"] is None for p in preds)
+    one_error_line(err, str(cam_dir), "no Grad-CAM++ overlays written")
+
+
+def test_predict_table_with_cam_into_a_file_prints_the_table(a_file, capsys):
+    rc = main([*PREDICT, "--cam", str(a_file)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and all(Path(p).name in out for p in IMAGES) and "Tapered" in out
+    one_error_line(err, str(a_file), "is a file, not a folder")
+
+
+def test_predict_with_cam_dir_writes_one_overlay_per_image(tmp_path, capsys):
+    cams = tmp_path / "new" / "cams"
+    assert main([*PREDICT, "--json", "--cam", str(cams)]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    written = sorted(Path(p["cam_path"]) for p in preds)
+    assert written == sorted(cams.iterdir()) and len(written) == 2
+
+
+def test_predict_cam_into_a_file_in_a_real_process_has_no_traceback(a_file):
+    proc = subprocess.run([sys.executable, "-m", "spermlib", *PREDICT, "--cam", str(a_file)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert "Tapered" in proc.stdout
+    one_error_line(proc.stderr, str(a_file))
+
+
+def test_splits_out_below_a_file_prints_the_report_then_names_the_path(a_file, capsys):
+    rc = main(["splits", "--dataset", "hushem", "--data-dir", str(SAMPLE_DATA_ROOT), "--out", str(a_file / "s.csv")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "80 images" in out
+    one_error_line(err, str(a_file), "is a file where a folder is needed")
+
+
+@pytest.mark.parametrize("out, words", [
+    ("dir", ("is a folder", "give a file name")),
+    ("missing/b.json", ("cannot write into", "missing")),
+])
+def test_bench_out_that_cannot_be_written_fails_before_the_run(tmp_path, monkeypatch, out, words, capsys):
+    import spermlib.evaluation.bench as bench
+
+    def must_not_run(**_):
+        raise AssertionError("bench ran although its --out cannot be written")
+
+    monkeypatch.setattr(bench, "run_bench", must_not_run)
+    (tmp_path / "dir").mkdir()
+    assert main(["bench", "--quick", "--out", str(tmp_path / out)]) == 2
+    one_error_line(capsys.readouterr().err, str(tmp_path / out), *words)
+
+
+def test_tune_bad_run_is_one_error(capsys):
+    assert main(["tune", "--dataset", "hushem", "--run", "no-equals-sign"]) == 2
+    one_error_line(capsys.readouterr().err, "--run wants NAME=FOLDER", "no-equals-sign")
+
+
+def test_train_fold_that_is_not_a_number_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "hushem", "--fold", "first"])
+    assert info.value.code == 2
+    assert "expected a fold number or 'all', got 'first'" in capsys.readouterr().err
+
+
+def _raising(exc: BaseException):
+    def raise_it(*_, **__):
+        raise exc
+
+    return raise_it
+
+
+@pytest.mark.parametrize("exc, words", [
+    (WeightsError("Unknown timm backbone 'x'"), ("Unknown timm backbone 'x'",)),
+    (CheckpointError("no checkpoint for hushem/effnet"), ("no checkpoint",)),
+    (ImageError("cell.png", "not a recognised image format"), ("cell.png: not a recognised",)),
+    (DataError("no data under /d"), ("no data under /d",)),
+    (PermissionError(13, "Permission denied", "/results/hushem/metrics.json"),
+     ("error: /results/hushem/metrics.json: Permission denied",)),
+    (FileNotFoundError("split manifest s.csv not found; create it with …"), ("split manifest s.csv not found",)),
+])
+def test_every_user_facing_error_is_one_line(monkeypatch, capsys, exc, words):
+    import spermlib.evaluation.report as report
+
+    assert isinstance(exc, (SpermlibError, OSError))
+    monkeypatch.setattr(report, "update_readme", _raising(exc))
+    assert main(["report"]) == 2
+    one_error_line(capsys.readouterr().err, *words)
+
+
+def test_interrupt_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    import spermlib.evaluation.report as report
+
+    monkeypatch.setattr(report, "update_readme", _raising(KeyboardInterrupt()))
+    assert main(["report"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    monkeypatch.setattr(report, "update_readme", _raising(KeyError("a bug")))
+    with pytest.raises(KeyError):
+        main(["report"])
+
+
+def test_weights_error_is_still_a_runtime_error():
+    assert issubclass(WeightsError, RuntimeError) and issubclass(WeightsError, SpermlibError)

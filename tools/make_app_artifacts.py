@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DATASETS, SAMPLE_DATA_ROOT, resolve_data_root
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import evaluate_dataset
-from spermlib.models import ARCHS
 from spermlib.training.train import Recipe, load_fold_data, train_fold
 
 SIZE = 64

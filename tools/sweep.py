@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python tools/sweep.py` from a checkout, no install needed
 
-from spermlib.store.checkpoints import card_path, checkpoint_path, read_card  # noqa: E402
+from spermlib.store.cards import card_path, checkpoint_path, read_card  # noqa: E402
 
 
 def job_command(dataset: str, arch: str, fold: int, name: str, out: Path, args: str, extra: str) -> list[str]:

@@ -1,9 +1,11 @@
-"""Classify: upload images (or pick bundled samples) → fold-ensemble prediction, warnings, Grad-CAM++.
+"""Classify: upload images (or pick bundled samples) → prediction, warnings, Grad-CAM++.
 
-All decisions (decoding, warnings, the normal-forms share, the table) live in spermlib.dashboard.triage; this
-page only lays them out. Predictions and explanations are cached by image content (st.cache_data),
-so moving the opacity slider does not recompute them. Query parameters ``?dataset=…&arch=…&sample=…``
-preselect inputs (shareable links; the browser tests use them too).
+An upload is classified by the fold ensemble; a bundled sample by the one fold model that never saw it
+(the others trained on it: see spermlib.dashboard.samples). All decisions (decoding, warnings, which model,
+the normal-forms share, the table) live in spermlib.dashboard.triage and .samples; this page only lays
+them out. Predictions and explanations are cached by image content and model (st.cache_data), so moving
+the opacity slider does not recompute them. Query parameters ``?dataset=…&arch=…&sample=…`` preselect
+inputs (shareable links; ``arch=all`` shows every model side by side; the browser tests use them too).
 """
 
 from __future__ import annotations
@@ -14,17 +16,28 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
-from spermlib.dashboard import triage
-from spermlib.data.datasets import DATASETS, SAMPLE_DATA_ROOT, DataError, list_images
-from spermlib.inference.explain import overlay
-from spermlib.inference.predict import Explanation, Predictor
+from spermlib.archs import DEFAULT_ARCH
+from spermlib.dashboard import charts, palette, samples, triage
+from spermlib.dashboard.images import fit
+from spermlib.dashboard.tables import arch_title
+from spermlib.data.datasets import DATASETS
+from spermlib.inference.explain import Explainer, Explanation, overlay
+from spermlib.inference.predict import Predictor
+from spermlib.store.cards import available_folds
 from spermlib.store.paths import default_checkpoints_dir
-from views.common import ARCH_TITLES, dataset_picker, get_predictor, installed_archs
+from views.common import (
+    bundled_samples,
+    dataset_picker,
+    get_fold_predictor,
+    get_predictor,
+    installed_archs,
+    sample_root,
+)
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp"]
 ALL_ARCHS = "__all__"
+ALL_ARCHS_ALIASES = {"all", ALL_ARCHS}  # ?arch=all in a link
 DISPLAY_SIDE = 256
 SIDE_BY_SIDE_SIDE = 150
 
@@ -35,26 +48,25 @@ def _digest(data: bytes) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _classify(dataset: str, archs: tuple[str, ...], checkpoints_dir: str, names: tuple[str, ...],
-              digests: tuple[str, ...], _predictors: dict[str, Predictor],
+              digests: tuple[str, ...], routes: dict[str, list[samples.Route]], _predictors: dict[str, Predictor],
               _inputs: list[triage.ImageInput]) -> dict[str, list[triage.ArchResult | None]]:
-    """Cached by content (names + sha256 digests); the unhashed ``_`` arguments carry the objects."""
-    return triage.classify_inputs(_predictors, _inputs, DATASETS[dataset])
+    """Cached by content (names + sha256 digests) and model (routes); the unhashed ``_`` arguments carry
+    the objects."""
+    return triage.classify_inputs(_predictors, _inputs, DATASETS[dataset], routes,
+                                  fold_predictor=lambda arch, fold: get_fold_predictor(dataset, arch, fold))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _explain(dataset: str, arch: str, checkpoints_dir: str, digest: str, class_idx: int,
-             _predictor: Predictor, _image: Image.Image) -> Explanation:
-    """Grad-CAM++ (and the CBAM map) for one image; the predictor builds its CAM objects per call, locked."""
-    return _predictor.explain(_image, class_idx=class_idx)
+def _explain(dataset: str, arch: str, fold: int | None, checkpoints_dir: str, digest: str, class_idx: int,
+             _predictor: Predictor, _image: np.ndarray) -> Explanation:
+    """Grad-CAM++ (and the CBAM map) for one image by ``_predictor`` (the fold-``fold`` model alone, or the
+    ensemble when ``fold`` is None); the predictor builds its CAM objects per call, locked."""
+    return Explainer(_predictor).explain(_image, class_idx=class_idx)
 
 
 @st.cache_data(show_spinner=False)
-def _sample_paths(dataset: str) -> list[str]:
-    spec = DATASETS[dataset]
-    try:
-        return list_images(spec, SAMPLE_DATA_ROOT / spec.folder)["path"].tolist()
-    except DataError:
-        return []
+def _sample_folds(dataset: str) -> dict[str, int]:
+    return samples.sample_folds(DATASETS[dataset])
 
 
 def _apply_query_params() -> None:
@@ -72,64 +84,59 @@ def _apply_query_params() -> None:
         st.session_state["classify_samples_request"] = samples
 
 
-def _enlarge(rgb: np.ndarray) -> Image.Image:
-    img = Image.fromarray(rgb)
-    return img.resize((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.BICUBIC)
-
-
-def _probability_chart(result: triage.ArchResult, spec, key: str) -> None:
-    probs = result.prediction.probabilities
-    names = [spec.display(c) for c in spec.class_dirs]
-    values = [probs[c] for c in spec.class_dirs]
-    colors = ["#d62728" if c == result.prediction.label else "#9ecae1" for c in spec.class_dirs]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colors,
-                           text=[f"{v:.1%}" for v in values], textposition="auto"))
-    fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%", "title": "ensemble probability"},
-                      yaxis={"autorange": "reversed"}, height=60 + 40 * len(names),
-                      margin={"l": 10, "r": 10, "t": 10, "b": 40})
-    st.plotly_chart(fig, key=key, width="stretch")
-
-
 def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput, index: int, spec,
                    predictor: Predictor, alpha: float, target: str | None, side_by_side: bool) -> None:
+    """One model's verdict, warnings, probabilities and maps (side by side: the input and the note on
+    which model classified it are shown once, above the columns)."""
     pred = result.prediction
-    st.markdown(f"#### {ARCH_TITLES.get(arch, arch)}")
-    st.markdown(f"`{item.name}` → **{pred.display} ({pred.confidence:.1%})** · {triage.agreement_text(pred)}")
+    route = result.route
+    st.markdown(f"#### {arch_title(arch)}")
+    st.markdown(f"`{item.name}` → **{pred.display} ({pred.confidence:.1%})** · {result.verdict_source}")
+    if route is not None and route.note and not side_by_side:
+        st.caption(route.note)
     for warning in result.warnings:
         st.warning(warning.message)
-    _probability_chart(result, spec, key=f"probs_{index}_{arch}")
+    model = f"fold-{route.fold} model" if route is not None and route.single_fold else "ensemble"
+    st.plotly_chart(charts.probability_figure(pred.probabilities, pred.label, spec, f"{model} probability"),
+                    key=f"probs_{index}_{arch}", width="stretch")
+    if route is not None and route.single_fold:
+        predictor = get_fold_predictor(spec.name, arch, route.fold)
     class_idx = predictor.classes.index(target or pred.label)
     try:
         with st.spinner("Computing Grad-CAM++ …"):
-            exp = _explain(spec.name, arch, str(default_checkpoints_dir()), _digest(item.data), class_idx,
-                           predictor, item.image)
+            exp = _explain(spec.name, arch, route.fold if route else None, str(default_checkpoints_dir()),
+                           _digest(item.data), class_idx, predictor,
+                           result.prediction.model_input)  # the input the prediction used
     except Exception as err:  # noqa: BLE001 - an explanation failure must not hide the prediction
         st.error(f"{item.name}: the explanation could not be computed ({err})")
         return
     # Side by side, the input is shown once above the columns and the maps are smaller.
-    images = [] if side_by_side else [_enlarge(exp.rgb)]
+    images = [] if side_by_side else [fit(exp.rgb, DISPLAY_SIDE)]
     captions = [] if side_by_side else ["model input"]
-    images.append(_enlarge(overlay(exp.rgb, exp.gradcam, alpha=alpha)))
-    captions.append(f"Grad-CAM++ for {spec.display(predictor.classes[class_idx])} "
-                    f"(mean of {len(predictor.folds)} fold models)")
+    images.append(fit(overlay(exp.rgb, exp.gradcam, alpha=alpha), DISPLAY_SIDE))
+    by = (f"fold-{route.fold} model" if route is not None and route.single_fold
+          else f"mean of {len(predictor.folds)} fold models")
+    captions.append(f"Grad-CAM++ for {spec.display(predictor.classes[class_idx])} ({by})")
     if exp.cbam is not None:
-        images.append(_enlarge(overlay(exp.rgb, exp.cbam, alpha=alpha)))
+        images.append(fit(overlay(exp.rgb, exp.cbam, alpha=alpha), DISPLAY_SIDE))
         captions.append("CBAM spatial attention (0.5 = neutral)")
     st.image(images, caption=captions, width=SIDE_BY_SIDE_SIDE if side_by_side else DISPLAY_SIDE)
 
 
 def _normal_share_chart(shares: dict[str, triage.NormalShare]) -> None:
-    names = [ARCH_TITLES.get(a, a) for a in shares]
+    names = [arch_title(a) for a in shares]
     values = [100 * (s.share or 0.0) for s in shares.values()]
     text = [f"{s.n_normal}/{s.n_sperm} = {100 * s.share:.1f} %" if s.share is not None else "no sperm images"
             for s in shares.values()]
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=text, textposition="outside",
-                           marker_color="#2ca02c", cliponaxis=False))
+                           marker_color=[palette.model_colour(a) for a in shares], cliponaxis=False))
     limit = 100 * triage.WHO_2021_NORMAL_FORMS_LRL
-    fig.add_vline(x=limit, line_dash="dash", line_color="#d62728",
-                  annotation_text=f"WHO 2021 lower reference limit ({limit:.0f} %)", annotation_position="top right")
-    fig.update_layout(xaxis={"range": [0, 100], "title": "normal forms (% of images classified as sperm)"},
-                      height=120 + 50 * len(names), margin={"l": 10, "r": 10, "t": 40, "b": 40})
+    fig.add_vline(x=limit, line_dash="dash", line_color=palette.LIMIT_COLOUR)
+    fig.add_annotation(x=limit, y=1, yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
+                       text=f"WHO lower limit ({limit:.0f} %)", font={"color": palette.LIMIT_COLOUR})
+    fig.update_layout(xaxis={"range": [0, 100], "title": "normal forms (% of sperm images)"},
+                      yaxis={"automargin": True}, height=120 + 50 * len(names),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 40})
     st.plotly_chart(fig, key="normal_share", width="stretch")
     for arch, share in shares.items():
         if share.share is None:
@@ -140,7 +147,7 @@ def _normal_share_chart(shares: dict[str, triage.NormalShare]) -> None:
                        f"WHO 2021 lower reference limit ({triage.WHO_2021_NORMAL_FORMS_LRL:.0%})")
         extra = [f"{share.n_non_sperm} predicted Non-Sperm left out"] if share.n_non_sperm else []
         extra += [f"{share.n_failed} file(s) failed"] if share.n_failed else []
-        st.markdown(f"**{ARCH_TITLES.get(arch, arch)}**: {verdict}" + (f" · {', '.join(extra)}" if extra else ""))
+        st.markdown(f"**{arch_title(arch)}**: {verdict}" + (f" · {', '.join(extra)}" if extra else ""))
 
 
 # ====================================================================== page
@@ -158,12 +165,13 @@ if not archs:
 
 arch_options = archs + ([ALL_ARCHS] if len(archs) > 1 else [])
 requested = st.session_state.pop("classify_arch_request", None)
+requested = ALL_ARCHS if requested in ALL_ARCHS_ALIASES else requested
 if requested in arch_options:
     st.session_state["classify_arch"] = requested
 elif "classify_arch" not in st.session_state or st.session_state["classify_arch"] not in arch_options:
-    st.session_state["classify_arch"] = "effnet_cbam" if "effnet_cbam" in archs else archs[0]
+    st.session_state["classify_arch"] = DEFAULT_ARCH if DEFAULT_ARCH in archs else archs[0]
 choice = st.radio("Model", arch_options, key="classify_arch", horizontal=True,
-                  format_func=lambda a: f"All {len(archs)} side by side" if a == ALL_ARCHS else ARCH_TITLES.get(a, a))
+                  format_func=lambda a: f"All {len(archs)} side by side" if a == ALL_ARCHS else arch_title(a))
 chosen = archs if choice == ALL_ARCHS else [choice]
 
 limit_mb = float(st.get_option("server.maxUploadSize"))
@@ -172,18 +180,19 @@ uploads = st.file_uploader(
     help=f"PNG, JPEG, BMP, TIFF, GIF or WebP up to {limit_mb:g} MB each. Files are decoded by their content, "
          "so a wrong extension does not matter; 16-bit, CMYK, palette and transparent images are converted to RGB.",
 )
-samples = _sample_paths(spec.name)
+sample_paths = bundled_samples(spec.name)
 wanted = st.session_state.pop("classify_samples_request", None)
 if wanted:
-    st.session_state["classify_samples"] = [s for s in wanted if s in samples]
+    st.session_state["classify_samples"] = [s for s in wanted if s in sample_paths]
 elif st.session_state.get("classify_samples"):  # after a dataset switch, drop the other dataset's picks
-    st.session_state["classify_samples"] = [s for s in st.session_state["classify_samples"] if s in samples]
-picked = st.multiselect("…or pick bundled samples", samples, key="classify_samples",
-                        placeholder="e.g. Normal_Sperm/…")
-st.caption(f"Data: {spec.citation}")
+    st.session_state["classify_samples"] = [s for s in st.session_state["classify_samples"] if s in sample_paths]
+picked = st.multiselect("…or pick bundled samples", sample_paths, key="classify_samples",
+                        placeholder="e.g. Normal_Sperm/…",
+                        help="Each sample is classified by the fold model that never saw it in training; "
+                             "uploads by the ensemble of all fold models.")
 
 items = [(f.name, f.getvalue()) for f in uploads or []]
-items += [(p, (SAMPLE_DATA_ROOT / spec.folder / p).read_bytes()) for p in picked]
+items += [(p, (sample_root(spec.name) / p).read_bytes()) for p in picked]
 if not items:
     st.info("Upload one or more images, or pick bundled samples, to classify them.")
     st.stop()
@@ -191,10 +200,12 @@ if not items:
 predictors = {a: p for a in chosen if (p := get_predictor(spec.name, a)) is not None}
 if not predictors:
     st.stop()
+routes = {a: samples.routes(len(uploads or []), picked, _sample_folds(spec.name),
+                            available_folds(spec, a, default_checkpoints_dir())) for a in predictors}
 with st.spinner(f"Classifying {len(items)} image{'s' if len(items) != 1 else ''} …"):
     inputs = triage.decode_inputs(items, limit_mb=limit_mb)
-    results = _classify(spec.name, tuple(predictors), str(default_checkpoints_dir()),
-                        tuple(i.name for i in inputs), tuple(_digest(i.data) for i in inputs), predictors, inputs)
+    results = _classify(spec.name, tuple(predictors), str(default_checkpoints_dir()), tuple(i.name for i in inputs),
+                        tuple(_digest(i.data) for i in inputs), routes, predictors, inputs)
 
 for item in inputs:
     if item.error:
@@ -214,7 +225,9 @@ target_options = [None, *spec.class_dirs]
 target = c3.selectbox("Explain class", target_options, key="classify_target",
                       format_func=lambda c: "predicted class" if c is None else spec.display(c))
 if len(predictors) > 1:
-    st.image(_enlarge(np.asarray(inputs[index].image)), caption=inputs[index].name, width=DISPLAY_SIDE)
+    st.image(fit(inputs[index].image, DISPLAY_SIDE), caption=inputs[index].name, width=DISPLAY_SIDE)
+    for note in dict.fromkeys(r.note for a in predictors if (r := results[a][index].route) is not None and r.note):
+        st.caption(note)
 columns = st.columns(len(predictors)) if len(predictors) > 1 else [st.container()]
 for column, (arch, predictor) in zip(columns, predictors.items()):
     with column:
@@ -229,9 +242,10 @@ st.caption(
 # ------------------------------------------------------------------ all images
 st.subheader("Results")
 table = triage.results_table(inputs, results, spec)
-st.dataframe(table, hide_index=True, width="stretch",
+st.dataframe(table, hide_index=True, width="stretch", column_order=triage.SHOWN_COLUMNS,
              column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                           format="%.2f")})
+st.caption("The CSV adds each class's probability and the fold models' agreement.")
 st.download_button("Download results (CSV)", triage.to_csv_bytes(table), file_name=f"classify_{spec.name}.csv",
                    mime="text/csv", key="classify_download")
 
@@ -246,9 +260,9 @@ if len(good) > 1:
         "are not counted. The dashed line is the WHO 2021 lower reference limit for normal forms (4 %). A "
         "screening aid for a few images, not a semen analysis (which assesses ≥ 200 spermatozoa)."
     )
-    predicted = table.dropna(subset=["prediction"]).assign(model=lambda t: t["arch"].map(ARCH_TITLES))
+    predicted = table.dropna(subset=["prediction"]).assign(model=lambda t: t["arch"].map(arch_title))
     fig = px.histogram(predicted, x="prediction", color="model", barmode="group",
                        category_orders={"prediction": [spec.display(c) for c in spec.class_dirs]},
-                       title="Predicted classes")
-    fig.update_layout(height=320)
+                       color_discrete_map=palette.model_colour_map(predictors), title="Predicted classes")
+    fig.update_layout(height=340, legend=charts.LEGEND_BELOW)
     st.plotly_chart(fig, key="predicted_classes", width="stretch")

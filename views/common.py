@@ -1,29 +1,127 @@
-"""Streamlit glue shared by the pages: cached resources and small widgets. No science here.
+"""Streamlit glue shared by the pages: cached resources, the page guard and small widgets. No science here.
 
 Caching rules: models via ``st.cache_resource`` (one Predictor per dataset × arch per process; it is
 thread-safe because every forward pass and CAM holds ``Predictor.lock``, and CAM objects are built
-per call inside ``with``); tables via ``st.cache_data``. Cache keys include the checkpoints/results
-folders so tests (and users) can point the app elsewhere with $SPERMLIB_CHECKPOINTS/$SPERMLIB_RESULTS.
+per call inside ``with``); tables and thumbnails via ``st.cache_data``. Cache keys include the
+checkpoints/results folders (and file modification times) so tests (and users) can point the app
+elsewhere with $SPERMLIB_CHECKPOINTS/$SPERMLIB_RESULTS.
+
+Model code (``spermlib.inference``, which imports torch) is imported inside the functions that load
+a model, so pages that show no model (Overview, Dataset explorer, Model comparison) start without
+torch — importing it costs seconds.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from spermlib.data.datasets import DATASETS, DatasetSpec, get_dataset
-from spermlib.inference.predict import Predictor
-from spermlib.models import ARCHS
-from spermlib.store.checkpoints import CheckpointError, available_folds
+from spermlib.archs import ARCHS, DEFAULT_ARCH
+from spermlib.dashboard import provenance
+from spermlib.dashboard.images import thumbnail_bytes
+from spermlib.dashboard.tables import arch_title
+from spermlib.data.datasets import (
+    DATASETS,
+    SAMPLE_DATA_ROOT,
+    DataError,
+    DatasetSpec,
+    get_dataset,
+    list_images,
+    resolve_data_root,
+)
+from spermlib.data.imageio import ImageError
+from spermlib.errors import SpermlibError
+from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
+from spermlib.store.results import (
+    ResultsError,
+    dataset_results_dir,
+    load_faithfulness,
+    load_metrics,
+    load_oofs,
+)
 
-ARCH_TITLES = {"simplecnn": "SimpleCNN", "effnet": "EfficientNet", "effnet_cbam": "EfficientNet + CBAM"}
+if TYPE_CHECKING:
+    from spermlib.inference.predict import Predictor
+
+log = logging.getLogger("spermlib.app")
+
+# Set to "1" (tests/app/conftest.py and the browser tests do) to let page exceptions propagate to the
+# test harness instead of being turned into an st.error by run_guarded.
+RAISE_ERRORS_ENV = "SPERMLIB_APP_RAISE_ERRORS"
+GENERIC_ERROR = ("Something went wrong on this page. The details are in the server log; please report "
+                 "what you did to the maintainers.")
+
+THUMB_SIDE = 160  # px: gallery thumbnails (shown stretched to their column, 6–8 columns wide)
+
+
+# ---------------------------------------------------------------------------------------------
+# The page guard (app.py runs every page inside it)
+# ---------------------------------------------------------------------------------------------
+
+
+def errors_propagate() -> bool:
+    return os.environ.get(RAISE_ERRORS_ENV) == "1"
+
+
+def run_guarded(run: Callable[[], None]) -> None:
+    """Run a page: a :class:`SpermlibError` (bad input, missing file — something the user can fix)
+    becomes one st.error with its message; any other exception is a bug: one generic st.error for the
+    user, the traceback in the server log. With ``$SPERMLIB_APP_RAISE_ERRORS=1`` exceptions propagate.
+
+    ``st.stop``/``st.rerun``/``st.switch_page`` raise ``BaseException`` subclasses and pass through; the
+    footer is drawn in every case (a page that stops early still says whose data and models it shows).
+    """
+    try:
+        _run_reporting_errors(run)
+    finally:
+        footer()
+
+
+def _run_reporting_errors(run: Callable[[], None]) -> None:
+    try:
+        run()
+    except SpermlibError as err:
+        if errors_propagate():
+            raise
+        log.warning("page stopped by a user-facing error: %s", err)
+        st.error(str(err))
+    except Exception:
+        if errors_propagate():
+            raise
+        log.exception("page failed")
+        st.error(GENERIC_ERROR)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
 
 
 @st.cache_resource(show_spinner="Loading fold models …")
 def _predictor(dataset: str, arch: str, checkpoints_dir: str) -> Predictor:
+    from spermlib.inference.predict import Predictor  # torch: imported by the pages that show a model only
+
     return Predictor.from_checkpoints(get_dataset(dataset), arch=arch, checkpoints_dir=Path(checkpoints_dir))
+
+
+@st.cache_resource(show_spinner="Loading the fold model …", max_entries=16)
+def _fold_predictor(dataset: str, arch: str, fold: int, checkpoints_dir: str) -> Predictor:
+    from spermlib.inference.predict import Predictor  # torch: imported by the pages that show a model only
+
+    return Predictor.from_checkpoints(get_dataset(dataset), arch=arch, folds=[fold],
+                                      checkpoints_dir=Path(checkpoints_dir))
+
+
+def get_fold_predictor(dataset: str, arch: str, fold: int) -> Predictor:
+    """The cached fold-``fold`` model of one arch alone (e.g. for an image the other folds trained on)."""
+    return _fold_predictor(dataset, arch, fold, str(default_checkpoints_dir()))
 
 
 def get_predictor(dataset: str, arch: str) -> Predictor | None:
@@ -31,13 +129,23 @@ def get_predictor(dataset: str, arch: str) -> Predictor | None:
     try:
         return _predictor(dataset, arch, str(default_checkpoints_dir()))
     except CheckpointError as err:
-        st.info(f"{ARCH_TITLES.get(arch, arch)} for {get_dataset(dataset).title}: {err}")
+        st.info(f"{arch_title(arch)} for {get_dataset(dataset).title}: {err}")
         return None
 
 
 def installed_archs(dataset: str) -> list[str]:
     spec = get_dataset(dataset)
     return [a for a in ARCHS if available_folds(spec, a, default_checkpoints_dir())]
+
+
+def default_first(entries: Sequence[str]) -> list[str]:
+    """``entries`` with the paper's model (``DEFAULT_ARCH``) first, so that a picker preselects it."""
+    return sorted(entries, key=lambda e: e != DEFAULT_ARCH)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
 
 
 def dataset_picker(key: str = "dataset", label: str = "Dataset / task") -> DatasetSpec:
@@ -50,37 +158,64 @@ def results_dir() -> Path:
     return default_results_dir()
 
 
+def data_root_or_error(spec: DatasetSpec) -> Path | None:
+    """The dataset's image folder, or ``None`` after an st.error (e.g. a wrong $SPERM_DATA_DIR)."""
+    try:
+        return resolve_data_root(spec)
+    except DataError as err:
+        st.error(str(err))
+        return None
+
+
+def sample_root(dataset: str) -> Path:
+    """The folder of a dataset's bundled sample images (sample paths are relative to it)."""
+    return SAMPLE_DATA_ROOT / get_dataset(dataset).folder
+
+
+@st.cache_data(show_spinner=False)
+def bundled_samples(dataset: str) -> list[str]:
+    """The bundled sample images of a dataset, as paths relative to :func:`sample_root` (= manifest paths)."""
+    try:
+        return list_images(get_dataset(dataset), sample_root(dataset))["path"].tolist()
+    except DataError:
+        return []
+
+
+def page_picker(n_pages: int, key: str, label: str = "Page", where=st) -> int:
+    """A page-number input (in ``where``: st or a column) that stays valid when a filter shrinks the list."""
+    if st.session_state.get(key, 1) > n_pages:
+        st.session_state[key] = n_pages
+    return int(where.number_input(label, min_value=1, max_value=n_pages, step=1, key=key))
+
+
 # ---------------------------------------------------------------------------------------------
-# Evaluation results and thumbnails (overview, comparison, misclassifications, embedding map)
+# Evaluation results (overview, comparison, misclassifications)
 # ---------------------------------------------------------------------------------------------
 
 
 def results_stamp(dataset: str) -> tuple:
     """Changes whenever ``evaluate`` rewrites a dataset's results, so cached tables refresh."""
-    from spermlib.store.results import dataset_results_dir
-
     d = dataset_results_dir(dataset)
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir() if p.is_file())) if d.is_dir() else ()
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cached_metrics(dataset: str, results: str, stamp: tuple) -> dict | None:
-    from spermlib.store.results import load_metrics
-
     return load_metrics(dataset, results)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _cached_oofs(dataset: str, results: str, stamp: tuple) -> dict:
-    from spermlib.store.results import load_oofs
-
     return load_oofs(dataset, results)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | None:
+    return load_faithfulness(dataset, results)
 
 
 def _or_error(load, dataset: str, missing):
     """``load(dataset, results folder, stamp)``; an unreadable results file becomes one st.error and ``missing``."""
-    from spermlib.store.results import ResultsError
-
     try:
         return load(dataset, str(default_results_dir()), results_stamp(dataset))
     except ResultsError as err:
@@ -93,13 +228,6 @@ def cached_metrics(dataset: str) -> dict | None:
     return _or_error(_cached_metrics, dataset, None)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | None:
-    from spermlib.store.results import load_faithfulness
-
-    return load_faithfulness(dataset, results)
-
-
 def cached_faithfulness(dataset: str) -> dict | None:
     """faithfulness.json of ``dataset`` (``None`` if not scored; an st.error if unreadable)."""
     return _or_error(_cached_faithfulness, dataset, None)
@@ -110,30 +238,76 @@ def cached_oofs(dataset: str) -> dict:
     return _or_error(_cached_oofs, dataset, {})
 
 
-@st.cache_data(show_spinner=False, max_entries=4000)
-def image_thumbnail(path: str, size: int = 160):
-    """A small RGB array of an image file, or ``None`` when it is missing or not decodable."""
-    import numpy as np
+# ---------------------------------------------------------------------------------------------
+# Images: the one thumbnail helper and the one gallery
+# ---------------------------------------------------------------------------------------------
 
-    from spermlib.data.imageio import ImageError, load_rgb
 
+@st.cache_data(show_spinner=False, max_entries=8000)
+def _thumbnail(path: str, side: int, square: bool, mtime_ns: int) -> bytes | None:
     try:
-        img = load_rgb(path)
+        return thumbnail_bytes(path, side, square=square)
     except (ImageError, OSError):
         return None
-    img.thumbnail((size, size))
-    return np.asarray(img)
 
 
-def data_root_or_error(spec: DatasetSpec) -> Path | None:
-    """The dataset's image folder, or ``None`` after an st.error (e.g. a wrong $SPERM_DATA_DIR)."""
-    from spermlib.data.datasets import DataError, resolve_data_root
-
+def thumbnail(path: Path, side: int = THUMB_SIDE, square: bool = True) -> bytes | None:
+    """JPEG of an image file fitted to ``side`` px (a padded square for grids), or ``None`` when it is
+    missing or not decodable. Cached per file version, and made only for the images shown."""
     try:
-        return resolve_data_root(spec)
-    except DataError as err:
-        st.error(str(err))
+        mtime_ns = Path(path).stat().st_mtime_ns
+    except OSError:
         return None
+    return _thumbnail(str(path), side, square, mtime_ns)
 
 
-MISTAKES_PRESET = "mistakes_preset"  # filters handed to the misclassification explorer by other pages
+@dataclass(frozen=True)
+class Tile:
+    """One gallery image: ``path`` relative to the data root (the key in every table), its caption."""
+
+    path: str
+    caption: str
+
+
+def gallery(root: Path, tiles: Sequence[Tile], columns: int, on_view: Callable[[str], None] | None = None) -> None:
+    """Thumbnails in rows of ``columns``; an unreadable file is one st.error in its cell. With
+    ``on_view``, each image gets a "View" button (key ``view::<path>``) calling ``on_view(path)``."""
+    for start in range(0, len(tiles), columns):
+        for col, tile in zip(st.columns(columns), tiles[start:start + columns]):
+            thumb = thumbnail(Path(root) / tile.path)
+            if thumb is None:
+                col.error(f"{tile.path}: not a readable image")
+            else:
+                col.image(thumb, caption=tile.caption, width="stretch")
+            if on_view is not None:
+                col.button("View", key=f"view::{tile.path}", on_click=on_view, args=(tile.path,), help=tile.path,
+                           width="stretch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Footer (run_guarded draws it under every page)
+# ---------------------------------------------------------------------------------------------
+
+
+def _cards_stamp(checkpoints: Path) -> tuple:
+    """Changes whenever a checkpoint card is written, so the footer's versions refresh."""
+    cards = [card_path(checkpoint_path(spec, arch, k, checkpoints)) for spec in DATASETS.values() for arch in ARCHS
+             for k in available_folds(spec, arch, checkpoints, suffix=".json")]
+    return tuple((str(c), c.stat().st_mtime_ns) for c in cards if c.is_file())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _model_versions(checkpoints: str, stamp: tuple) -> list[provenance.ModelVersions]:
+    return provenance.model_versions(Path(checkpoints))
+
+
+def footer() -> None:
+    """The datasets' citations and the versions of the installed models (from their checkpoint cards)."""
+    checkpoints = default_checkpoints_dir()
+    versions = _model_versions(str(checkpoints), _cards_stamp(checkpoints))
+    st.divider()
+    st.caption(" · ".join(f"**{spec.folder}**: {spec.citation}" for spec in DATASETS.values()))
+    st.caption(f"{provenance.summary(versions)}. A research tool, not a diagnostic device.")
+    if versions:
+        with st.expander("Model versions (from the checkpoint cards)"):
+            st.markdown("\n".join(f"- {v.line()}" for v in versions))

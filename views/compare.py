@@ -5,16 +5,17 @@ beside ours."""
 
 from __future__ import annotations
 
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
+from spermlib.dashboard import charts
+from spermlib.dashboard.compare import Cell, cell_options, cell_to_open, chart_entries, parse_cell_key
+from spermlib.dashboard.pages import page
+from spermlib.dashboard.state import MistakesPreset
 from spermlib.dashboard.tables import (
     PAPER_RESULTS,
     PAPER_TITLE,
     SUBSET_NOTE,
     arch_title,
-    cell_label,
     confusion_cells,
     faithfulness_table,
     mcnemar_table,
@@ -27,14 +28,20 @@ from spermlib.dashboard.tables import (
     reliability_table,
     roc_table,
 )
-from views.common import MISTAKES_PRESET, cached_faithfulness, cached_metrics, dataset_picker
+from spermlib.store.results import is_tta
+from views.common import cached_faithfulness, cached_metrics, dataset_picker, default_first
 
 
-def open_in_mistakes(dataset: str, arch: str, true: str, pred: str) -> None:
+def open_in_mistakes(dataset: str, arch: str, cell: Cell) -> None:
     """Preset the misclassification explorer's filters on one confusion cell and go there."""
-    st.session_state[MISTAKES_PRESET] = {"dataset": dataset, "arch": arch, "true": [true], "pred": [pred],
-                                         "errors_only": true != pred}
-    st.switch_page("views/mistakes.py")
+    MistakesPreset.for_cell(dataset, arch, *cell).save(st.session_state)
+    st.switch_page(page("mistakes").file)
+
+
+def grid(entries: list[str]):
+    """(column, entry) pairs, at most ``charts.GRID_COLUMNS`` charts per row (one per row on a phone)."""
+    for row in charts.rows_of(entries):
+        yield from zip(st.columns(charts.GRID_COLUMNS), row)
 
 
 st.title("Model comparison")
@@ -59,6 +66,11 @@ if paper:
 if not metrics.get("full_dataset", False):
     st.warning(f"These results were computed on a {SUBSET_NOTE}; they are not comparable with the paper.")
 st.caption(f"Data: {spec.citation}")
+has_tta = any(is_tta(a) for a in archs)
+with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)", value=False, key="compare_tta",
+                     disabled=not has_tta, help="Each model's predictions averaged over flipped and rotated copies "
+                                                "of the image. The tables always list them.")
+shown = chart_entries(archs, with_tta)
 
 st.subheader("All metrics")
 st.dataframe(metrics_table(metrics), hide_index=True, width="stretch")
@@ -69,82 +81,40 @@ st.dataframe(per_class_table(metrics, spec), hide_index=True, width="stretch",
 
 st.subheader("Accuracy per test fold")
 folds = per_fold_table(metrics)
-fig = px.bar(folds, x="fold", y="accuracy", color="model", barmode="group", hover_data=["n", "macro_f1"],
-             labels={"fold": "test fold", "accuracy": "accuracy", "model": "model"})
-fig.update_yaxes(range=[0, 1], tickformat=".0%")
-if paper:
-    fig.add_hline(y=paper["accuracy"], line_dash="dot", annotation_text="paper (hold-out)")
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(charts.fold_accuracy_figure(folds[folds["arch"].isin(shown)], paper and paper["accuracy"]),
+                width="stretch", key="compare_folds")
 
 st.subheader("Confusion matrices")
 st.caption("Rows: true class, columns: predicted class. Click a cell to open those images in the "
            "misclassification explorer (or use the picker below the matrices).")
 normalise = st.toggle("Row-normalised (share of the true class)", value=False, key="compare_cm_norm")
-cols = st.columns(len(archs))
-for col, arch in zip(cols, archs):
-    cells = confusion_cells(metrics, arch, spec)
-    names = list(dict.fromkeys(cells["true_display"]))
-    z = cells["row_share" if normalise else "count"].to_numpy().reshape(len(names), len(names))
-    text = [[f"{c['count']}<br>{100 * c['row_share']:.0f} %" for c in cells.iloc[i * len(names):(i + 1) * len(names)]
-             .to_dict("records")] for i in range(len(names))]
-    heat = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=text, texttemplate="%{text}",
-                                showscale=False, hoverinfo="skip"))
-    # Heat maps are not selectable in plotly: nearly invisible markers on the cell centres are.
-    heat.add_trace(go.Scatter(
-        x=cells["pred_display"], y=cells["true_display"], mode="markers",
-        marker={"size": 40, "symbol": "square", "opacity": 0.01},
-        customdata=cells[["true", "pred", "count"]].to_numpy(),
-        hovertemplate="true %{y} → predicted %{x}: %{customdata[2]} images<extra>click to open</extra>",
-        showlegend=False))
-    heat.update_layout(title=arch_title(arch), height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                       xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+for col, arch in grid(shown):
+    chart = charts.confusion_matrix_figure(confusion_cells(metrics, arch, spec), arch_title(arch), normalise)
     with col:
-        event = st.plotly_chart(heat, width="stretch", on_select="rerun", selection_mode="points",
+        event = st.plotly_chart(chart, width="stretch", on_select="rerun", selection_mode="points",
                                 key=f"compare_cm_{spec.name}_{arch}")
-    # Act once per new click: a selection that is still there when the user comes back must not
-    # send them away again.
-    handled_key = f"compare_cm_handled_{spec.name}_{arch}"
-    points = event.selection.points if event else []
-    if points and points[0].get("customdata"):
-        true, pred = (str(v) for v in points[0]["customdata"][:2])
-        if st.session_state.get(handled_key) != (true, pred):
-            st.session_state[handled_key] = (true, pred)
-            open_in_mistakes(spec.name, arch, true, pred)
-    else:
-        st.session_state.pop(handled_key, None)
+    cell = cell_to_open(st.session_state, f"compare_cm_handled_{spec.name}_{arch}",
+                        event.selection.points if event else [])
+    if cell is not None:
+        open_in_mistakes(spec.name, arch, cell)
 
 c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
-cell_arch = c1.selectbox("Model", archs, format_func=arch_title, key="compare_cell_arch")
-cell_records = confusion_cells(metrics, cell_arch, spec).to_dict("records")
-off_diagonal = sorted((c for c in cell_records if c["true"] != c["pred"]), key=lambda c: -c["count"])
-options = off_diagonal + [c for c in cell_records if c["true"] == c["pred"]]
-# Options are "true|pred" keys, the same for every model, so the choice survives a change of model.
-labels = {f"{c['true']}|{c['pred']}": cell_label(c) for c in options}
-cell_key = c2.selectbox("Confusion-matrix cell", list(labels), format_func=labels.get, key="compare_cell")
+cell_arch = c1.selectbox("Model", default_first(chart_entries(archs, True)), format_func=arch_title,
+                         key="compare_cell_arch")
+labels = cell_options(confusion_cells(metrics, cell_arch, spec))
+chosen_cell = c2.selectbox("Confusion-matrix cell", list(labels), format_func=labels.get, key="compare_cell")
 if c3.button("Open these images", key="compare_open_cell"):
-    true, pred = cell_key.split("|")
-    open_in_mistakes(spec.name, cell_arch, true, pred)
+    open_in_mistakes(spec.name, cell_arch, parse_cell_key(chosen_cell))
 
 st.subheader("ROC curves (one-vs-rest, pooled out-of-fold)")
-cols = st.columns(len(archs))
-for col, arch in zip(cols, archs):
-    roc = roc_table(metrics, arch, spec)
-    auc = metrics["archs"][arch].get("roc_auc_ovr_macro")
-    fig = px.line(roc, x="fpr", y="tpr", color="class",
-                  labels={"fpr": "false-positive rate", "tpr": "true-positive rate"},
-                  title=f"{arch_title(arch)} — macro AUC {num(auc)}")
-    fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
-    fig.update_layout(height=380, legend={"orientation": "h", "y": -0.25}, margin={"l": 10, "r": 10, "t": 40})
-    col.plotly_chart(fig, width="stretch")
+for col, arch in grid(shown):
+    fig = charts.roc_figure(roc_table(metrics, arch, spec), spec, arch_title(arch),
+                            num(metrics["archs"][arch].get("roc_auc_ovr_macro")))
+    col.plotly_chart(fig, width="stretch", key=f"compare_roc_{spec.name}_{arch}")
 
 st.subheader("Calibration (reliability diagram)")
 rel = reliability_table(metrics)
-fig = px.line(rel, x="confidence", y="accuracy", color="model", markers=True, hover_data=["lo", "hi", "count"],
-              labels={"confidence": "mean confidence in bin", "accuracy": "accuracy in bin"})
-fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
-fig.update_xaxes(range=[0, 1])
-fig.update_yaxes(range=[0, 1])
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(charts.reliability_figure(rel[rel["arch"].isin(shown)]), width="stretch", key="compare_reliability")
 st.caption("Top-label confidence in equal-width bins; points on the diagonal are perfectly calibrated. "
            "ECE per model is in the table above.")
 

@@ -12,11 +12,22 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
+from spermlib.dashboard.charts import LEGEND_BELOW
+from spermlib.dashboard.palette import class_colour_map
 from spermlib.dashboard.tables import arch_title
 from spermlib.evaluation.embedding import EXCLUDED, HELD_OUT, TRAINING, EmbeddingMap, embedding_map, selected_paths
 from spermlib.inference.predict import Predictor
+from spermlib.store.cards import checkpoint_path
 from spermlib.store.paths import default_checkpoints_dir
-from views.common import data_root_or_error, dataset_picker, get_predictor, image_thumbnail, installed_archs
+from views.common import (
+    Tile,
+    data_root_or_error,
+    dataset_picker,
+    default_first,
+    gallery,
+    get_predictor,
+    installed_archs,
+)
 
 GALLERY_COLUMNS = 6
 GALLERY_MAX = 48
@@ -58,7 +69,7 @@ if root is None:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
-arch = c1.selectbox("Model", archs, index=len(archs) - 1, format_func=arch_title, key=f"embedding_arch_{spec.name}")
+arch = c1.selectbox("Model", default_first(archs), format_func=arch_title, key=f"embedding_arch_{spec.name}")
 predictor = get_predictor(spec.name, arch)
 if predictor is None:
     st.stop()
@@ -67,7 +78,7 @@ fold = c2.selectbox("Fold model", predictor.folds, format_func=lambda k: f"fold 
 colour_by = c3.radio("Colour by", ["true class", "predicted class"], horizontal=True, key="embedding_colour")
 
 checkpoints = default_checkpoints_dir()
-ckpt_file = Path(checkpoints) / spec.name / arch / f"fold{fold}.safetensors"
+ckpt_file = checkpoint_path(spec, arch, fold, checkpoints)
 emap = compute_map(spec.name, arch, fold, str(checkpoints), ckpt_file.stat().st_mtime_ns, str(root), predictor)
 
 for message in emap.warnings:
@@ -84,13 +95,13 @@ order = [spec.display(c) for c in spec.class_dirs]
 fig = px.scatter(
     frame, x="x", y="y", color=colour, symbol="split", custom_data=["path"],
     category_orders={colour: order, "split": [HELD_OUT]},
-    color_discrete_map=dict(zip(order, px.colors.qualitative.D3)),  # distinct hues, same colour per class always
+    color_discrete_map=class_colour_map(spec),  # the same colour per class on every page
     hover_data={"path": True, "true": True, "pred": True, "confidence": ":.2f", "fold": True, "x": False, "y": False},
     labels={"x": f"PC1 ({emap.explained[0]:.0%} of variance)", "y": f"PC2 ({emap.explained[1]:.0%} of variance)",
             "true": "true class", "pred": "predicted", "split": "seen by the model?"},
 )
 fig.update_traces(marker={"size": 8, "opacity": 0.8})
-fig.update_layout(height=600, dragmode="lasso", legend={"orientation": "v"})
+fig.update_layout(height=640, dragmode="lasso", legend=LEGEND_BELOW, margin={"l": 10, "r": 10, "t": 10, "b": 10})
 event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
                         key=f"embedding_scatter_{spec.name}_{arch}_{fold}")
 st.caption(f"{len(frame)} images from {root}; model: {arch_title(arch)} fold {fold} ({predictor.backbone}). "
@@ -103,15 +114,8 @@ if not paths:
 sel = frame.set_index("path").loc[paths].reset_index()
 st.subheader(f"Selected images ({len(sel)})")
 st.dataframe(sel.groupby(["true", "pred"]).size().rename("images").reset_index(), hide_index=True)
-cols = st.columns(GALLERY_COLUMNS)
-for i, row in enumerate(sel.head(GALLERY_MAX).itertuples(index=False)):
-    thumb = image_thumbnail(str(Path(root) / row.path))
-    with cols[i % GALLERY_COLUMNS]:
-        if thumb is None:
-            st.error(f"{row.path}: not a readable image")
-        else:
-            seen = SHORT_SPLIT.get(row.split, "")
-            st.image(thumb, caption=f"{row.true} → {row.pred} · {row.confidence:.0%} · {seen}".rstrip(" ·"),
-                     width="stretch")
+tiles = [Tile(r.path, f"{r.true} → {r.pred} · {r.confidence:.0%} · {SHORT_SPLIT.get(r.split, '')}".rstrip(" ·"))
+         for r in sel.head(GALLERY_MAX).itertuples(index=False)]
+gallery(root, tiles, GALLERY_COLUMNS)
 if len(sel) > GALLERY_MAX:
     st.caption(f"Showing the first {GALLERY_MAX} of {len(sel)} selected images.")

@@ -6,16 +6,15 @@ by one and only made for the page being shown, so SMIDS's 3000 images cost nothi
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import plotly.express as px
 import streamlit as st
-from PIL import Image
 
 from spermlib.dashboard.catalog import (
     Catalog,
     build_catalog,
+    catalog_sources,
     class_counts,
     conflicting_groups,
     filter_catalog,
@@ -24,13 +23,11 @@ from spermlib.dashboard.catalog import (
     image_details,
     page_count,
     paginate,
-    thumbnail_bytes,
 )
+from spermlib.dashboard.palette import class_colour_map
+from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DataError, get_dataset, resolve_data_root
-from spermlib.data.imageio import ImageError, load_rgb
-from spermlib.data.splits import manifest_path
-from spermlib.models import ARCHS
-from views.common import ARCH_TITLES, dataset_picker, results_dir
+from views.common import Tile, dataset_picker, gallery, page_picker, results_dir, thumbnail
 
 GALLERY_COLUMNS = 8
 LARGE_SIDE = 320
@@ -44,28 +41,6 @@ def _signature(paths: list[Path]) -> tuple:
 @st.cache_data(show_spinner="Reading image headers …", max_entries=8)
 def _catalog(dataset: str, root: str, results: str, signature: tuple) -> Catalog:
     return build_catalog(get_dataset(dataset), Path(root), results_dir=Path(results))
-
-
-@st.cache_data(show_spinner=False, max_entries=8000)
-def _thumbnail(path: str, mtime: float) -> bytes | None:
-    try:
-        return thumbnail_bytes(path)
-    except ImageError:
-        return None
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _large(path: str, mtime: float) -> bytes | None:
-    """The image scaled so its longest side is LARGE_SIDE px (small patches are enlarged for viewing)."""
-    try:
-        img = load_rgb(path)
-    except ImageError:
-        return None
-    scale = LARGE_SIDE / max(img.size)
-    img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _select(path: str) -> None:
@@ -82,10 +57,8 @@ except DataError as err:
     st.stop()
 
 results = results_dir()
-deps = [manifest_path(spec), results / spec.name / "metrics.json",
-        *[results / spec.name / f"oof_{a}.csv" for a in ARCHS]]
 try:
-    catalog = _catalog(spec.name, str(root), str(results), _signature(deps))
+    catalog = _catalog(spec.name, str(root), str(results), _signature(catalog_sources(spec, results)))
 except DataError as err:
     st.error(f"The data folder is not usable: {err}")
     st.stop()
@@ -108,7 +81,7 @@ if not catalog.oof_archs:
 st.subheader("Classes and image sizes")
 left, right = st.columns(2)
 counts = class_counts(table, spec)
-palette = dict(zip(counts["display"], px.colors.qualitative.Safe))
+palette = class_colour_map(spec)  # the same colour per class on every page
 order = {"display": counts["display"].tolist()}
 fig = px.bar(counts, x="display", y="images", color="display", text="images", color_discrete_map=palette,
              category_orders=order, labels={"display": "class", "images": "images"}, title="Images per class")
@@ -146,27 +119,15 @@ folds = f2.multiselect("Fold", fold_options, format_func=fold_label, key="explor
 per_page = f3.selectbox("Per page", [24, 48, 96], key="explorer_per_page")
 shown = filter_catalog(table, labels, folds)
 n_pages = page_count(len(shown), per_page)
-if st.session_state.get("explorer_page", 1) > n_pages:
-    st.session_state["explorer_page"] = n_pages
-page = f4.number_input("Page", min_value=1, max_value=n_pages, step=1, key="explorer_page")
+page = page_picker(n_pages, "explorer_page", where=f4)
 st.caption(f"{len(shown)} images match · page {page} of {n_pages}")
 
 if shown.empty:
     st.info("No image matches these filters.")
 else:
-    rows = paginate(shown, page, per_page)
-    for start in range(0, len(rows), GALLERY_COLUMNS):
-        cols = st.columns(GALLERY_COLUMNS)
-        for col, (_, r) in zip(cols, rows.iloc[start : start + GALLERY_COLUMNS].iterrows()):
-            full = root / r["path"]
-            thumb = _thumbnail(str(full), full.stat().st_mtime)
-            if thumb is None:
-                col.error(f"{r['path']}: unreadable")
-            else:
-                fold_short = "excl." if r["fold"] < 0 else f"f{r['fold']}"
-                col.image(thumb, caption=f"{r['display']} · {fold_short}", width="stretch")
-            col.button("View", key=f"view::{r['path']}", on_click=_select, args=(r["path"],),
-                       help=r["path"], width="stretch")
+    tiles = [Tile(r.path, f"{r.display} · {'excl.' if r.fold < 0 else f'f{r.fold}'}")
+             for r in paginate(shown, page, per_page).itertuples(index=False)]
+    gallery(root, tiles, GALLERY_COLUMNS, on_view=_select)
 
 # ------------------------------------------------------------------ one image
 st.subheader("Image")
@@ -176,8 +137,7 @@ if st.session_state.get("explorer_image") not in options:
 chosen = st.selectbox("Image", options, key="explorer_image")
 details = image_details(catalog, chosen, spec)
 left, right = st.columns([2, 3])
-full = root / chosen
-big = _large(str(full), full.stat().st_mtime)
+big = thumbnail(root / chosen, LARGE_SIDE, square=False)
 if big is None:
     left.error(f"{chosen}: the image could not be decoded")
 else:
@@ -193,7 +153,7 @@ elif len(details["duplicates"]):
     right.dataframe(details["duplicates"], hide_index=True, width="stretch")
 if catalog.oof_archs:
     preds = details["predictions"].copy()
-    preds["arch"] = preds["arch"].map(lambda a: ARCH_TITLES.get(a, a))
+    preds["arch"] = preds["arch"].map(arch_title)
     preds["correct"] = preds["correct"].map({True: "✓", False: "✗"}).fillna("")
     right.markdown("**Out-of-fold predictions** (each by the fold model that never saw this image)")
     right.dataframe(preds, hide_index=True, width="stretch",

@@ -1,40 +1,44 @@
-"""Overview: what the system does, which data and checkpoints this installation found, the
-headline leaderboard (ours beside the paper's, protocols named) and links to every page."""
+"""Overview, for a stakeholder's first minute: what the system does, how well (key figures and the
+headline chart: accuracy with its 95 % CI per model and dataset, the paper's number marked), one worked
+example (a bundled sample, its out-of-fold prediction, Grad-CAM++ and CBAM maps), what it can and cannot
+do; then the leaderboard, the pages and what this installation found.
+
+Everything above the worked example is read from results files without torch. The example's maps need
+the fold model: they are computed last (into a placeholder on the first screen, so the rest of the page
+is already shown) and cached per process (model: st.cache_resource; maps: st.cache_data).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from spermlib.archs import DEFAULT_ARCH
+from spermlib.dashboard import charts, triage
+from spermlib.dashboard.headline import Example, key_figures, pick_example, plain_board
+from spermlib.dashboard.images import fit
+from spermlib.dashboard.pages import linked_pages
 from spermlib.dashboard.status import installation_status
 from spermlib.dashboard.tables import (
     PAPER_PROTOCOL,
     PAPER_TITLE,
+    arch_title,
     leaderboard,
     leaderboard_display,
     missing_results_message,
 )
-from spermlib.data.datasets import DATA_DIR_ENV, DATASETS
+from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset
+from spermlib.data.imageio import load_rgb
+from spermlib.store.cards import available_folds, checkpoint_path
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
 from spermlib.store.results import ResultsError
-from views.common import results_stamp
+from views.common import bundled_samples, cached_oofs, get_fold_predictor, results_stamp, sample_root
 
-st.title("Interpretable sperm-morphology classification")
-st.markdown(
-    "EfficientNet with a CBAM attention module classifies sperm images; Grad-CAM++ shows which "
-    "regions drove each decision. Models are evaluated with leakage-free, stratified 5-fold "
-    "cross-validation (pixel-identical duplicates always share a fold)."
-)
-st.markdown(
-    "**In plain words:** you give the system a microscope image of a single sperm cell (SMIDS) or sperm "
-    "head (HuSHeM); it answers which morphology class the cell belongs to, how sure it is, and shows a heat "
-    "map of the part of the image that drove the answer. Three models are compared: a small CNN trained "
-    "from scratch, an ImageNet-pretrained EfficientNet, and the same EfficientNet with CBAM attention "
-    "(the paper's model). It is a research tool, not a diagnostic device."
-)
+EXAMPLE_SIDE = 200  # px of each image of the worked example
 
 
 @st.cache_data(ttl=60)
@@ -48,37 +52,87 @@ def _leaderboard(results: str, dataset: str, stamp: tuple) -> pd.DataFrame:
     return leaderboard(results, datasets=[dataset])
 
 
-rows = _status(str(default_checkpoints_dir()), os.environ.get(DATA_DIR_ENV, ""))
-st.subheader("Data and models found")
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-if not any(r["checkpoints"] for r in rows):
-    st.info(
-        "No trained checkpoints are installed yet. Train them with "
-        "`python -m spermlib train --dataset smids --arch effnet_cbam` (see README)."
+def load_board() -> pd.DataFrame:
+    """Every dataset's leaderboard rows; one unreadable metrics.json must not hide the other dataset's."""
+    boards = []
+    for name in DATASETS:
+        try:
+            boards.append(_leaderboard(str(default_results_dir()), name, results_stamp(name)))
+        except ResultsError as err:
+            st.error(str(err))
+    boards = [b for b in boards if not b.empty]
+    return pd.concat(boards, ignore_index=True) if boards else leaderboard(default_results_dir(), datasets=[])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _example_maps(dataset: str, arch: str, path: str, fold: int, class_idx: int, checkpoints: str,
+                  mtime_ns: int) -> list[np.ndarray]:
+    """Model input, Grad-CAM++ overlay and (CBAM models) attention overlay of one image by one fold model."""
+    from spermlib.inference.explain import overlay  # torch: only once a map is computed
+
+    predictor = get_fold_predictor(dataset, arch, fold)
+    exp = predictor.explain(load_rgb(sample_root(dataset) / path), class_idx=class_idx, folds=[fold])
+    maps = [exp.rgb, overlay(exp.rgb, exp.gradcam, alpha=0.5)]
+    return maps + ([overlay(exp.rgb, exp.cbam, alpha=0.5)] if exp.cbam is not None else [])
+
+
+def find_example() -> Example | None:
+    """The worked example: from the first dataset whose paper's-model OOF table has a correct bundled sample."""
+    for name in DATASETS:
+        oof = cached_oofs(name).get(DEFAULT_ARCH)
+        example = pick_example(oof, get_dataset(name), bundled_samples(name)) if oof is not None else None
+        if example is not None:
+            return example
+    return None
+
+
+def worked_example(example: Example) -> None:
+    spec = get_dataset(example.dataset)
+    st.markdown(f"**A worked example** ({spec.folder} bundled sample)")
+    verdict = (f"{arch_title(DEFAULT_ARCH)} says **{spec.display(example.pred)}** ({example.confidence:.0%}); "
+               f"the expert label is {spec.display(example.label)}. It was classified by the fold-{example.fold} "
+               "model, which never saw this image in training.")
+    checkpoints = default_checkpoints_dir()
+    if example.fold not in available_folds(spec, DEFAULT_ARCH, checkpoints):
+        st.image(fit(load_rgb(sample_root(spec.name) / example.path), EXAMPLE_SIDE), caption=example.path)
+        st.markdown(verdict)
+        return
+    weights = checkpoint_path(spec, DEFAULT_ARCH, example.fold, checkpoints)  # retrained: new maps
+    with st.spinner("Computing the explanation …"):
+        maps = _example_maps(spec.name, DEFAULT_ARCH, example.path, example.fold,
+                             list(spec.class_dirs).index(example.pred), str(checkpoints), weights.stat().st_mtime_ns)
+    captions = ["the image", f"Grad-CAM++ for {spec.display(example.pred)}", "CBAM attention"][:len(maps)]
+    for col, image, caption in zip(st.columns(len(maps)), maps, captions):
+        col.image(fit(image, EXAMPLE_SIDE), caption=caption, width="stretch")
+    st.markdown(verdict + " Red regions drove the answer; the attention map shows where the model looked.")
+
+
+def can_and_cannot() -> None:
+    st.subheader("What it can and cannot do")
+    st.markdown(
+        "- **It was trained on two kinds of image only:** SMIDS — stained patches of single sperm cells "
+        "(normal, abnormal, or no sperm at all) — and HuSHeM — stained, aligned 131 × 131 px crops of sperm heads "
+        "(normal, tapered, pyriform, amorphous). Other stains, magnifications, unstained or whole-field images "
+        "are outside its experience: it will still answer, and may be confidently wrong.\n"
+        "- **It is a research tool, not a diagnostic device.** A semen analysis assesses at least 200 "
+        "spermatozoa by trained staff (WHO 2021); a few images classified here are a screening aid at most.\n"
+        "- **Each answer comes with its evidence:** the probability of every class, how many of the 5 fold "
+        "models agree, and the heat map of the image region that drove the answer.\n"
+        f"- **Warnings mean: check the image yourself.** Confidence below {triage.LOW_CONFIDENCE:.0%}; fewer "
+        f"than {triage.MIN_AGREEMENT:.0%} of the fold models agreeing; a SMIDS patch that may hold no sperm "
+        f"(P(Non-sperm) ≥ {triage.NON_SPERM_PROB:.0%}); a HuSHeM image that is not a head crop."
     )
 
-st.subheader("Leaderboard")
-boards = []
-for name in DATASETS:  # one unreadable metrics.json must not hide the other dataset's results
-    try:
-        boards.append(_leaderboard(str(default_results_dir()), name, results_stamp(name)))
-    except ResultsError as err:
-        st.error(str(err))
-boards = [b for b in boards if not b.empty]
-board = pd.concat(boards, ignore_index=True) if boards else leaderboard(default_results_dir(), datasets=[])
-if board.empty:
-    for name in DATASETS:
-        st.info(missing_results_message(name))
-else:
+
+def results_tables(board: pd.DataFrame) -> None:
+    st.subheader("Leaderboard")
     st.dataframe(leaderboard_display(board), hide_index=True, width="stretch")
-    for name in DATASETS:
-        if name not in set(board["dataset"]):
-            st.info(missing_results_message(name))
     protocols = sorted(set(board["protocol"]) - {""})
     st.caption(
         "**Our protocol:** " + (" / ".join(protocols) or "out-of-fold 5-fold cross-validation")
         + ". Accuracy and macro-F1 are the mean ± sample standard deviation over the 5 test folds; the 95 % CI "
-        "is a percentile bootstrap over all out-of-fold images."
+        "is a percentile bootstrap over all out-of-fold images. Scores with test-time augmentation are on the "
+        "Model comparison page."
     )
     st.caption(f"**Paper** ({PAPER_TITLE}): {PAPER_PROTOCOL}. Its numbers are shown on the row of its model.")
     if not board["full_dataset"].all():
@@ -88,20 +142,55 @@ else:
             "from the published protocol on the full dataset: they are not comparable with the paper."
         )
 
-st.subheader("Pages")
-links = [
-    ("views/explorer.py", "Dataset explorer", ":material/photo_library:",
-     "browse the images, classes, folds and duplicates"),
-    ("views/classify.py", "Classify", ":material/biotech:", "upload images; prediction, confidence and Grad-CAM++"),
-    ("views/compare.py", "Model comparison", ":material/leaderboard:",
-     "every metric, confusion matrices, ROC, calibration"),
-    ("views/mistakes.py", "Misclassification explorer", ":material/search:",
-     "out-of-fold errors with their explanations"),
-    ("views/embedding.py", "Embedding map", ":material/scatter_plot:", "2-D map of the models' features"),
-]
-for page, label, icon, what in links:
-    st.page_link(page, label=f"{label} — {what}", icon=icon)
 
-st.subheader("Datasets")
-for r in rows:
-    st.markdown(f"**{r['dataset']}** — {r['citation']}")
+def installation(rows: list[dict]) -> None:
+    with st.expander("This installation: data folders and checkpoints found"):
+        st.dataframe(pd.DataFrame(rows)[["dataset", "data", "checkpoints"]], hide_index=True, width="stretch")
+
+
+# ====================================================================== page
+st.title("Interpretable sperm-morphology classification")
+st.markdown(
+    "Give it a microscope image of one sperm cell (SMIDS) or sperm head (HuSHeM): it names the morphology "
+    "class, says how sure it is, and shows **which part of the image drove the answer** (Grad-CAM++). "
+    f"The paper's model, {arch_title(DEFAULT_ARCH)} attention, is compared with a plain EfficientNet and a small "
+    "CNN, each evaluated by leakage-free 5-fold cross-validation."
+)
+rows = _status(str(default_checkpoints_dir()), os.environ.get(DATA_DIR_ENV, ""))
+board = plain_board(load_board())
+example_slot = None
+if board.empty:
+    for name in DATASETS:
+        st.info(missing_results_message(name))
+else:
+    figures = key_figures(board)
+    for col, figure in zip(st.columns(len(figures)), figures):
+        col.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
+                   delta_description=figure.delta_note, help=figure.help, border=True)
+    left, right = st.columns(2, gap="large")
+    left.markdown("**How often is it right?** Accuracy on images the model never saw, with its 95 % CI")
+    left.plotly_chart(charts.headline_figure(board), width="stretch", key="overview_headline")
+    example_slot = right.container()
+    for name in DATASETS:
+        if name not in set(board["dataset"]):
+            st.info(missing_results_message(name))
+if not any(r["checkpoints"] for r in rows):
+    st.info(
+        "No trained checkpoints are installed yet. Train them with "
+        "`python -m spermlib train --dataset smids --arch effnet_cbam` (see README)."
+    )
+can_and_cannot()
+if not board.empty:
+    results_tables(board)
+st.subheader("Pages")
+for p in linked_pages():
+    st.page_link(p.file, label=f"{p.title} — {p.description}", icon=p.icon)
+installation(rows)
+
+if example_slot is not None:  # last: the only part that loads a model
+    example = find_example()
+    with example_slot:
+        if example is None:
+            st.caption("No bundled sample was classified correctly out of fold: no worked example to show.")
+        else:
+            worked_example(example)

@@ -14,22 +14,20 @@ SMIDS files take well under a second; the dashboard caches the table anyway.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset, list_images
-from spermlib.data.imageio import ImageError, load_rgb
-from spermlib.data.splits import manifest_for_root
-from spermlib.models import ARCHS
+from spermlib.data.imageio import ImageError
+from spermlib.data.splits import manifest_for_root, manifest_path
 from spermlib.store.paths import default_results_dir
-from spermlib.store.results import METRICS_FILE, oof_path, prob_columns
+from spermlib.store.results import METRICS_FILE, dataset_results_dir, oof_path, prob_columns
 
 # What an extension promises, by the format Pillow detects from the bytes.
 _FORMAT_SUFFIXES = {
@@ -262,22 +260,15 @@ def image_details(catalog: Catalog, path: str, spec: DatasetSpec) -> dict:
             "predictions": predictions}
 
 
-def thumbnail_bytes(path: str | Path, size: int = 112, quality: int = 85) -> bytes:
-    """A ``size`` × ``size`` JPEG of the image (fitted, centred on its own mean border colour so the
-    gallery grid stays aligned), decoded by content; raises ``ImageError``."""
-    img = load_rgb(path)
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    arr = np.asarray(img)
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).mean(axis=0)
-    canvas = Image.new("RGB", (size, size), tuple(int(v) for v in border))
-    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
-    buf = io.BytesIO()
-    canvas.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+def catalog_sources(spec: DatasetSpec, results_dir: str | Path) -> list[Path]:
+    """The files :func:`build_catalog` reads besides the images (split manifest, metrics.json, OOF CSVs):
+    a cache of the catalog must be refreshed when one of them changes."""
+    out_dir = dataset_results_dir(spec, results_dir)
+    return [manifest_path(spec), out_dir / METRICS_FILE, *(oof_path(out_dir, a) for a in ARCHS)]
 
 
 __all__ = [
     "Catalog", "ImageError", "build_catalog", "class_counts", "conflicting_groups", "filter_catalog",
-    "fold_class_table", "fold_label", "image_details", "image_header", "page_count", "paginate", "read_oof",
-    "thumbnail_bytes",
+    "catalog_sources", "fold_class_table", "fold_label", "image_details", "image_header", "page_count", "paginate",
+    "read_oof",
 ]

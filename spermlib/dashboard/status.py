@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DATASETS, DataError, is_full_dataset, list_images, resolve_data_root
-from spermlib.models import ARCHS
-from spermlib.store.checkpoints import available_folds
+from spermlib.store.cards import available_folds
 
 
 def installation_status(data_dir: str | None = None, checkpoints_dir: Path | None = None) -> list[dict]:

@@ -85,7 +85,8 @@ def num(x: float | None, digits: int = 3) -> str:
 def leaderboard(results_dir: str | Path | None = None, datasets: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per evaluated dataset × arch with the headline numbers (fractions, not %).
 
-    Columns: dataset, dataset_title, arch, model, n_images, accuracy_mean/std/ci_lo/ci_hi,
+    Columns: dataset, dataset_title, arch, model, n_images, accuracy_mean/std/pooled/ci_lo/ci_hi (the
+    bootstrap CI belongs to the pooled out-of-fold accuracy),
     macro_f1_mean/std/ci_lo/ci_hi, backbone, full_dataset, protocol, paper_accuracy,
     paper_macro_f1 (paper numbers only on the row of the paper's model). Datasets without
     metrics.json contribute no rows.
@@ -104,6 +105,7 @@ def leaderboard(results_dir: str | Path | None = None, datasets: Sequence[str] |
                 "dataset": spec.name, "dataset_title": spec.title, "arch": arch, "model": arch_title(arch),
                 "n_images": int(m["n_images"]),
                 "accuracy_mean": m["accuracy"]["mean"], "accuracy_std": m["accuracy"]["std"],
+                "accuracy_pooled": m["accuracy"]["pooled"],
                 "accuracy_ci_lo": m["accuracy"]["ci95"][0], "accuracy_ci_hi": m["accuracy"]["ci95"][1],
                 "macro_f1_mean": m["macro_f1"]["mean"], "macro_f1_std": m["macro_f1"]["std"],
                 "macro_f1_ci_lo": m["macro_f1"]["ci95"][0], "macro_f1_ci_hi": m["macro_f1"]["ci95"][1],
@@ -113,24 +115,25 @@ def leaderboard(results_dir: str | Path | None = None, datasets: Sequence[str] |
                 "paper_macro_f1": paper.get("macro_f1") if on_paper_row else None,
             })
     return pd.DataFrame(rows, columns=[
-        "dataset", "dataset_title", "arch", "model", "n_images", "accuracy_mean", "accuracy_std", "accuracy_ci_lo",
+        "dataset", "dataset_title", "arch", "model", "n_images", "accuracy_mean", "accuracy_std", "accuracy_pooled",
+        "accuracy_ci_lo",
         "accuracy_ci_hi", "macro_f1_mean", "macro_f1_std", "macro_f1_ci_lo", "macro_f1_ci_hi", "backbone",
         "full_dataset", "protocol", "paper_accuracy", "paper_macro_f1",
     ])
 
 
 def leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
-    """Human-readable leaderboard (strings), one row per dataset × arch."""
+    """Human-readable leaderboard (strings), one row per dataset × arch: ours and the paper's numbers side
+    by side, narrow enough for a page without scrolling sideways (spread and provenance are on the
+    comparison page)."""
     def row(r: pd.Series) -> dict:
         acc = {"mean": r.accuracy_mean, "std": r.accuracy_std, "ci95": [r.accuracy_ci_lo, r.accuracy_ci_hi]}
-        f1 = {"mean": r.macro_f1_mean, "std": r.macro_f1_std, "ci95": [r.macro_f1_ci_lo, r.macro_f1_ci_hi]}
-        # Ours and the paper's side by side first; the spread and provenance after.
+        f1 = {"mean": r.macro_f1_mean, "std": r.macro_f1_std}
         return {
             "Dataset": get_dataset(r.dataset).folder, "Model": r.model,
-            "Accuracy (mean ± std over folds)": mean_std_pct(acc), "Paper accuracy": pct(r.paper_accuracy),
-            "Macro-F1 (mean ± std)": mean_std_f1(f1), "Paper macro-F1": num(r.paper_macro_f1),
-            "Accuracy 95 % CI": ci_pct(acc), "Macro-F1 95 % CI": ci_f1(f1), "Images": r.n_images,
-            "Backbone": r.backbone, "Evaluated on": "full dataset" if r.full_dataset else SUBSET_NOTE,
+            "Accuracy (mean ± std)": mean_std_pct(acc), "Accuracy 95 % CI": ci_pct(acc),
+            "Macro-F1 (mean ± std)": mean_std_f1(f1), "Paper accuracy": pct(r.paper_accuracy),
+            "Paper macro-F1": num(r.paper_macro_f1),
         }
 
     return pd.DataFrame([row(r) for r in board.itertuples(index=False)])
@@ -198,21 +201,22 @@ def cell_label(cell: Mapping) -> str:
 
 
 def roc_table(metrics: Mapping, arch: str, spec: DatasetSpec) -> pd.DataFrame:
-    """Long table of one-vs-rest ROC curves: class, fpr, tpr."""
+    """Long table of one-vs-rest ROC curves: label (class folder), class (its legend entry, with the
+    AUC), fpr, tpr."""
     curves = metrics["archs"][arch].get("roc_curves", {})
     auc = metrics["archs"][arch].get("roc_auc_per_class", {})
     rows = []
     for c, curve in curves.items():
         name = f"{spec.display(c)} (AUC {auc[c]:.3f})" if c in auc else spec.display(c)
-        rows.extend({"class": name, "fpr": f, "tpr": t} for f, t in zip(curve["fpr"], curve["tpr"]))
-    return pd.DataFrame(rows, columns=["class", "fpr", "tpr"])
+        rows.extend({"label": c, "class": name, "fpr": f, "tpr": t} for f, t in zip(curve["fpr"], curve["tpr"]))
+    return pd.DataFrame(rows, columns=["label", "class", "fpr", "tpr"])
 
 
 def reliability_table(metrics: Mapping) -> pd.DataFrame:
-    """Reliability bins of every arch: model, lo, hi, count, confidence, accuracy."""
-    rows = [{"model": arch_title(arch), **b}
+    """Reliability bins of every arch: arch, model, lo, hi, count, confidence, accuracy."""
+    rows = [{"arch": arch, "model": arch_title(arch), **b}
             for arch in arch_order(metrics["archs"]) for b in metrics["archs"][arch].get("reliability_bins", [])]
-    return pd.DataFrame(rows, columns=["model", "lo", "hi", "count", "confidence", "accuracy"])
+    return pd.DataFrame(rows, columns=["arch", "model", "lo", "hi", "count", "confidence", "accuracy"])
 
 
 def faithfulness_table(report: Mapping) -> pd.DataFrame:

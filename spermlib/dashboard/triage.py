@@ -22,15 +22,19 @@ Rules (the thresholds are module constants so pages, docs and tests agree):
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from PIL import Image
 
+from spermlib.dashboard.samples import Route
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, load_rgb
-from spermlib.inference.predict import Prediction, Predictor
+
+if TYPE_CHECKING:  # torch: the Overview reads NORMAL_LABEL without loading a model
+    from spermlib.inference.predict import Prediction, Predictor
 
 LOW_CONFIDENCE = 0.60
 MIN_AGREEMENT = 0.80
@@ -38,6 +42,9 @@ NON_SPERM_PROB = 0.30
 HEAD_CROP_ASPECT = (0.8, 1.25)  # width / height
 HEAD_CROP_SIDE = (64, 400)  # px, shorter and longer side
 WHO_2021_NORMAL_FORMS_LRL = 0.04  # lower reference limit (5th centile), normal forms
+
+# The results table on screen (the CSV keeps every column): what differs between rows, narrow enough to read.
+SHOWN_COLUMNS = ["file", "arch", "prediction", "confidence", "classified by", "warnings", "error"]
 
 # Which class is "normal" / "not sperm" in each task.
 NORMAL_LABEL = {"smids": "Normal_Sperm", "hushem": "01_Normal"}
@@ -64,11 +71,20 @@ class ImageInput:
 
 @dataclass
 class ArchResult:
-    """One arch's verdict on one image, with its warnings."""
+    """One arch's verdict on one image, with its warnings and which of its models gave it
+    (``route``: a single fold model for a bundled sample, see :mod:`spermlib.dashboard.samples`)."""
 
     arch: str
     prediction: Prediction
     warnings: list[TriageWarning] = field(default_factory=list)
+    route: Route | None = None
+
+    @property
+    def verdict_source(self) -> str:
+        """Who gave the verdict, for the line under the image: the fold model, or the folds' agreement."""
+        if self.route is not None and self.route.single_fold:
+            return f"fold-{self.route.fold} model, which never saw this image"
+        return agreement_text(self.prediction)
 
 
 @dataclass
@@ -170,18 +186,29 @@ def triage_warnings(prediction: Prediction, spec: DatasetSpec, width: int | None
     return out
 
 
-def classify_inputs(predictors: dict[str, Predictor], inputs: Sequence[ImageInput],
-                    spec: DatasetSpec) -> dict[str, list[ArchResult | None]]:
-    """Each arch's results in input order (``None`` where the input failed to decode)."""
-    good = [i for i, item in enumerate(inputs) if item.error is None]
-    images = [inputs[i].image for i in good]
-    names = [inputs[i].name for i in good]
+def classify_inputs(predictors: Mapping[str, Predictor], inputs: Sequence[ImageInput], spec: DatasetSpec,
+                    routes: Mapping[str, Sequence[Route]] | None = None,
+                    fold_predictor: Callable[[str, int], Predictor] | None = None,
+                    ) -> dict[str, list[ArchResult | None]]:
+    """Each arch's results in input order (``None`` where the input failed to decode).
+
+    ``predictors`` are the fold ensembles. ``routes[arch][i]`` says which model classifies input ``i``
+    (default: the ensemble); a single-fold route is classified by ``fold_predictor(arch, fold)``.
+    """
     out: dict[str, list[ArchResult | None]] = {}
-    for arch, predictor in predictors.items():
+    for arch, ensemble in predictors.items():
+        arch_routes = list(routes[arch]) if routes else [None] * len(inputs)
+        groups: dict[int | None, list[int]] = {}  # fold (None = ensemble) → inputs it classifies
+        for i, item in enumerate(inputs):
+            if item.error is None:
+                groups.setdefault(arch_routes[i].fold if arch_routes[i] else None, []).append(i)
         results: list[ArchResult | None] = [None] * len(inputs)
-        preds = predictor.predict_images(images, names) if images else []
-        for i, pred in zip(good, preds):
-            results[i] = ArchResult(arch, pred, triage_warnings(pred, spec, inputs[i].width, inputs[i].height))
+        for fold, idx in groups.items():
+            predictor = ensemble if fold is None else fold_predictor(arch, fold)
+            preds = predictor.predict_images([inputs[i].image for i in idx], [inputs[i].name for i in idx])
+            for i, pred in zip(idx, preds):
+                warnings = triage_warnings(pred, spec, inputs[i].width, inputs[i].height)
+                results[i] = ArchResult(arch, pred, warnings, route=arch_routes[i])
         out[arch] = results
     return out
 
@@ -205,7 +232,8 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
     """One row per classified file × arch, one row per failed file: prediction, confidence, agreement,
     P(class)…, warnings, error."""
     prob_cols = [f"P({spec.display(c)})" for c in spec.class_dirs]
-    columns = ["file", "arch", "prediction", "confidence", "agreement", *prob_cols, "warnings", "error"]
+    columns = ["file", "arch", "prediction", "confidence", "agreement", "classified by", *prob_cols, "warnings",
+               "error"]
     rows = []
     for i, item in enumerate(inputs):
         verdicts = [(arch, res[i]) for arch, res in results.items() if res[i] is not None]
@@ -215,8 +243,9 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
         for arch, res in verdicts:
             p = res.prediction
             row = {"file": item.name, "arch": arch, "prediction": p.display, "confidence": round(p.confidence, 4),
-                   "agreement": agreement_text(p), "warnings": " | ".join(w.message for w in res.warnings),
-                   "error": ""}
+                   "agreement": "" if res.route and res.route.single_fold else agreement_text(p),
+                   "classified by": res.route.model if res.route else "ensemble",
+                   "warnings": " | ".join(w.message for w in res.warnings), "error": ""}
             row.update({col: round(p.probabilities[c], 4) for col, c in zip(prob_cols, spec.class_dirs)})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)

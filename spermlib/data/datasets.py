@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spermlib.errors import SpermlibError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATA_ROOT = PROJECT_ROOT / "sample_data"
 # Developers and CI have the full datasets beside the checkout.
@@ -69,7 +71,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-class DataError(ValueError):
+class DataError(SpermlibError):
     """A data folder that is missing or not laid out as expected."""
 
 

@@ -17,14 +17,17 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from spermlib.errors import SpermlibError
+
 # A microscope patch is a few hundred pixels wide; 40 MP is generous and still far below the
 # memory a decompression bomb would need.
 MAX_PIXELS = 40_000_000
 
-ImageSource = Union[str, os.PathLike, bytes, BinaryIO]  # noqa: UP007 - a runtime alias
+# A file (path, bytes, binary file object) or an image already in memory (PIL, H×W×3 uint8 array).
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]  # noqa: UP007 - a runtime alias
 
 
-class ImageError(ValueError):
+class ImageError(SpermlibError):
     """An input that is not a usable image. ``str(err)`` is a complete, user-facing sentence."""
 
     def __init__(self, name: str, reason: str):
@@ -38,7 +41,9 @@ def _source_name(source: ImageSource, name: str | None) -> str:
         return name
     if isinstance(source, (str, os.PathLike)):
         return str(source)
-    return getattr(source, "name", None) or "<uploaded image>"
+    if isinstance(source, np.ndarray):
+        return "<array image>"
+    return getattr(source, "name", None) or getattr(source, "filename", None) or "<uploaded image>"
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -59,13 +64,17 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(source: ImageSource, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode ``source`` (path, bytes or file object) into an RGB ``PIL.Image``.
+    """Decode ``source`` into an RGB ``PIL.Image``.
 
-    EXIF orientation is applied; for animated images the first frame is used.
-    Raises :class:`ImageError` for anything that is not a complete, decodable image of sane size.
+    ``source`` is a path, bytes or a binary file object (decoded by content), a ``PIL.Image``, or a
+    numpy ``H×W×3`` (or ``H×W`` greyscale) ``uint8`` array. EXIF orientation is applied; for
+    animated images the first frame is used. Raises :class:`ImageError` for anything that is not a
+    complete, decodable image of sane size.
     """
     label = _source_name(source, name)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, np.ndarray):
+        source = _array_image(source, label)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
             raise ImageError(label, "the file is empty (0 bytes)")
         source = io.BytesIO(bytes(source))
@@ -81,18 +90,11 @@ def load_rgb(source: ImageSource, name: str | None = None, max_pixels: int = MAX
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(source, Image.Image):
+                return _checked_rgb(source, label, max_pixels)
             with Image.open(source) as img:
-                w, h = img.size
-                if w <= 0 or h <= 0:
-                    raise ImageError(label, f"the image has no pixels ({w}x{h})")
-                if w * h > max_pixels:
-                    raise ImageError(
-                        label, f"the image is too large ({w}x{h} = {w * h:,} pixels; limit {max_pixels:,})"
-                    )
                 img.seek(0)
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img).copy()
+                return _checked_rgb(img, label, max_pixels)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -106,6 +108,30 @@ def load_rgb(source: ImageSource, name: str | None = None, max_pixels: int = MAX
         raise ImageError(label, f"the image could not be decoded ({msg})") from None
     except (ValueError, SyntaxError, EOFError, MemoryError) as err:
         raise ImageError(label, f"the image could not be decoded ({err})") from None
+
+
+def _checked_rgb(img: Image.Image, label: str, max_pixels: int) -> Image.Image:
+    """Size checks (before decoding the pixels), then an RGB copy detached from any file."""
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageError(label, f"the image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageError(label, f"the image is too large ({w}x{h} = {w * h:,} pixels; limit {max_pixels:,})")
+    img.load()
+    return _to_rgb(ImageOps.exif_transpose(img)).copy()
+
+
+def _array_image(arr: np.ndarray, label: str) -> Image.Image:
+    """An ``H×W×3`` / ``H×W×4`` / ``H×W`` uint8 array as a PIL image; anything else is an ImageError
+    (floats are refused rather than guessed: 0–1 and 0–255 scales are both common)."""
+    channels = arr.shape[2] if arr.ndim == 3 else None
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or channels in (1, 3, 4)):
+        hint = "; convert 0–1 floats with (a * 255).round().astype(np.uint8)" if arr.dtype.kind == "f" else ""
+        raise ImageError(label, f"an array image must be H×W×3 uint8 (RGB), got shape {arr.shape} and dtype "
+                                f"{arr.dtype}{hint}")
+    if channels == 1:
+        arr = arr[:, :, 0]
+    return Image.fromarray(np.ascontiguousarray(arr))
 
 
 def load_rgb_array(source: ImageSource, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:

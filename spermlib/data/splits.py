@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from spermlib.data.datasets import PROJECT_ROOT, DatasetSpec, list_images
+from spermlib.data.datasets import PROJECT_ROOT, DataError, DatasetSpec, list_images
 from spermlib.data.imageio import load_rgb, pixel_sha256
 
 N_FOLDS = 5
@@ -89,7 +89,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"path": str, "label": str, "pixel_sha256": str}, keep_default_na=False)
     missing = set(MANIFEST_COLUMNS) - set(df.columns)
     if missing:
-        raise ValueError(f"{path} lacks columns {sorted(missing)}")
+        raise DataError(f"{path} lacks columns {sorted(missing)}")
     df["fold"] = df["fold"].astype(int)
     df["group"] = df["group"].astype(int)
     return df
@@ -107,7 +107,7 @@ def fold_parts(
     test = usable[usable["fold"] == fold]
     rest = usable[usable["fold"] != fold]
     if len(test) == 0:
-        raise ValueError(f"fold {fold} has no images")
+        raise DataError(f"fold {fold} has no images")
     n_inner = max(2, round(1 / val_fraction))
     sgkf = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed + 1000 + fold)
     train_idx, val_idx = next(sgkf.split(rest, rest["label"], groups=rest["group"]))
@@ -126,7 +126,7 @@ def manifest_for_root(spec: DatasetSpec, root: Path, splits_path: str | Path | N
     present = set(list_images(spec, root)["path"])
     unknown = present - set(manifest["path"])
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{len(unknown)} images under {root} are not in {path} (e.g. {sorted(unknown)[0]}); "
             f"write a manifest for this folder with `python -m spermlib splits --dataset {spec.name} "
             f"--data-dir {root} --out my_splits.csv` and pass --splits my_splits.csv"

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.decomposition import PCA
-from torch import nn
 
 from spermlib.data.datasets import DatasetSpec, list_images
 from spermlib.data.imageio import ImageError, load_rgb
-from spermlib.data.preprocess import to_uint8_tensor
 from spermlib.data.splits import manifest_for_root
 from spermlib.inference.predict import Predictor
 
@@ -33,12 +30,6 @@ EXCLUDED = "excluded (conflicting labels)"
 UNKNOWN = "unknown (not in the split manifest)"
 
 ProgressFn = Callable[[int, int], None]
-
-
-@torch.inference_mode()
-def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Pooled pre-logit features ``(B, D)`` of a normalised batch (the timm model contract)."""
-    return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
 @dataclass
@@ -71,49 +62,30 @@ def split_of(folds: pd.Series, model_fold: int) -> pd.Series:
 
 def embed(predictor: Predictor, fold: int, root: Path, paths: Sequence[str], batch_size: int = 32,
           progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Features ``(N_ok, D)``, softmax ``(N_ok, C)`` of the fold-``fold`` model and errors per failed path.
+    """Pooled pre-logit features ``(N_ok, D)``, softmax ``(N_ok, C)`` of the fold-``fold`` model, errors per path.
 
-    Images are decoded one batch at a time (the full SMIDS would take ~0.2 GB as one tensor);
-    each forward pass holds ``predictor.lock`` so concurrent sessions cannot interleave with CAM
-    hooks. fp32, no autocast: the map should not depend on the CPU's bf16 support.
+    Images are decoded one batch at a time (the full SMIDS would take ~0.2 GB as one tensor). The
+    features and probabilities come from one inference-core pass (``predictor.forward``, which holds
+    ``predictor.lock``), so the softmax is the one every other path gives for the image.
     """
-    if fold not in predictor.folds:
-        raise ValueError(f"fold {fold} is not installed (installed: {predictor.folds})")
-    model = predictor.models[predictor.folds.index(fold)]
+    fold_model = predictor.fold_model(fold)  # CheckpointError if that fold is not loaded
     feats, probs, errors = [], [], {}
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        tensors = []
-        for p in chunk:
+        images = []
+        for p in paths[start : start + batch_size]:
             try:
-                tensors.append(to_uint8_tensor(load_rgb(Path(root) / p, name=p), predictor.input_size))
+                images.append(load_rgb(Path(root) / p, name=p))
             except ImageError as err:
                 errors[p] = str(err)
-        if tensors:
-            x = predictor._input(torch.stack(tensors))
-            with predictor.lock, torch.inference_mode():
-                f = penultimate_features(model, x.float())
-                logits = _head_logits(model, f)
-            feats.append(f.float().cpu().numpy())
-            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        if images:
+            (out,) = predictor.forward(predictor.preprocess(images), folds=[fold])
+            feats.append(out.features)
+            probs.append(out.probabilities)
         if progress:
             progress(min(start + batch_size, len(paths)), len(paths))
-    dim = _feature_dim(model)
-    features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
+    features = np.concatenate(feats) if feats else np.zeros((0, fold_model.model.num_features), np.float32)
     softmax = np.concatenate(probs) if probs else np.zeros((0, len(predictor.classes)), np.float32)
     return features.astype(np.float32), softmax.astype(np.float32), errors
-
-
-def _head_logits(model: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
-    """Logits from already pooled features (saves a second backbone pass; eval mode: dropout is off)."""
-    head = getattr(model, "head", None)
-    if head is not None and hasattr(head, "fc"):  # EfficientNetClassifier: timm ClassifierHead
-        return head.fc(pooled)
-    return model.classifier(pooled)  # SimpleCNN
-
-
-def _feature_dim(model: nn.Module) -> int:
-    return int(getattr(model, "num_features", 0))
 
 
 def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

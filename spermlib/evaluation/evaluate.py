@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from sklearn.metrics import (
     accuracy_score,
@@ -23,12 +22,12 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
-from spermlib.inference.core import predict_proba
-from spermlib.models import ARCHS
-from spermlib.runtime import pick_device, resolve_precision
+from spermlib.inference.core import EVAL_BATCH, InferenceModel
+from spermlib.runtime import hardware, pick_device
 from spermlib.store.checkpoints import (
     CheckpointError,
     available_folds,
@@ -141,15 +140,6 @@ def mcnemar(oof_a: pd.DataFrame, oof_b: pd.DataFrame) -> dict:
 # ----------------------------------------------------------------------------- running
 
 
-def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """The 8 flips/90° rotations (the augmentation group the models were trained with)."""
-    views = []
-    for flip in (False, True):
-        base = x.flip(-1) if flip else x
-        views.extend(torch.rot90(base, k, dims=(-2, -1)) for k in range(4))
-    return views
-
-
 def fold_checkpoints(spec: DatasetSpec, manifest: pd.DataFrame, manifest_sha: str, arch: str,
                      checkpoints_dir: Path | None = None):
     """Yield ``(fold, model, card)`` for every fold of ``manifest``, each model trained on this very split.
@@ -175,23 +165,27 @@ def fold_checkpoints(spec: DatasetSpec, manifest: pd.DataFrame, manifest_sha: st
 
 def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
                     checkpoints_dir: Path | None = None, tta: bool = False,
-                    device: str | None = None) -> pd.DataFrame:
+                    device: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Every fold model on its own test fold (inference core, batches of ``EVAL_BATCH``).
+
+    Returns the OOF table and how it was computed (device, precision, batch size) for metrics.json.
+    """
     dev = pick_device(device)
-    rows = []
+    rows, runs = [], []
     for k, model, card in fold_checkpoints(spec, manifest, manifest_sha, arch, checkpoints_dir):
-        model = model.to(dev).to(memory_format=torch.channels_last)
+        fold_model = InferenceModel.from_card(model, card, dev)
         test = manifest[manifest["fold"] == k]
-        x = load_uint8_batch(root, list(test["path"]), int(card["input_size"]))
-        bf16 = resolve_precision("auto", dev)
-        views = tta_views(x) if tta else [x]
-        proba = np.mean([predict_proba(model, v.contiguous(), card["mean"], card["std"], dev, bf16, True)
-                         for v in views], axis=0)
+        x = load_uint8_batch(root, list(test["path"]), fold_model.prep.input_size)
+        proba = fold_model(x, batch_size=EVAL_BATCH, tta=tta).probabilities
+        runs.append({"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
+                     "batch_size": EVAL_BATCH})
         df = test[["path", "label", "fold"]].copy()
         df["pred"] = [spec.class_dirs[i] for i in proba.argmax(1)]
         for i, c in enumerate(prob_columns(spec.class_dirs)):
             df[c] = np.round(proba[:, i], 6)
         rows.append(df)
-    return pd.concat(rows, ignore_index=True).sort_values("path", ignore_index=True)
+    oof = pd.concat(rows, ignore_index=True).sort_values("path", ignore_index=True)
+    return oof, runs[0]
 
 
 def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
@@ -215,13 +209,13 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
     metrics.setdefault("archs", {})
     for arch in archs:
         name = entry_name(arch, tta)
-        oof = oof_predictions(spec, root, manifest, sha, arch, checkpoints_dir, tta=tta, device=device)
+        oof, run = oof_predictions(spec, root, manifest, sha, arch, checkpoints_dir, tta=tta, device=device)
         write_oof(out_dir, name, oof)
         m = compute_metrics(oof, list(spec.class_dirs))
         cards = fold_cards(spec, arch, checkpoints_dir)
         card = cards[min(cards)]
         m.update({"backbone": card["backbone"], "pretrained_source": card["pretrained_source"],
-                  "input_size": card["input_size"], "tta": tta,
+                  "input_size": card["input_size"], "tta": tta, "inference": run,
                   "training_device": trained_on(card),
                   "training_seconds_total": sum(c.get("training_seconds", 0) for c in cards.values())})
         metrics["archs"][name] = m

@@ -23,13 +23,15 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec
-from spermlib.data.preprocess import load_uint8_batch, normalize
+from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
-from spermlib.inference.explain import faithfulness_scores, gradcam_pp_from_features
-from spermlib.models import ARCHS
-from spermlib.store.checkpoints import CheckpointError, available_folds
+from spermlib.inference.core import InferenceModel
+from spermlib.inference.explain import faithfulness_scores, gradcam_pp
+from spermlib.runtime import hardware
+from spermlib.store.cards import CheckpointError, available_folds
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import FAITHFULNESS_FILE, read_for_update, results_dir_for, write_json
 
@@ -58,30 +60,37 @@ def summarise(values: np.ndarray, seed: int = 0) -> dict:
             "ci95": ci}
 
 
+def _scores(model, x: torch.Tensor, pred: list[int]) -> tuple[dict, dict]:
+    """Faithfulness of each image's own Grad-CAM++ map and of the control (its batch neighbour's map)."""
+    cams = gradcam_pp(model, x, pred)  # float32 (second-order weights), for the class the core predicted
+    real = faithfulness_scores(model, x, cams, pred)
+    control = (faithfulness_scores(model, x, np.roll(cams, 1, axis=0), pred) if len(pred) > 1
+               else {m: np.full(1, np.nan) for m in METRICS})  # a batch of one has no neighbour
+    return real, control
+
+
 def score_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
-               checkpoints_dir: Path, per_class: int) -> pd.DataFrame:
-    """One row per scored image: path, fold, label, predicted class, metrics of its map and of the control."""
-    rows = []
+               checkpoints_dir: Path, per_class: int, device: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """One row per scored image (path, fold, label, predicted class, metrics of its map and of the control),
+    and how the predictions were computed (device, precision)."""
+    rows, run = [], {}
     for k, model, card in fold_checkpoints(spec, manifest, manifest_sha, arch, checkpoints_dir):
-        model.eval()
+        fold_model = InferenceModel.from_card(model, card, device)
         test = stratified_subset(manifest[manifest["fold"] == k], per_class)
-        u8 = load_uint8_batch(root, list(test["path"]), int(card["input_size"]))
+        u8 = load_uint8_batch(root, list(test["path"]), fold_model.prep.input_size)
+        predicted = fold_model(u8).predicted  # the class evaluate reports for these images
+        run = {"device": str(fold_model.device), "hardware": hardware(fold_model.device),
+               "prediction_precision": fold_model.precision.name,
+               "gradcam_precision": "fp32", "metrics_precision": "fp32"}
         for i in range(0, len(test), BATCH):
-            x = normalize(u8[i : i + BATCH], card["mean"], card["std"])
-            with torch.no_grad():  # one backbone pass gives both the prediction and the map's features
-                feats = model.forward_features(x)
-                pred = model.forward_head(feats).argmax(1).tolist()
-            cams = gradcam_pp_from_features(model, feats, pred, tuple(x.shape[-2:]))
-            real = faithfulness_scores(model, x, cams, pred)
-            # Control: each image with the map of its neighbour in the batch (a batch of one has none).
-            control = (faithfulness_scores(model, x, np.roll(cams, 1, axis=0), pred) if len(pred) > 1
-                       else {m: np.full(1, np.nan) for m in METRICS})
+            pred = predicted[i : i + BATCH].tolist()
+            real, control = _scores(fold_model.model, fold_model.model_input(u8[i : i + BATCH]), pred)
             part = test.iloc[i : i + BATCH]
             for j, (path, label) in enumerate(zip(part["path"], part["label"])):
                 rows.append({"path": path, "fold": k, "label": label, "pred": spec.class_dirs[pred[j]],
                              **{m: float(real[m][j]) for m in METRICS},
                              **{f"control_{m}": float(control[m][j]) for m in METRICS}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), run
 
 
 def faithfulness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, per_class: int = 0,
@@ -100,8 +109,8 @@ def faithfulness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None 
     report.setdefault("archs", {})
     for arch in archs:
         t0 = time.perf_counter()
-        df = score_arch(spec, root, manifest, sha, arch, checkpoints_dir, per_class)
-        entry = {"n_images": int(len(df)), "seconds": round(time.perf_counter() - t0, 1)}
+        df, run = score_arch(spec, root, manifest, sha, arch, checkpoints_dir, per_class)
+        entry = {"n_images": int(len(df)), "seconds": round(time.perf_counter() - t0, 1), "inference": run}
         for m in METRICS:
             gap = (df[m] - df[f"control_{m}"]).dropna().to_numpy()
             entry[m] = {**summarise(df[m].to_numpy()), "control": summarise(df[f"control_{m}"].dropna().to_numpy()),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spermlib.archs import ARCHS
 from spermlib.dashboard.tables import PAPER_RESULTS, arch_title, ci_f1, ci_pct, mean_std_f1, mean_std_pct
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, get_dataset
-from spermlib.models import ARCHS
+from spermlib.errors import SpermlibError
 from spermlib.store.results import arch_order, load_faithfulness, load_metrics, load_tuning
 
 README = PROJECT_ROOT / "README.md"
@@ -146,7 +147,7 @@ def results_markdown(results_dir: str | Path | None = None) -> str:
 def replace_block(text: str, block: str) -> str:
     start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
     if start < 0 or end < start:
-        raise ValueError(f"README.md has no results block ({RESULTS_BEGIN} … {RESULTS_END})")
+        raise SpermlibError(f"README.md has no results block ({RESULTS_BEGIN} … {RESULTS_END})")
     return text[: start + len(RESULTS_BEGIN)] + "\n" + block + text[end:]
 
 

@@ -1,32 +1,156 @@
 """The inference core: the only code that runs a model forward outside training.
 
-(Being grown into one preprocessing + precision policy for prediction, evaluation, TTA,
-faithfulness, embeddings and the bench; see issue 11.)
+Prediction (``predict.Predictor``), out-of-fold evaluation with or without test-time augmentation,
+faithfulness (which class to explain), embeddings and the bench's "ours" rows all call
+:func:`forward`, so they share
+
+* one preprocessing (:class:`Preprocessing`): resize once to the card's input size
+  (``data.preprocess``), normalise with the card's mean/std on the target device;
+* one precision policy (``runtime.Precision``: bf16 autocast + channels_last where the hardware has
+  native bf16, else fp32), whose ``name`` callers record next to their numbers;
+* one pass that yields probabilities, logits and pooled pre-logit features together
+  (:class:`ForwardOutput`): ``forward_features`` → ``forward_head(pre_logits=True)`` →
+  ``get_classifier()``, the same operations as ``model(x)`` in eval mode (tested bit-exact).
+
+Grad-CAM++ (``explain``) needs fp32 gradients and runs its own backbone pass; it explains the class
+this core predicted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from spermlib.data.preprocess import normalize
-from spermlib.runtime import autocast
+from spermlib.data.preprocess import normalize, to_uint8_tensor
+from spermlib.runtime import Precision, pick_device, precision_policy
+
+EVAL_BATCH = 128  # chunk size of evaluation; the shipped metrics.json were computed with it
+
+
+def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 flips/90° rotations (the augmentation group the models were trained with)."""
+    views = []
+    for flip in (False, True):
+        base = x.flip(-1) if flip else x
+        views.extend(torch.rot90(base, k, dims=(-2, -1)) for k in range(4))
+    return views
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Image → model input, as a checkpoint's card prescribes."""
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_card(cls, card: dict) -> Preprocessing:
+        return cls(int(card["input_size"]), tuple(card["mean"]), tuple(card["std"]))
+
+    def uint8(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """RGB images (PIL, or H×W×3 uint8 arrays such as a prediction's ``model_input``) → ``(B,3,S,S)`` uint8.
+
+        An array already at the input size is taken as is (no second resize).
+        """
+        return torch.stack([to_uint8_tensor(im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)),
+                                            self.input_size) for im in images])
+
+    def model_input(self, batch_uint8: torch.Tensor, device: torch.device, precision: Precision) -> torch.Tensor:
+        """uint8 ``(B,3,S,S)`` → normalised float32 on ``device``, in the policy's memory format."""
+        x = normalize(batch_uint8.to(device), self.mean, self.std)
+        return x.contiguous(memory_format=torch.channels_last) if precision.channels_last else x
+
+
+@dataclass
+class ForwardOutput:
+    """One forward pass over a batch; with TTA, the mean over the 8 views of each field."""
+
+    probabilities: np.ndarray  # (B, C) float32: softmax of the float32 logits
+    logits: np.ndarray  # (B, C) float32
+    features: np.ndarray  # (B, D) float32: pooled pre-logit features (what the classifier sees)
+    precision: str  # Precision.name of the pass
+    device: str
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(1)
+
+
+def _chunk(model: nn.Module, x: torch.Tensor, device: torch.device, precision: Precision):
+    with precision.autocast(device):
+        pre = model.forward_head(model.forward_features(x), pre_logits=True)
+        logits = model.get_classifier()(pre)
+    logits = logits.float()
+    return torch.softmax(logits, dim=1).cpu(), logits.cpu(), pre.float().cpu()
+
+
+def _one_view(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
+              precision: Precision, batch_size: int) -> list[np.ndarray]:
+    parts = [_chunk(model, prep.model_input(x_uint8[i : i + batch_size], device, precision), device, precision)
+             for i in range(0, len(x_uint8), batch_size)]
+    return [torch.cat(field).numpy() for field in zip(*parts)]
 
 
 @torch.inference_mode()
+def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
+            precision: Precision, batch_size: int = EVAL_BATCH, tta: bool = False) -> ForwardOutput:
+    """Probabilities, logits and features of a uint8 batch, in chunks of ``batch_size``.
+
+    ``model`` must already be on ``device`` (see :func:`ready_model`). With ``tta`` every field is
+    the mean over the 8 flip/rotation views.
+    """
+    model.eval()
+    if not len(x_uint8):
+        empty = np.zeros((0, model.num_classes), np.float32)
+        return ForwardOutput(empty, empty.copy(), np.zeros((0, model.num_features), np.float32), precision.name,
+                             str(device))
+    views = tta_views(x_uint8) if tta else [x_uint8]
+    fields = zip(*[_one_view(model, v.contiguous(), prep, device, precision, batch_size) for v in views])
+    probs, logits, feats = (np.mean(f, axis=0) for f in fields)
+    return ForwardOutput(probs, logits, feats, precision.name, str(device))
+
+
+def ready_model(model: nn.Module, device: torch.device, precision: Precision) -> nn.Module:
+    """``model`` on ``device`` in eval mode and in the policy's memory format (in place)."""
+    model = model.to(device).eval()
+    return model.to(memory_format=torch.channels_last) if precision.channels_last else model
+
+
+class InferenceModel:
+    """One model ready for :func:`forward`: its weights on the device, its card's preprocessing, a policy."""
+
+    def __init__(self, model: nn.Module, prep: Preprocessing, device: torch.device | str | None = None,
+                 precision: Precision | str = "auto"):
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.precision = precision if isinstance(precision, Precision) else precision_policy(self.device, precision)
+        self.prep = prep
+        self.model = ready_model(model, self.device, self.precision)
+
+    @classmethod
+    def from_card(cls, model: nn.Module, card: dict, device: torch.device | str | None = None,
+                  precision: Precision | str = "auto") -> InferenceModel:
+        return cls(model, Preprocessing.from_card(card), device, precision)
+
+    def __call__(self, x_uint8: torch.Tensor, batch_size: int = EVAL_BATCH, tta: bool = False) -> ForwardOutput:
+        return forward(self.model, x_uint8, self.prep, self.device, self.precision, batch_size, tta)
+
+    def model_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        """The normalised tensor this model sees (what Grad-CAM++ explains, in fp32)."""
+        return self.prep.model_input(batch_uint8, self.device, self.precision)
+
+
 def predict_proba(
     model: nn.Module, x_uint8: torch.Tensor, mean, std, device: torch.device, bf16: bool, channels_last: bool,
-    batch_size: int = 128,
+    batch_size: int = EVAL_BATCH,
 ) -> np.ndarray:
-    """Softmax probabilities for a uint8 batch, in chunks."""
-    model.eval()
-    out = []
-    for i in range(0, len(x_uint8), batch_size):
-        xb = normalize(x_uint8[i : i + batch_size].to(device), mean, std)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(device, bf16):
-            logits = model(xb)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+    """Softmax probabilities for a uint8 batch, in chunks (training's inner validation calls this)."""
+    if not len(x_uint8):
+        return np.zeros((0, 0))
+    prep = Preprocessing(int(x_uint8.shape[-1]), tuple(mean), tuple(std))
+    return forward(model, x_uint8, prep, device, Precision(bf16, channels_last), batch_size).probabilities

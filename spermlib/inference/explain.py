@@ -1,5 +1,10 @@
 """Visual explanations: Grad-CAM++ (pytorch-grad-cam), CBAM spatial attention, overlays, faithfulness.
 
+:class:`Explainer` sits on top of a :class:`~spermlib.inference.predict.Predictor`: it explains the
+class the inference core predicted (or one the caller names) with the fold models the caller names,
+reusing the prediction's resized input. Grad-CAM++ itself runs in float32 (its second-order weights
+need fp32 gradients) whatever precision the prediction used.
+
 Thread-safety: a CAM object registers hooks on its target layer, and *any* forward pass through
 that layer while the hooks are registered would be recorded by them. The fast path hooks only a
 wrapper module built per call (``_HeadOnFeatures``), never the shared model; the reference path
@@ -11,14 +16,19 @@ released on exit), and callers that share a model between threads still hold its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from pytorch_grad_cam import GradCAMPlusPlus
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from torch import nn
+
+from spermlib.inference.predict import Prediction, Predictor
 
 
 class _HeadOnFeatures(nn.Module):
@@ -106,6 +116,59 @@ def explain_batch(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -
         else:
             feats = model.forward_features(x.float())
     return gradcam_pp_from_features(model, feats, class_idx, size), att
+
+
+@dataclass
+class Explanation:
+    rgb: np.ndarray  # the model input (resized image), H×W×3 uint8
+    class_idx: int
+    gradcam: np.ndarray  # H×W in [0,1], mean over the fold models used
+    cbam: np.ndarray | None  # H×W CBAM spatial gate (effnet_cbam only)
+
+
+class Explainer:
+    """Grad-CAM++ and CBAM attention of a predictor's fold models. Holds ``predictor.lock`` while it runs."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    def explain(self, image: Image.Image | np.ndarray, class_idx: int | None = None,
+                folds: Sequence[int] | None = None) -> Explanation:
+        """Maps (mean over ``folds``, default all loaded) for ``class_idx`` (default: those folds' prediction).
+
+        ``image`` is a decoded RGB image or a prediction's ``model_input`` (then nothing is resized
+        again). A fold that is not loaded raises ``CheckpointError``: a map must come from the model named.
+        """
+        p = self.predictor
+        use = p.model_indices(folds)
+        u8 = p.preprocess([image])
+        if class_idx is None:
+            class_idx = int(np.mean([out.probabilities[0] for out in p.forward(u8, folds)], axis=0).argmax())
+        x = p.model_input(u8)
+        with p.lock:
+            maps = [explain_batch(p.models[i], x, [class_idx]) for i in use]
+        cams = [cam[0] for cam, _ in maps]
+        atts = [att[0] for _, att in maps if att is not None]
+        return Explanation(rgb=u8[0].permute(1, 2, 0).numpy(), class_idx=class_idx, gradcam=np.mean(cams, axis=0),
+                           cbam=np.mean(atts, axis=0) if atts else None)
+
+    def predict_files(self, paths: Sequence[str | Path], cam_dir: str | Path) -> list[Prediction]:
+        """Classify files and write a Grad-CAM++ overlay of each predicted class to ``cam_dir``.
+
+        Each file is decoded and resized once: the explanation reuses the prediction's input.
+        """
+        results = self.predictor.predict_sources([str(p) for p in paths])
+        out = Path(cam_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for path, res in zip(paths, results):
+            if res.error:
+                continue
+            exp = self.explain(res.model_input, class_idx=self.predictor.classes.index(res.label))
+            target = out / f"{Path(path).stem}_gradcampp.png"
+            Image.fromarray(overlay(exp.rgb, exp.gradcam, alpha=0.5)).save(target)
+            res.cam_path = str(target)
+            res.model_input = None  # written out: no need to keep every input of a long file list
+        return results
 
 
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5, normalise: bool = False) -> np.ndarray:

@@ -17,11 +17,13 @@ from PIL import Image
 
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, ImageSource, load_rgb
-from spermlib.data.preprocess import normalize, to_uint8_tensor
-from spermlib.inference.explain import explain_batch, overlay
-from spermlib.runtime import autocast, bf16_available, pick_device
+from spermlib.inference.core import ForwardOutput, InferenceModel, Preprocessing
+from spermlib.runtime import Precision, pick_device, precision_policy
 from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
 from spermlib.store.paths import default_checkpoints_dir
+
+# What every fold of one ensemble must share: the same preprocessing and the same output space.
+ENSEMBLE_KEYS = ("arch", "backbone", "classes", "input_size", "mean", "std")
 
 
 @dataclass
@@ -35,6 +37,9 @@ class Prediction:
     agreement: float | None = None  # share of fold models that agree with the ensemble label
     error: str | None = None
     cam_path: str | None = None
+    # The resized image the models saw (S×S×3 uint8): an explanation reuses it instead of decoding
+    # and resizing the file again. Not part of ``to_dict``.
+    model_input: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error,
@@ -42,37 +47,44 @@ class Prediction:
                 "fold_labels": self.fold_labels, "cam_path": self.cam_path}
 
 
-@dataclass
-class Explanation:
-    rgb: np.ndarray  # the model input (resized image), H×W×3 uint8
-    class_idx: int
-    gradcam: np.ndarray  # H×W in [0,1], mean over the fold models used
-    cbam: np.ndarray | None  # H×W CBAM spatial gate (effnet_cbam only)
+def check_cards_agree(cards: Sequence[dict]) -> None:
+    """Refuse an ensemble whose fold cards differ in anything that changes preprocessing or outputs."""
+    def value(card: dict, key: str):
+        v = card.get(key)
+        return tuple(v) if isinstance(v, (list, tuple)) else v  # JSON lists and tuples compare alike
+
+    ref = cards[0]
+    for key in ENSEMBLE_KEYS:
+        differ = [c for c in cards if value(c, key) != value(ref, key)]
+        if differ:
+            values = "; ".join(f"fold {c.get('fold')}: {c.get(key)}" for c in [ref, *differ])
+            raise CheckpointError(f"fold checkpoints of one ensemble disagree on {key} ({values}); "
+                                  "load folds trained with the same recipe")
 
 
 class Predictor:
-    """A fold ensemble of one arch. Thread-safe: forward passes and CAMs hold ``self.lock``."""
+    """A fold ensemble of one arch on the inference core. Thread-safe: forward passes and CAMs hold ``self.lock``."""
 
     def __init__(self, spec: DatasetSpec, models: Sequence[torch.nn.Module], cards: Sequence[dict],
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, precision: Precision | str = "auto"):
         if not models:
             raise CheckpointError("no models given")
-        self.spec = spec
-        self.cards = list(cards)
-        card = self.cards[0]
-        for c in self.cards[1:]:
-            if (c["arch"], c["classes"], c["input_size"]) != (card["arch"], card["classes"], card["input_size"]):
-                raise CheckpointError("fold checkpoints disagree on arch, classes or input size")
+        check_cards_agree(cards)
+        card = cards[0]
         if list(card["classes"]) != list(spec.class_dirs):
             raise CheckpointError(f"checkpoint classes {card['classes']} do not match dataset {spec.name}")
+        self.spec = spec
+        self.cards = list(cards)
         self.arch: str = card["arch"]
         self.classes: list[str] = list(card["classes"])
-        self.input_size: int = int(card["input_size"])
-        self.mean, self.std = tuple(card["mean"]), tuple(card["std"])
+        self.prep = Preprocessing.from_card(card)
         self.folds: list[int] = [int(c["fold"]) for c in self.cards]
         self.device = device or pick_device()
-        self.bf16 = bf16_available(self.device)
-        self.models = [m.to(self.device).to(memory_format=torch.channels_last).eval() for m in models]
+        if not isinstance(precision, Precision):
+            precision = precision_policy(self.device, precision)
+        self.fold_models = [InferenceModel(m, self.prep, self.device, precision) for m in models]
+        self.models = [fm.model for fm in self.fold_models]
+        self.precision = precision
         self.lock = threading.RLock()
 
     @classmethod
@@ -95,33 +107,65 @@ class Predictor:
     def backbone(self) -> str:
         return self.cards[0]["backbone"]
 
+    @property
+    def input_size(self) -> int:
+        return self.prep.input_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.prep.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.prep.std
+
+    def model_indices(self, folds: Sequence[int] | None = None) -> list[int]:
+        """Positions in ``self.models`` of ``folds`` (all when ``None``); a fold not loaded is an error."""
+        if folds is None:
+            return list(range(len(self.folds)))
+        missing = [k for k in folds if k not in self.folds]
+        if missing or not folds:
+            raise CheckpointError(f"{self.spec.name}/{self.arch}: fold(s) {list(missing or folds)} not loaded "
+                                  f"(loaded: {self.folds})")
+        return [self.folds.index(k) for k in folds]
+
+    def fold_model(self, fold: int) -> InferenceModel:
+        """The fold-``fold`` model with this ensemble's preprocessing and precision."""
+        return self.fold_models[self.model_indices([fold])[0]]
+
     # ------------------------------------------------------------------ tensors
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """RGB images → uint8 ``(B,3,S,S)``."""
-        return torch.stack([to_uint8_tensor(im, self.input_size) for im in images])
+    def preprocess(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """RGB images (or ``Prediction.model_input`` arrays) → uint8 ``(B,3,S,S)``."""
+        return self.prep.uint8(images)
 
-    def _input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        x = normalize(batch_uint8.to(self.device), self.mean, self.std)
-        return x.contiguous(memory_format=torch.channels_last)
+    def model_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        """The normalised tensor every fold model sees."""
+        return self.prep.model_input(batch_uint8, self.device, self.precision)
 
-    @torch.inference_mode()
+    def forward(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None) -> list[ForwardOutput]:
+        """One core pass per chosen fold model (all by default), under ``self.lock``."""
+        with self.lock:
+            return [self.fold_models[i](batch_uint8) for i in self.model_indices(folds)]
+
     def fold_probabilities(self, batch_uint8: torch.Tensor) -> np.ndarray:
         """Softmax of every fold model: ``(F, B, C)``."""
-        x = self._input(batch_uint8)
-        with self.lock, autocast(self.device, self.bf16):
-            out = [torch.softmax(m(x).float(), dim=1) for m in self.models]
-        return torch.stack(out).cpu().numpy()
+        return np.stack([out.probabilities for out in self.forward(batch_uint8)])
 
     # ------------------------------------------------------------------ images / files
 
-    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None,
-                       batch_size: int = 64) -> list[Prediction]:
+    def predict_images(self, images: Sequence[Image.Image | np.ndarray], names: Sequence[str] | None = None,
+                       batch_size: int = 64, keep_inputs: bool = True) -> list[Prediction]:
+        """Ensemble predictions; each keeps its ``model_input`` unless ``keep_inputs`` is false."""
         names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
         results = []
         for i in range(0, len(images), batch_size):
-            fp = self.fold_probabilities(self.preprocess(images[i : i + batch_size]))
-            results.extend(self._to_predictions(fp, names[i : i + batch_size]))
+            u8 = self.preprocess(images[i : i + batch_size])
+            preds = self._to_predictions(self.fold_probabilities(u8), names[i : i + batch_size])
+            if keep_inputs:
+                for pred, x in zip(preds, u8):
+                    pred.model_input = x.permute(1, 2, 0).numpy()
+            results.extend(preds)
         return results
 
     def _to_predictions(self, fold_probs: np.ndarray, names: Sequence[str]) -> list[Prediction]:
@@ -139,7 +183,8 @@ class Predictor:
             ))
         return out
 
-    def predict_sources(self, sources: Sequence[ImageSource], names: Sequence[str] | None = None) -> list[Prediction]:
+    def predict_sources(self, sources: Sequence[ImageSource], names: Sequence[str] | None = None,
+                        keep_inputs: bool = True) -> list[Prediction]:
         """Decode and classify; a bad input gets its ``error`` and the rest of the batch still runs."""
         names = list(names) if names is not None else [str(s) for s in sources]
         results: list[Prediction | None] = [None] * len(sources)
@@ -150,41 +195,25 @@ class Predictor:
                 good_idx.append(i)
             except ImageError as err:
                 results[i] = Prediction(path=name, error=str(err))
-        for i, pred in zip(good_idx, self.predict_images(good, [names[i] for i in good_idx])):
+        preds = self.predict_images(good, [names[i] for i in good_idx], keep_inputs=keep_inputs)
+        for i, pred in zip(good_idx, preds):
             results[i] = pred
         return results  # type: ignore[return-value]
 
     def predict_files(self, paths: Sequence[str | Path], cam_dir: str | Path | None = None) -> list[Prediction]:
-        results = self.predict_sources([str(p) for p in paths])
+        """Classify files; with ``cam_dir``, also write a Grad-CAM++ overlay per file (``explain.Explainer``)."""
         if cam_dir:
-            out = Path(cam_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            for p, res in zip(paths, results):
-                if res.error:
-                    continue
-                exp = self.explain(load_rgb(str(p)), class_idx=self.classes.index(res.label))
-                target = out / f"{Path(p).stem}_gradcampp.png"
-                Image.fromarray(overlay(exp.rgb, exp.gradcam, alpha=0.5)).save(target)
-                res.cam_path = str(target)
-        return results
+            from spermlib.inference.explain import Explainer  # explanation sits on top of prediction, not below
 
-    # ------------------------------------------------------------------ explanations
+            return Explainer(self).predict_files(paths, cam_dir)
+        return self.predict_sources([str(p) for p in paths], keep_inputs=False)
 
-    def explain(self, image: Image.Image, class_idx: int | None = None,
-                folds: Sequence[int] | None = None) -> Explanation:
-        """Grad-CAM++ (mean over the chosen fold models) and, for CBAM models, the spatial attention."""
-        u8 = self.preprocess([image])
-        x = self._input(u8)
-        use = [i for i, k in enumerate(self.folds) if folds is None or k in folds] or [0]
-        if class_idx is None:
-            class_idx = int(self.fold_probabilities(u8)[use].mean(0)[0].argmax())
-        with self.lock:
-            maps = [explain_batch(self.models[i], x, [class_idx]) for i in use]
-        cams = [cam[0] for cam, _ in maps]
-        atts = [att[0] for _, att in maps if att is not None]
-        rgb = u8[0].permute(1, 2, 0).numpy()
-        return Explanation(rgb=rgb, class_idx=class_idx, gradcam=np.mean(cams, axis=0),
-                           cbam=np.mean(atts, axis=0) if atts else None)
+    def explain(self, image: Image.Image | np.ndarray, class_idx: int | None = None,
+                folds: Sequence[int] | None = None):
+        """Convenience for ``explain.Explainer(self).explain(...)`` (see there)."""
+        from spermlib.inference.explain import Explainer  # explanation sits on top of prediction, not below
+
+        return Explainer(self).explain(image, class_idx=class_idx, folds=folds)
 
 
 def format_table(results: Sequence[Prediction], spec: DatasetSpec) -> str:

@@ -1,8 +1,10 @@
 """Model registry: one contract for all architectures (timm style).
 
-Every model has ``num_classes``, ``forward_features(x)`` (final feature map), ``forward_head(x,
-pre_logits=False)``, ``cam_target_layer`` (the layer Grad-CAM++ explains) and
-``backbone_parameters()`` (what the warm-up stage freezes; empty for SimpleCNN).
+Every model has ``num_classes``, ``num_features``, ``forward_features(x)`` (final feature map),
+``forward_head(x, pre_logits=False)`` (pooled pre-logit features with ``pre_logits=True``),
+``get_classifier()`` (the final linear layer: applied to the pre-logits it gives the logits),
+``cam_target_layer`` (the layer Grad-CAM++ explains) and ``backbone_parameters()`` (what the
+warm-up stage freezes; empty for SimpleCNN).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from pathlib import Path
 
 from torch import nn
 
+from spermlib.archs import ARCHS, DEFAULT_ARCH, check_arch
+
 from .efficientnet import EfficientNetClassifier
 from .simplecnn import SimpleCNN
 
-ARCHS = ("simplecnn", "effnet", "effnet_cbam")
-DEFAULT_ARCH = "effnet_cbam"
 SIMPLECNN_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
@@ -27,12 +29,6 @@ class ModelInfo:
     pretrained_source: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-
-
-def check_arch(arch: str) -> str:
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
-    return arch
 
 
 def build_model(arch: str, num_classes: int, backbone: str | None = None) -> nn.Module:

@@ -38,6 +38,10 @@ class EfficientNetClassifier(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
 
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer (timm): ``get_classifier()(forward_head(f, pre_logits=True))`` are the logits."""
+        return self.head.fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 

@@ -36,8 +36,13 @@ class SimpleCNN(nn.Module):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.classifier(self.drop(x))
+        # As in timm's ClassifierHead: pre-logits are pooled features after dropout (a no-op in eval),
+        # so ``get_classifier()(forward_head(x, pre_logits=True))`` is ``forward_head(x)``.
+        x = self.drop(x.mean((2, 3)))
+        return x if pre_logits else self.classifier(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from spermlib.errors import SpermlibError
+
 OFFLINE_BACKBONE = "tf_efficientnet_lite0"  # what `--backbone auto` falls back to offline
 OFFLINE_MOBILENET = "mobilenetv2_100"
 DEFAULT_TIMM_BACKBONE = "efficientnet_b0"
@@ -56,8 +58,11 @@ class PretrainedWeights:
     std: tuple[float, float, float]
 
 
-class WeightsError(RuntimeError):
-    """The requested weights cannot be provided; the message says what to do instead."""
+class WeightsError(SpermlibError, RuntimeError):
+    """The requested weights cannot be provided; the message says what to do instead.
+
+    Also a RuntimeError, as it was before the common base class: callers catching that still work.
+    """
 
 
 def _what_to_do(backbone: str) -> str:
@@ -75,9 +80,13 @@ def _what_to_do(backbone: str) -> str:
 def _template(backbone: str) -> tuple[types.MappingProxyType, types.MappingProxyType]:
     """Parameter shapes and pretrained_cfg of a timm model, built once (models are cheap but not free)."""
     import timm
+    import torch
 
     try:
-        model = timm.create_model(backbone, pretrained=False)
+        # Building the template initialises weights from the global generator; forking it keeps a
+        # seeded training run independent of whether this cache was filled earlier in the process.
+        with torch.random.fork_rng(devices=[]):
+            model = timm.create_model(backbone, pretrained=False)
     except Exception as exc:  # unknown name, bad kwargs, ...
         raise WeightsError(f"Unknown timm backbone '{backbone}': {exc}") from exc
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}

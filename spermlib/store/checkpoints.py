@@ -7,7 +7,6 @@ model (arch, backbone, classes, input size, normalisation, split manifest hash, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,37 +15,24 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from spermlib.data.datasets import DatasetSpec
-from spermlib.errors import SpermlibError
-from spermlib.models import build_model, check_arch
-from spermlib.store.paths import default_checkpoints_dir
+from spermlib.models import build_model
+from spermlib.store.cards import (
+    CARD_VERSION,
+    REQUIRED_CARD_KEYS,
+    CheckpointError,
+    arch_dir,
+    available_folds,
+    card_path,
+    checkpoint_path,
+    file_sha256,
+    fold_cards,
+    read_card,
+    trained_on,
+)
 
-CARD_VERSION = 1
-REQUIRED_CARD_KEYS = ("arch", "backbone", "classes", "input_size", "mean", "std", "dataset", "fold")
-
-
-class CheckpointError(SpermlibError):
-    """A checkpoint that is missing, not safetensors, or inconsistent with its card."""
-
-
-def checkpoint_path(dataset: str | DatasetSpec, arch: str, fold: int, root: Path | None = None) -> Path:
-    return arch_dir(dataset, arch, root) / f"fold{fold}.safetensors"
-
-
-def arch_dir(dataset: str | DatasetSpec, arch: str, root: Path | None = None) -> Path:
-    """``<checkpoints>/<dataset>/<arch>/``: where the fold checkpoints of one arch live."""
-    return Path(root or default_checkpoints_dir()) / getattr(dataset, "name", dataset) / arch
-
-
-def available_folds(dataset: str | DatasetSpec, arch: str, root: Path | None = None,
-                    suffix: str = ".safetensors") -> list[int]:
-    """Fold numbers with a ``fold<K><suffix>`` file (weights by default; ``.json`` lists cards)."""
-    d = arch_dir(dataset, arch, root)
-    return sorted(int(p.stem[4:]) for p in d.glob(f"fold*{suffix}") if p.stem[4:].isdigit())
-
-
-def card_path(weights_path: Path) -> Path:
-    return Path(weights_path).with_suffix(".json")
+# Path and card helpers live in store.cards (torch-free); re-exported so one import serves loaders.
+__all__ = ["CheckpointError", "arch_dir", "available_folds", "card_path", "checkpoint_path", "fold_cards",
+           "read_card", "trained_on", "fp16_state", "round_to_fp16_", "save_checkpoint", "load_checkpoint"]
 
 
 def fp16_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -66,14 +52,6 @@ def round_to_fp16_(model: nn.Module) -> nn.Module:
     return model
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(model: nn.Module, card: dict, path: Path) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` card; returns the weights path."""
     path = Path(path)
@@ -84,40 +62,9 @@ def save_checkpoint(model: nn.Module, card: dict, path: Path) -> Path:
     tmp = path.with_suffix(".safetensors.tmp")
     save_file(fp16_state(model), str(tmp), metadata={"format": "pt", "arch": card["arch"]})
     tmp.replace(path)
-    full_card = {"card_version": CARD_VERSION, **card, "weights_sha256": _sha256(path)}
+    full_card = {"card_version": CARD_VERSION, **card, "weights_sha256": file_sha256(path)}
     card_path(path).write_text(json.dumps(full_card, indent=2, sort_keys=False) + "\n")
     return path
-
-
-def fold_cards(dataset: str | DatasetSpec, arch: str, root: Path | None = None) -> dict[int, dict]:
-    """Every fold card of one arch (cards only: a sweep may bring back cards without weights)."""
-    folds = available_folds(dataset, arch, root, suffix=".json")
-    return {k: read_card(checkpoint_path(dataset, arch, k, root)) for k in folds}
-
-
-def trained_on(card: dict) -> str | None:
-    """Device type a card's model was trained on (``"cpu"``, ``"cuda"``), or ``None`` if not recorded."""
-    return str(card["device"]).split(":")[0] if card.get("device") else None
-
-
-def read_card(path: Path) -> dict:
-    cpath = card_path(path)
-    if not cpath.is_file():
-        raise CheckpointError(f"{cpath} (the checkpoint's card) is missing")
-    try:
-        card = json.loads(cpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cpath} is not valid JSON ({err})") from None
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise CheckpointError(f"{cpath} lacks {missing}")
-    try:
-        check_arch(card["arch"])
-    except ValueError as err:
-        raise CheckpointError(f"{cpath}: {err}") from None
-    if not isinstance(card["classes"], list) or len(card["classes"]) < 2:
-        raise CheckpointError(f"{cpath}: 'classes' must list at least two class names")
-    return card
 
 
 def load_checkpoint(path: Path, verify_hash: bool = True) -> tuple[nn.Module, dict]:
@@ -126,7 +73,7 @@ def load_checkpoint(path: Path, verify_hash: bool = True) -> tuple[nn.Module, di
     if not path.is_file():
         raise CheckpointError(f"{path} not found")
     card = read_card(path)
-    if verify_hash and card.get("weights_sha256") and card["weights_sha256"] != _sha256(path):
+    if verify_hash and card.get("weights_sha256") and card["weights_sha256"] != file_sha256(path):
         raise CheckpointError(f"{path} does not match the sha256 in its card (file changed or corrupt)")
     try:
         state = load_file(str(path))

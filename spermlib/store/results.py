@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec, get_dataset, is_full_dataset
 from spermlib.errors import SpermlibError
-from spermlib.models import ARCHS
 from spermlib.store.paths import PARTIAL_RESULTS_DIR, default_results_dir
 
 METRICS_FILE = "metrics.json"

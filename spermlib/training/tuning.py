@@ -18,7 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from spermlib.data.datasets import DatasetSpec
-from spermlib.store.checkpoints import CheckpointError, fold_cards, trained_on
+from spermlib.errors import SpermlibError
+from spermlib.store.cards import CheckpointError, fold_cards, trained_on
 from spermlib.store.results import read_for_update, write_json
 from spermlib.training.train import Recipe
 
@@ -101,7 +102,7 @@ def record_comparison(comparison: dict, path: Path, merge: bool = False) -> Path
     old = data.get("archs", {}).get(comparison["arch"])
     if merge and old is not None:
         if old["baseline"] != comparison["baseline"]:
-            raise ValueError(f"recorded {comparison['arch']} rows are against baseline {old['baseline']!r}, "
+            raise SpermlibError(f"recorded {comparison['arch']} rows are against baseline {old['baseline']!r}, "
                              f"not {comparison['baseline']!r}: their changes would not line up")
         new_names = {r["name"] for r in configs}
         configs = [r for r in old["configs"] if r["name"] not in new_names] + configs

@@ -4,14 +4,30 @@
 datasets; offline Lite0 backbones), evaluates them out of fold, and points the app at the outputs
 through ``$SPERMLIB_CHECKPOINTS`` and ``$SPERMLIB_RESULTS``. The models are weak — the point is that
 every page runs on genuine checkpoints, OOF CSVs and metrics.json of the real formats.
+
+Every test here runs with ``$SPERMLIB_APP_RAISE_ERRORS=1``: app.py's page guard then lets exceptions
+through to ``AppTest.exception`` instead of turning them into a generic st.error (test_guard.py
+switches it off to test the guard itself), and with ``client.showErrorDetails = "full"`` so that the
+exception's message and traceback are not redacted as .streamlit/config.toml has them for users.
 """
 
 from __future__ import annotations
 
 import pytest
+from streamlit import config as streamlit_config
 
 from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV
 from tools.make_app_artifacts import build
+from views.common import RAISE_ERRORS_ENV
+
+
+@pytest.fixture(autouse=True)
+def page_errors_propagate(monkeypatch):
+    monkeypatch.setenv(RAISE_ERRORS_ENV, "1")
+    shown = streamlit_config.get_option("client.showErrorDetails")
+    streamlit_config.set_option("client.showErrorDetails", "full")
+    yield
+    streamlit_config.set_option("client.showErrorDetails", shown)
 
 
 @pytest.fixture(scope="session")

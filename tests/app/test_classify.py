@@ -12,6 +12,7 @@ from PIL import Image
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
+from spermlib.dashboard.samples import sample_folds
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.predict import Predictor
 from tests.dashboard.test_triage import bad_uploads, exotic_uploads
@@ -20,7 +21,9 @@ PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
 SMIDS = get_dataset("smids")
 HUSHEM = get_dataset("hushem")
 NORMAL_SAMPLE = "Normal_Sperm/Boya_11435.bmp"
-VERDICT = re.compile(r"`(?P<name>[^`]+)` → \*\*(?P<display>[^*]+) \((?P<conf>[\d.]+)%\)\*\* · (?P<agree>\d+/\d+) fold")
+VERDICT = re.compile(r"`(?P<name>[^`]+)` → \*\*(?P<display>[^*]+) \((?P<conf>[\d.]+)%\)\*\* · "
+                     r"(?:(?P<agree>\d+/\d+) fold|fold-(?P<fold>\d+) model, which never saw this image)")
+SAMPLE_FOLDS = {spec.name: sample_folds(spec) for spec in (SMIDS, HUSHEM)}
 
 
 def _page(dataset: str = "smids", arch: str | None = None) -> AppTest:
@@ -40,9 +43,18 @@ def _results(at: AppTest):
     return table
 
 
-def _expected(dataset: str, arch: str, sources: list[bytes], names: list[str]):
-    predictor = Predictor.from_checkpoints(get_dataset(dataset), arch)
+def _expected(dataset: str, arch: str, sources: list, names: list[str], folds: list[int] | None = None):
+    """What the library says: the fold ensemble, or (``folds``) the fold models named."""
+    predictor = Predictor.from_checkpoints(get_dataset(dataset), arch, folds=folds)
     return predictor.predict_sources(sources, names)
+
+
+def _expected_sample(dataset: str, arch: str, sample: str):
+    """A bundled sample's verdict by the one fold model that never saw it (its test fold in the manifest)."""
+    spec = get_dataset(dataset)
+    fold = SAMPLE_FOLDS[dataset][sample]
+    (expected,) = _expected(dataset, arch, [SAMPLE_DATA_ROOT / spec.folder / sample], [sample], folds=[fold])
+    return expected, fold
 
 
 @pytest.mark.parametrize("dataset", ["smids", "hushem"])
@@ -64,20 +76,23 @@ def test_bundled_sample_is_classified_with_explanations(app_env):
     assert not at.error
 
     (verdict,) = _verdicts(at)
-    (expected,) = _expected("smids", "effnet_cbam", [SAMPLE_DATA_ROOT / "SMIDS" / NORMAL_SAMPLE], [NORMAL_SAMPLE])
+    # A bundled sample is training data of 4 of the 5 fold models: the one that never saw it classifies it.
+    expected, fold = _expected_sample("smids", "effnet_cbam", NORMAL_SAMPLE)
     assert verdict["name"] == NORMAL_SAMPLE
     assert verdict["display"] == expected.display
     assert verdict["conf"] == f"{100 * expected.confidence:.1f}"
-    assert verdict["agree"] == f"{round(expected.agreement * 5)}/5"
+    assert verdict["fold"] == str(fold) and verdict["agree"] is None
+    assert any(f"fold-{fold} model, which never saw this image" in c.value for c in at.caption)
 
     (images,) = at.image
     assert images.captions[0] == "model input"
-    assert images.captions[1].startswith(f"Grad-CAM++ for {expected.display}")
+    assert images.captions[1] == f"Grad-CAM++ for {expected.display} (fold-{fold} model)"
     assert images.captions[2].startswith("CBAM spatial attention")  # effnet_cbam only
     assert len(at.get("plotly_chart")) == 1  # class probabilities (no batch charts for one image)
     table = _results(at)
     assert len(table) == 1 and table.loc[0, "prediction"] == expected.display
     assert table.loc[0, "confidence"] == pytest.approx(expected.confidence, abs=1e-4)
+    assert table.loc[0, "classified by"] == f"fold-{fold} model (never saw it)"
     assert at.get("download_button")
 
     # the opacity slider and the class to explain re-render the maps without errors
@@ -152,9 +167,10 @@ def test_all_archs_side_by_side(app_env):
     table = _results(at)
     assert len(table) == 6 and sorted(table["arch"].unique()) == ["effnet", "effnet_cbam", "simplecnn"]
     for arch in ("simplecnn", "effnet"):
-        (expected,) = _expected("smids", arch, [SAMPLE_DATA_ROOT / "SMIDS" / NORMAL_SAMPLE], [NORMAL_SAMPLE])
+        expected, _ = _expected_sample("smids", arch, NORMAL_SAMPLE)
         row = table[(table["arch"] == arch) & (table["file"] == NORMAL_SAMPLE)].iloc[0]
         assert row["prediction"] == expected.display
+        assert row["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
     titles = r"\*\*(SimpleCNN|EfficientNet|EfficientNet \+ CBAM)\*\*:"
     shares = [m.value for m in at.markdown if re.match(titles, m.value)]
     assert len(shares) == 3
@@ -179,3 +195,11 @@ def test_query_parameters_preselect_inputs(app_env):
     assert at.selectbox(key="classify_dataset").value == "hushem"
     assert at.radio(key="classify_arch").value == "simplecnn"
     assert _results(at)["file"].tolist() == ["01_Normal/image_001.BMP", "04_Amorphous/image_005.BMP"]
+
+
+def test_query_parameter_arch_all_shows_every_model(app_env):
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.query_params["arch"] = "all"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.radio(key="classify_arch").value == "__all__"

@@ -1,7 +1,8 @@
 """Eight users classify different images at the same time and each gets their own, correct result.
 
 In the served app every browser session runs the page script in its own thread, and all sessions
-share one cached ``Predictor`` per dataset × arch (``st.cache_resource``). The risk is cross-talk:
+share one cached ``Predictor`` per dataset × arch (``st.cache_resource``; for a bundled sample, the
+cached fold model that never saw it). The risk is cross-talk:
 Grad-CAM hooks of one session recording another session's forward pass, or a cache mixing results.
 
 * ``test_eight_page_sessions_at_once`` runs the Classify page in 8 AppTest sessions concurrently
@@ -32,6 +33,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 from spermlib.dashboard import triage
+from spermlib.dashboard.samples import sample_folds
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.predict import Predictor
 
@@ -103,8 +105,12 @@ def test_eight_page_sessions_at_once(app_env, threadsafe_apptest):
     st.cache_data.clear()
     serial = [_session(s, threadsafe_apptest) for s in SAMPLES]
 
-    predictor = Predictor.from_checkpoints(SMIDS, "effnet_cbam")
-    expected = predictor.predict_sources([SAMPLE_DATA_ROOT / "SMIDS" / s for s in SAMPLES], SAMPLES)
+    # Each bundled sample is classified by the fold model that never saw it (shared by the sessions whose
+    # samples lie in the same fold).
+    folds = sample_folds(SMIDS)
+    assert len({folds[s] for s in SAMPLES}) > 1 and len({folds[s] for s in SAMPLES}) < N_SESSIONS
+    expected = [Predictor.from_checkpoints(SMIDS, "effnet_cbam", folds=[folds[s]]).predict_sources(
+        [SAMPLE_DATA_ROOT / "SMIDS" / s], [s])[0] for s in SAMPLES]
     for sample, got, ref, exp in zip(SAMPLES, concurrent, serial, expected):
         assert got["verdict"]["name"] == sample and got["row"]["file"] == sample  # its own image ...
         assert got["verdict"] == ref["verdict"] and got["row"] == ref["row"]  # ... the same result as alone

@@ -24,10 +24,9 @@ from spermlib.dashboard.catalog import (
     image_header,
     page_count,
     paginate,
-    thumbnail_bytes,
 )
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
-from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.data.imageio import load_rgb
 from spermlib.data.splits import manifest_for_root
 
 SMIDS = get_dataset("smids")
@@ -185,16 +184,12 @@ def test_images_unknown_to_the_manifest_still_listed_with_a_note(tmp_path):
     assert meta["fold"] == "unknown" and "extension does not match" in meta["format (by content)"]
 
 
-def test_image_header_and_thumbnail(tmp_path):
+def test_image_header(tmp_path):
     path = SMIDS_SAMPLE / "Non-Sperm/Normal_2895.bmp"
     assert image_header(path) == (156, 181, "BMP")
     bogus = tmp_path / "x.png"
     bogus.write_bytes(b"hello")
     assert image_header(bogus) == (0, 0, "unreadable")
-    thumb = Image.open(io.BytesIO(thumbnail_bytes(path, size=96)))
-    assert thumb.format == "JPEG" and thumb.size == (96, 96)
-    with pytest.raises(ImageError):
-        thumbnail_bytes(bogus)
 
 
 def test_image_details_unknown_path(smids_catalog):
@@ -213,3 +208,13 @@ def test_full_smids_catalog_is_fast_and_complete(smids_full, tmp_path):
     assert len(conflicting_groups(cat.table)) == 8  # the 4 conflicting pairs
     assert (cat.table["fold"] == -1).sum() == 8
     assert set(cat.table["format"]) == {"BMP", "PNG"}
+
+
+def test_catalog_sources_are_the_files_build_catalog_reads(tmp_path):
+    from spermlib.dashboard.catalog import catalog_sources
+    from spermlib.store.results import METRICS_FILE, oof_path
+
+    sources = catalog_sources(HUSHEM, tmp_path)
+    assert sources[0].name == "hushem.csv" and sources[0].is_file()  # the committed split manifest
+    assert tmp_path / "hushem" / METRICS_FILE in sources
+    assert oof_path(tmp_path / "hushem", "effnet_cbam") in sources

@@ -83,6 +83,7 @@ def test_leaderboard_has_one_row_per_evaluated_arch_with_the_json_numbers(result
         m = metrics["archs"][r.arch]
         assert r.accuracy_mean == m["accuracy"]["mean"] and r.macro_f1_std == m["macro_f1"]["std"]
         assert [r.accuracy_ci_lo, r.accuracy_ci_hi] == m["accuracy"]["ci95"]
+        assert r.accuracy_pooled == m["accuracy"]["pooled"]
         assert r.backbone == f"backbone-{r.arch}" and r.protocol == "our protocol text"
     # The paper's numbers sit only beside the paper's model.
     paper = board.set_index("arch")["paper_accuracy"]
@@ -90,16 +91,17 @@ def test_leaderboard_has_one_row_per_evaluated_arch_with_the_json_numbers(result
     assert paper[["simplecnn", "effnet"]].isna().all()
 
 
-def test_leaderboard_display_formats_and_flags_subsets(results_dir):
+def test_leaderboard_display_formats_ours_beside_the_paper(results_dir):
     board = leaderboard(results_dir)
     shown = leaderboard_display(board)
     cbam = board.set_index("arch").loc["effnet_cbam"]
     row = shown.iloc[2]
     expected = f"{100 * cbam.accuracy_mean:.1f} ± {100 * cbam.accuracy_std:.1f} %"
-    assert row["Accuracy (mean ± std over folds)"] == expected
+    assert row["Accuracy (mean ± std)"] == expected
+    assert row["Accuracy 95 % CI"] == f"{100 * cbam.accuracy_ci_lo:.1f}–{100 * cbam.accuracy_ci_hi:.1f} %"
     assert row["Paper accuracy"] == "90.2 %" and row["Paper macro-F1"] == "0.913"
     assert shown.iloc[0]["Paper accuracy"] == "—"
-    assert shown["Evaluated on"].str.contains("not the published protocol").all()
+    assert len(shown.columns) <= 7  # fits a 1440 px page without scrolling sideways
 
 
 def test_no_results_gives_an_empty_board_and_a_command(tmp_path):

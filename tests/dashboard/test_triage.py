@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spermlib.dashboard import triage
+from spermlib.dashboard import samples, triage
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.predict import Prediction
 
@@ -236,8 +236,8 @@ def test_classify_inputs_and_results_table():
     assert _kinds(results["effnet"][2].warnings) == ["low_confidence", "non_sperm"]
 
     table = triage.results_table(inputs, results, SMIDS)
-    assert list(table.columns) == ["file", "arch", "prediction", "confidence", "agreement", "P(Normal)",
-                                   "P(Abnormal)", "P(Non-sperm)", "warnings", "error"]
+    assert list(table.columns) == ["file", "arch", "prediction", "confidence", "agreement", "classified by",
+                                   "P(Normal)", "P(Abnormal)", "P(Non-sperm)", "warnings", "error"]
     assert table["file"].tolist() == ["a.png", "a.png", "broken.png", "b.png", "b.png"]  # one row per failed file
     failed = table[table["file"] == "broken.png"].iloc[0]
     assert "not a recognised image format" in failed["error"] and pd.isna(failed["prediction"])
@@ -247,6 +247,37 @@ def test_classify_inputs_and_results_table():
     csv = triage.to_csv_bytes(table).decode()
     assert csv.splitlines()[0].startswith("file,arch,prediction") and len(csv.splitlines()) == 6
     assert pd.read_csv(io.StringIO(csv))["file"].tolist() == table["file"].tolist()
+
+
+def test_routed_inputs_go_to_their_fold_model_and_the_rest_to_the_ensemble():
+    """A bundled sample is classified by the one fold model that never saw it; uploads by the ensemble."""
+    items = [("upload.png", _png(60)), ("Normal_Sperm/s1.png", _png(70)), ("Normal_Sperm/s2.png", _png(60)),
+             ("Abnormal_Sperm/s3.png", _png(70))]
+    inputs = triage.decode_inputs(items)
+    installed = [0, 1, 2, 3, 4]
+    folds = {"Normal_Sperm/s1.png": 3, "Normal_Sperm/s2.png": 1, "Abnormal_Sperm/s3.png": 3}
+    routes = samples.routes(1, [name for name, _ in items[1:]], folds, installed)
+    ensemble = _StubPredictor(SMIDS, {60: [0.8, 0.1, 0.1]})
+    fold_models = {k: _StubPredictor(SMIDS, {60: [0.1, 0.8, 0.1], 70: [0.1, 0.1, 0.8]}) for k in installed}
+    loaded = []
+
+    def fold_predictor(arch, fold):
+        loaded.append((arch, fold))
+        return fold_models[fold]
+
+    results = triage.classify_inputs({"effnet_cbam": ensemble}, inputs, SMIDS, {"effnet_cbam": routes},
+                                     fold_predictor)
+    assert ensemble.calls == [["upload.png"]]
+    assert fold_models[3].calls == [["Normal_Sperm/s1.png", "Abnormal_Sperm/s3.png"]]  # one batch per fold
+    assert fold_models[1].calls == [["Normal_Sperm/s2.png"]]
+    assert sorted(loaded) == [("effnet_cbam", 1), ("effnet_cbam", 3)]
+    got = results["effnet_cbam"]
+    assert [r.prediction.display for r in got] == ["Normal", "Non-sperm", "Abnormal", "Non-sperm"]
+    assert got[1].verdict_source == "fold-3 model, which never saw this image"
+    assert got[0].verdict_source == triage.agreement_text(got[0].prediction)
+    table = triage.results_table(inputs, results, SMIDS)
+    assert table["classified by"].tolist() == ["ensemble of 5 fold models", "fold-3 model (never saw it)",
+                                               "fold-1 model (never saw it)", "fold-3 model (never saw it)"]
 
 
 def test_classify_inputs_without_good_images_calls_no_model():

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from spermlib.data.imageio import MAX_PIXELS, ImageError, load_rgb, load_rgb_array, pixel_sha256
+from spermlib.errors import SpermlibError
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -56,7 +57,7 @@ def expect_error(source, expected_name: str, *reason_words: str, **load_kw) -> I
     with pytest.raises(ImageError) as info:
         load_rgb(source, **load_kw)
     err = info.value
-    assert isinstance(err, ValueError)
+    assert isinstance(err, SpermlibError)  # what the CLI and the app report as one message
     assert err.name == expected_name
     assert str(err).startswith(f"{expected_name}: ")
     text = str(err).lower()
@@ -252,7 +253,7 @@ EXOTIC = ["L", "I;16", "I;16 narrow", "RGBA", "LA", "P", "P transparent", "CMYK 
 
 
 @pytest.mark.parametrize("kind", EXOTIC)
-@pytest.mark.parametrize("via", ["path", "bytes", "file"])
+@pytest.mark.parametrize("via", ["path", "bytes", "file", "PIL"])
 def test_exotic_input_decodes_to_rgb(tmp_path: Path, kind: str, via: str) -> None:
     data, size, check = _exotic(kind)
     if via == "path":
@@ -260,8 +261,10 @@ def test_exotic_input_decodes_to_rgb(tmp_path: Path, kind: str, via: str) -> Non
         src.write_bytes(data)
     elif via == "bytes":
         src = data
-    else:
+    elif via == "file":
         src = io.BytesIO(data)
+    else:
+        src = Image.open(io.BytesIO(data))  # as a notebook user would pass it: opened, not yet loaded
     arr = _assert_rgb(load_rgb(src), size)
     check(arr)
     assert (load_rgb_array(data) == arr).all()
@@ -304,6 +307,42 @@ def test_returned_image_is_detached_from_file(tmp_path: Path, rgb_array: np.ndar
     img = load_rgb(path)
     path.unlink()  # the pixels were fully loaded; nothing refers to the file any more
     assert (np.asarray(img) == rgb_array).all()
+
+
+# ------------------------------------------------------------------------------- in-memory images
+
+
+def test_rgb_array_round_trips_exactly(rgb_array: np.ndarray) -> None:
+    img = load_rgb(rgb_array)
+    assert img.mode == "RGB" and (np.asarray(img) == rgb_array).all()
+    assert (load_rgb_array(rgb_array[:, :, ::-1]) == rgb_array[:, :, ::-1]).all()  # a strided view works too
+
+
+def test_grey_and_rgba_arrays_become_rgb(rgb_array: np.ndarray) -> None:
+    grey = rgb_array[:, :, 0]
+    assert (load_rgb_array(grey) == grey[:, :, None]).all()
+    assert (load_rgb_array(grey[:, :, None]) == grey[:, :, None]).all()
+    rgba = np.dstack([rgb_array, np.zeros_like(grey)])  # fully transparent: composited on white
+    assert (load_rgb_array(rgba) == 255).all()
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.zeros((8, 8, 3), np.float32), ("h×w×3 uint8", "float32", "(a * 255)")),
+    (np.zeros((8, 8, 2), np.uint8), ("h×w×3 uint8", "(8, 8, 2)")),
+    (np.zeros((2, 8, 8, 3), np.uint8), ("h×w×3 uint8", "(2, 8, 8, 3)")),
+    (np.zeros((0, 8, 3), np.uint8), ("no pixels",)),
+])
+def test_unusable_array_is_an_image_error(bad: np.ndarray, words: tuple[str, ...]) -> None:
+    expect_error(bad, "<array image>", *words)
+    expect_error(bad, "cell 3", *words, name="cell 3")
+
+
+def test_pil_image_is_converted_and_checked(rgb_array: np.ndarray) -> None:
+    src = Image.fromarray(rgb_array).convert("RGBA")
+    out = load_rgb(src)
+    assert out.mode == "RGB" and out is not src and (np.asarray(out) == rgb_array).all()
+    assert src.mode == "RGBA"  # the caller's image is left as it was
+    expect_error(Image.new("RGB", (30, 40)), "<uploaded image>", "too large", max_pixels=1000)
 
 
 # ------------------------------------------------------------------------------------ pixel hashes

@@ -2,7 +2,10 @@
 
 Every page must load without a Streamlit exception box; on Classify, an uploaded image must get its
 prediction (the same as the library computes) and its Grad-CAM++ image, and a bad file next to it
-one error. Screenshots go to ``test-artifacts/e2e/`` (gitignored).
+one error. On what the repository ships (its checkpoints and results, the bundled sample), every Plotly
+chart must be legible at desktop and phone width (``tools.screenshots.chart_problems``: no chart
+narrower than 250 px, no clipped title, every class label on both axes of a heat map). Screenshots go
+to ``test-artifacts/e2e/`` (gitignored).
 
 Needs ``/usr/bin/chromium`` (Debian/Ubuntu package ``chromium``) and the ``playwright`` Python package;
 skipped cleanly without them. Checkpoints: the tiny ones the app tests build in this pytest session
@@ -15,25 +18,20 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from spermlib.data.datasets import DATA_DIR_ENV, SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.predict import Predictor
-from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV
+from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV, default_checkpoints_dir, default_results_dir
+from spermlib.store.results import load_metrics
+from tools import screenshots as shots
+from views.common import RAISE_ERRORS_ENV
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = ROOT / "test-artifacts" / "e2e"
 PAGES = [  # (url path, title shown by the page)
     ("", "Interpretable sperm-morphology classification"),
@@ -44,12 +42,11 @@ PAGES = [  # (url path, title shown by the page)
     ("embedding", "Embedding map"),
 ]
 UPLOAD = SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm" / "Boya_11435.bmp"
-SERVER_START_S = 90
 PAGE_LOAD_MS = 180_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
+if not shots.CHROMIUM.is_file():
+    pytest.skip(f"{shots.CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
 
 def _complete_artifacts(base: Path) -> bool:
@@ -72,50 +69,21 @@ def artifacts(tmp_path_factory) -> Path:
     return build(tmp_path_factory.mktemp("e2e_artifacts"))["base"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def streamlit_server(artifacts: Path):
-    """A headless `streamlit run app.py` on a free port; stopped (by its pid) on exit."""
-    port = _free_port()
-    env = {**os.environ, CHECKPOINTS_ENV: str(artifacts / "checkpoints"), RESULTS_ENV: str(artifacts / "results"),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    env.pop(DATA_DIR_ENV, None)  # the bundled sample, whatever the developer's shell says
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SHOTS / f"server-{port}.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+def streamlit_server(artifacts: Path | None):
+    """A headless `streamlit run app.py` on a free port: on ``artifacts`` (tiny checkpoints and results), or
+    with ``None`` on what the repository ships (its checkpoints and results, the bundled sample)."""
+    # RAISE_ERRORS_ENV: a page exception stays an exception box (which the tests look for) instead of the
+    # page guard's generic st.error; with its message and traceback (users get them redacted).
+    env = {CHECKPOINTS_ENV: str(artifacts / "checkpoints") if artifacts else None,
+           RESULTS_ENV: str(artifacts / "results") if artifacts else None,
+           DATA_DIR_ENV: None,  # the bundled sample, whatever the developer's shell says
+           RAISE_ERRORS_ENV: "1", "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer within {SERVER_START_S} s; see {log.name}")
-            time.sleep(0.5)
-        yield {"base": base, "artifacts": artifacts}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
-        log.close()
+        with shots.streamlit_server(env, SHOTS / f"server-{'tiny' if artifacts else 'shipped'}.log") as base:
+            yield {"base": base, "artifacts": artifacts}
+    except shots.ServerError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +95,7 @@ def server(artifacts: Path):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
+        b = shots.launch(pw)
         try:
             yield b
         finally:
@@ -148,7 +116,7 @@ def page(browser):
 def _open(page, base: str, path: str) -> None:
     """Load a page and wait until its script has finished running."""
     page.goto(f"{base}/{path}", wait_until="domcontentloaded", timeout=60_000)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=PAGE_LOAD_MS)
+    page.wait_for_selector(shots.IDLE, timeout=PAGE_LOAD_MS)
 
 
 def _assert_no_exception(page, what: str) -> None:
@@ -178,7 +146,7 @@ def test_classify_upload_shows_prediction_and_cam(server, page, tmp_path):
     page.get_by_text(re.compile(re.escape(verdict))).first.wait_for(timeout=PAGE_LOAD_MS)
     cam = page.locator("[data-testid='stImageContainer']").filter(has_text="Grad-CAM++").first
     cam.wait_for(timeout=60_000)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=PAGE_LOAD_MS)
+    page.wait_for_selector(shots.IDLE, timeout=PAGE_LOAD_MS)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "classify_upload.png"))
 
@@ -204,3 +172,52 @@ def test_deep_link_as_first_request_after_start(artifacts, page):
         assert "Dataset explorer" in nav and "Embedding map" in nav
         assert "common" not in nav.lower()
         _assert_no_exception(page, "deep link")
+
+
+# ---------------------------------------------------------------------------------------------- charts
+
+
+def _ships_results() -> bool:
+    return all(load_metrics(d, default_results_dir()) is not None for d in ("smids", "hushem")) and any(
+        default_checkpoints_dir().glob("*/effnet_cbam/fold0.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def shipped_server():
+    """The app on the repository's own checkpoints and results (metrics.json with TTA entries: 6 models)."""
+    if not _ships_results():
+        pytest.skip("the repository's checkpoints/results are not installed")
+    with streamlit_server(None) as srv:
+        yield srv
+
+
+# What a stakeholder opens: each page at its defaults, the comparison of both datasets, and Classify with
+# one sample per class and all models side by side (the widest layout).
+CHART_VIEWS = [
+    ("overview", "", None),
+    ("explorer", "explorer", None),
+    ("classify-all-models", shots.classify_url(shots.three_samples()), None),
+    ("compare-smids", "compare", None),
+    ("compare-hushem", "compare", "HuSHeM — Human Sperm Head Morphology dataset"),
+    ("embedding", "embedding", None),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", shots.WIDTHS, ids=["desktop", "phone"])
+@pytest.mark.parametrize("name,path,dataset", CHART_VIEWS, ids=[v[0] for v in CHART_VIEWS])
+def test_every_chart_is_legible(shipped_server, browser, name, path, dataset, width):
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(PAGE_LOAD_MS)
+    try:
+        shots.open_page(page, shipped_server["base"], path)
+        if dataset:
+            shots.choose(page, "Dataset / task", dataset)
+        shots.full_page_shot(page, SHOTS / f"charts-{name}-{width}.png", width)
+        _assert_no_exception(page, name)
+        n_charts = page.locator(".js-plotly-plot").count()
+        assert n_charts > 0, f"{name}: no chart drawn"
+        assert shots.chart_problems(page) == [], f"{name} at {width} px"
+    finally:
+        context.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from spermlib.evaluation.bench import run_bench
+from spermlib.runtime import precision_policy
 
 
 def test_bench_runs_and_reports_ratios(tmp_path, capsys):
@@ -14,9 +16,16 @@ def test_bench_runs_and_reports_ratios(tmp_path, capsys):
     result = run_bench(quick=True, out=str(out), dataset="hushem", arch="simplecnn", input_size=32, app=False)
     saved = json.loads(out.read_text())
     assert saved["rows"] == result["rows"] and len(result["rows"]) == 5
+    ours = precision_policy(torch.device(result["device"])).name
+    assert result["precision"] == ours
     for row in result["rows"]:
-        assert row["value"] > 0 and row["baseline_value"] > 0 and row["ratio"] > 0
-    assert "bare timm forward" in capsys.readouterr().out
+        assert row["value"] > 0 and row["baseline_value"] > 0 and row["fp32_baseline_value"] > 0
+        # The target's ratio is against the baseline at our precision; the fp32 one is reported beside it.
+        assert row["ratio"] == pytest.approx(row["value"] / row["baseline_value"])
+        assert row["fp32_ratio"] == pytest.approx(row["value"] / row["fp32_baseline_value"])
+        assert row["precision"] == ours
+    out = capsys.readouterr().out
+    assert "bare timm forward" in out and "fp32 base" in out
 
 
 def test_dashboard_row_times_a_real_first_prediction():

@@ -9,21 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
+from spermlib.data.preprocess import load_uint8_batch
 from spermlib.evaluation.embedding import (
     EXCLUDED,
     HELD_OUT,
     TRAINING,
     UNKNOWN,
-    _head_logits,
     embed,
     embedding_map,
     pca_2d,
-    penultimate_features,
     selected_paths,
     split_of,
 )
 from spermlib.inference.predict import Predictor
-from tests.model_fixtures import TOY, toy_checkpoints  # noqa: F401  (fixture)
+from spermlib.store.checkpoints import CheckpointError
+from tests.model_fixtures import FOLD_CLASS, TOY, toy_checkpoints  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +41,28 @@ def test_features_are_the_pooled_pre_logits_and_probabilities_match_the_model(pr
     root = toy_checkpoints["data_root"]
     feats, probs, errors = embed(predictor, 1, root, toy_paths, batch_size=7)
     assert errors == {}
-    assert feats.shape == (30, predictor.models[1].num_features) and feats.dtype == np.float32
-    # Same numbers as the fold-1 model's own softmax through the Predictor (independent code path).
-    from spermlib.data.preprocess import load_uint8_batch
-
-    u8 = load_uint8_batch(root, toy_paths, predictor.input_size)
     model = predictor.models[1]
-    x = predictor._input(u8)
-    with torch.inference_mode():
-        np.testing.assert_allclose(probs, torch.softmax(model(x), 1), atol=1e-5)
-        np.testing.assert_allclose(_head_logits(model, penultimate_features(model, x)), model(x), atol=1e-5)
-    # The Predictor may run in bf16 on this CPU: same answer up to that precision.
-    np.testing.assert_allclose(probs, predictor.fold_probabilities(u8)[predictor.folds.index(1)], atol=2e-2)
+    assert feats.shape == (30, model.num_features) and feats.dtype == np.float32
+    # The fold-1 model's own pre-logits and softmax at the predictor's precision (a direct forward).
+    u8 = load_uint8_batch(root, toy_paths, predictor.input_size)
+    x = predictor.model_input(u8)
+    with torch.inference_mode(), predictor.precision.autocast(predictor.device):
+        pre = model.forward_head(model.forward_features(x), pre_logits=True).float()
+        direct = torch.softmax(model(x).float(), 1)
+    np.testing.assert_allclose(feats, pre, atol=1e-4)
+    np.testing.assert_allclose(probs, direct, atol=1e-4)
+    np.testing.assert_allclose(probs, predictor.fold_probabilities(u8)[predictor.folds.index(1)], atol=1e-4)
     # Different fold models give different features (not the same network twice).
     assert not np.allclose(embed(predictor, 0, root, toy_paths[:5])[0], feats[:5])
+
+
+def test_each_fold_embeds_with_its_own_model(biased_checkpoints, toy_paths):
+    both = Predictor.from_checkpoints(TOY, arch="simplecnn", checkpoints_dir=biased_checkpoints["checkpoints"])
+    for fold, label in FOLD_CLASS.items():
+        probs = embed(both, fold, biased_checkpoints["data_root"], toy_paths[:6])[1]
+        assert set(probs.argmax(1)) == {TOY.class_dirs.index(label)}
+    with pytest.raises(CheckpointError, match="not loaded"):
+        embed(both, 7, biased_checkpoints["data_root"], toy_paths[:2])
 
 
 def test_embedding_is_deterministic_and_batch_size_independent(predictor, toy_checkpoints, toy_paths):  # noqa: F811

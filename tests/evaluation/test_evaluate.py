@@ -7,11 +7,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from spermlib.evaluation.evaluate import compute_metrics, evaluate_dataset, expected_calibration_error, mcnemar
+from spermlib.runtime import hardware, precision_policy
 from spermlib.store.checkpoints import CheckpointError
-from tests.model_fixtures import TOY, swapped_folds_manifest
+from spermlib.store.results import entry_name, oof_path
+from tests.model_fixtures import FOLD_CLASS, TOY, swapped_folds_manifest
+
+CPU = torch.device("cpu")
 
 
 def _oof(labels, preds, folds, classes=("a", "b")):
@@ -75,6 +80,21 @@ def test_evaluate_dataset_end_to_end(toy_checkpoints, tmp_path):
     assert saved["archs"]["simplecnn"]["accuracy"]["mean"] == m["archs"]["simplecnn"]["accuracy"]["mean"]
     assert saved["archs"]["simplecnn"]["accuracy"]["pooled"] > 0.8  # the toy task is easy
     assert "protocol" in saved and saved["split_sha256"] == toy_checkpoints["sha"]
+    assert saved["archs"]["simplecnn"]["inference"] == {"device": "cpu", "hardware": hardware(CPU), "batch_size": 128,
+                                                        "precision": precision_policy(CPU).name}
+
+
+def test_each_test_fold_is_scored_by_its_own_fold_model(biased_checkpoints, tmp_path):
+    """Fold k's model always predicts FOLD_CLASS[k]: OOF rows of fold k must show that class, with and without TTA."""
+    for tta in (False, True):
+        evaluate_dataset(TOY, biased_checkpoints["data_root"], archs=["simplecnn"], tta=tta,
+                         splits_path=biased_checkpoints["manifest"], checkpoints_dir=biased_checkpoints["checkpoints"],
+                         results_base=tmp_path)
+        oof = pd.read_csv(oof_path(tmp_path / "toy", entry_name("simplecnn", tta)))
+        assert oof.groupby("fold")["pred"].unique().map(list).to_dict() == {k: [c] for k, c in FOLD_CLASS.items()}
+    saved = json.loads((tmp_path / "toy" / "metrics.json").read_text())
+    tta_entry = saved["archs"][entry_name("simplecnn", True)]
+    assert tta_entry["tta"] and tta_entry["inference"]["precision"] == precision_policy(CPU).name
 
 
 def test_evaluate_refuses_checkpoints_of_another_split(toy_checkpoints, tmp_path):

@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from spermlib.evaluation.faithfulness import faithfulness_dataset, stratified_subset, summarise
+from spermlib.evaluation.faithfulness import faithfulness_dataset, score_arch, stratified_subset, summarise
+from spermlib.runtime import precision_policy
 from spermlib.store.checkpoints import CheckpointError
-from tests.model_fixtures import TOY, swapped_folds_manifest
+from tests.model_fixtures import FOLD_CLASS, TOY, swapped_folds_manifest
 
 
 def test_stratified_subset_takes_up_to_n_per_class_deterministically():
@@ -43,6 +45,18 @@ def test_faithfulness_end_to_end_beats_its_control(toy_checkpoints, tmp_path):
     assert entry["road_combined"]["gap_over_control"]["mean"] > 0
     assert saved["per_class"] == 3 and saved["split_sha256"] == toy_checkpoints["sha"]
     assert "own test fold" in saved["protocol"]
+    assert entry["inference"]["prediction_precision"] == precision_policy(torch.device("cpu")).name
+    assert entry["inference"]["gradcam_precision"] == "fp32"
+
+
+def test_each_fold_model_explains_its_own_test_fold(biased_checkpoints):
+    """Fold k's (biased) model predicts FOLD_CLASS[k]: the class explained on fold k's images must be that one."""
+    manifest = pd.read_csv(biased_checkpoints["manifest"])
+    rows, _ = score_arch(TOY, biased_checkpoints["data_root"], manifest, biased_checkpoints["sha"], "simplecnn",
+                         biased_checkpoints["checkpoints"], per_class=1)
+    assert rows.groupby("fold")["pred"].unique().map(list).to_dict() == {k: [c] for k, c in FOLD_CLASS.items()}
+    in_fold = manifest.set_index("path")["fold"]
+    assert (rows["fold"] == rows["path"].map(in_fold)).all()  # only images of the model's own test fold
 
 
 def test_faithfulness_refuses_checkpoints_of_another_split(toy_checkpoints, tmp_path):

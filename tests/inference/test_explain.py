@@ -29,12 +29,47 @@ def test_fast_gradcampp_matches_the_full_model_reference(arch):
     assert all(float(m.max()) > float(m.min()) for m in fast)  # not constant
 
 
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def hooks_on(model: torch.nn.Module) -> dict[str, int]:
+    """Hooks registered on any submodule of ``model``, by module name (empty when none)."""
+    counts = {name: sum(len(getattr(m, d)) for d in HOOK_DICTS) for name, m in model.named_modules()}
+    return {name: n for name, n in counts.items() if n}
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_no_hook_is_left_on_the_shared_model(arch):
     model = _model(arch)
-    gradcam_pp(model, torch.randn(1, 3, 64, 64), [0])
-    gradcam_pp_full_model(model, torch.randn(1, 3, 64, 64), [0])
-    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+    x = torch.randn(1, 3, 64, 64)
+    assert hooks_on(model) == {}
+    gradcam_pp(model, x, [0])
+    explain_batch(model, x, [0])
+    gradcam_pp_full_model(model, x, [0])
+    assert hooks_on(model) == {}
+
+
+def test_the_hook_check_catches_a_cam_that_keeps_its_hooks(monkeypatch):
+    """With pytorch-grad-cam's release disabled, the reference path leaves hooks and ``hooks_on`` sees them;
+    the fast path and the Explainer still leave none on the shared model (their hooks live on a per-call wrapper)."""
+    from PIL import Image
+    from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+
+    from spermlib.inference.explain import Explainer
+    from spermlib.inference.predict import Predictor
+    from tests.model_fixtures import TOY
+
+    monkeypatch.setattr(ActivationsAndGradients, "release", lambda self: None)
+    model = _model("simplecnn")
+    card = {"arch": "simplecnn", "backbone": "simplecnn", "classes": list(TOY.class_dirs), "input_size": 48,
+            "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "toy", "fold": 0}
+    predictor = Predictor(TOY, [model], [card])
+    Explainer(predictor).explain(Image.new("RGB", (50, 40), (200, 30, 90)))
+    gradcam_pp(model, torch.randn(1, 3, 48, 48), [1])
+    assert hooks_on(model) == {}
+    gradcam_pp_full_model(model, torch.randn(1, 3, 48, 48), [0])
+    leaked = hooks_on(model)
+    assert leaked and all(name.startswith("features.3") for name in leaked), leaked  # on cam_target_layer
 
 
 def test_default_class_is_the_argmax():

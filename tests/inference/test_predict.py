@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from spermlib.cli import main
-from spermlib.inference.explain import energy_inside, gradcam_pp
+from spermlib.inference.explain import Explainer, energy_inside, gradcam_pp
 from spermlib.inference.predict import Predictor
-from spermlib.store.checkpoints import CheckpointError
-from tests.model_fixtures import TOY, toy_image
+from spermlib.store.checkpoints import CheckpointError, read_card
+from tests.model_fixtures import FOLD_CLASS, TOY, toy_image
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +52,6 @@ def test_gradcampp_lies_on_the_object(tmp_path, predictor):
         assert cam.shape == (48, 48) and float(cam.max()) > float(cam.min())  # not constant
         hits.append(energy_inside(cam, mask) / mask.mean())  # > 1: more CAM mass on the disc than chance
     assert np.median(hits) > 2.0, hits
-
-
-def test_gradcam_releases_hooks(predictor):
-    import torch
-
-    model = predictor.models[0]
-    layer = model.cam_target_layer
-    before = len(layer._forward_hooks)
-    gradcam_pp(model, torch.randn(1, 3, 48, 48), [0])
-    assert len(layer._forward_hooks) == before
 
 
 def test_cam_overlays_written_by_cli(tmp_path, toy_checkpoints, capsys, monkeypatch):
@@ -113,7 +103,7 @@ def test_faithfulness_prefers_the_real_map_over_its_inverse(predictor):
 
     imgs, masks = zip(*(toy_image("disc", np.random.default_rng(300 + s)) for s in range(4)))
     u8 = predictor.preprocess([Image.fromarray(i) for i in imgs])
-    x = predictor._input(u8).contiguous()
+    x = predictor.model_input(u8).contiguous()
     model = predictor.models[0]
     cams = np.stack([gradcam_pp(model, x[i : i + 1], [0])[0] for i in range(len(imgs))])
     real = faithfulness_scores(model, x, cams, [0] * len(imgs))
@@ -121,3 +111,69 @@ def test_faithfulness_prefers_the_real_map_over_its_inverse(predictor):
     assert real["road_combined"].shape == (4,)
     assert real["road_combined"].mean() > inverse["road_combined"].mean()
     assert torch.is_tensor(x)
+
+
+def test_each_fold_model_scores_with_its_own_weights(biased_checkpoints, tmp_path):
+    """fold_labels[k] comes from fold k's model, and a one-fold predictor is that fold's model."""
+    paths = [_write_toy(tmp_path, lab, 400 + i)[0] for i, lab in enumerate(TOY.class_dirs)]
+    both = Predictor.from_checkpoints(TOY, "simplecnn", checkpoints_dir=biased_checkpoints["checkpoints"])
+    for r in both.predict_files(paths):
+        assert r.fold_labels == [FOLD_CLASS[0], FOLD_CLASS[1]] and r.agreement == 0.5
+    ck = biased_checkpoints["checkpoints"]
+    for fold, label in FOLD_CLASS.items():
+        one = Predictor.from_checkpoints(TOY, "simplecnn", folds=[fold], checkpoints_dir=ck)
+        assert {r.label for r in one.predict_files(paths)} == {label}
+        # Explaining without a class explains what that fold model predicted.
+        exp = Explainer(both).explain(Image.open(paths[0]).convert("RGB"), folds=[fold])
+        assert TOY.class_dirs[exp.class_idx] == label
+
+
+def test_explaining_a_fold_that_is_not_loaded_is_an_error(biased_checkpoints):
+    only0 = Predictor.from_checkpoints(TOY, "simplecnn", folds=[0], checkpoints_dir=biased_checkpoints["checkpoints"])
+    img = Image.fromarray(toy_image("disc", np.random.default_rng(5))[0])
+    with pytest.raises(CheckpointError, match=r"fold\(s\) \[1\] not loaded \(loaded: \[0\]\)"):
+        Explainer(only0).explain(img, class_idx=0, folds=[1])
+    assert Explainer(only0).explain(img, class_idx=0, folds=[0]).gradcam.shape == (48, 48)
+
+
+@pytest.mark.parametrize(("key", "value"), [("backbone", "mobilenetv2_100"), ("mean", [0.485, 0.456, 0.406]),
+                                            ("std", [0.2, 0.2, 0.2]), ("input_size", 64)])
+def test_an_ensemble_of_mismatched_folds_is_refused_naming_them(toy_checkpoints, tmp_path, key, value):
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(toy_checkpoints["checkpoints"], ck)
+    card_file = ck / "toy" / "simplecnn" / "fold1.json"
+    card = read_card(card_file)
+    card[key] = value
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=rf"disagree on {key} \(fold 0: .*; fold 1: "):
+        Predictor.from_checkpoints(TOY, "simplecnn", checkpoints_dir=ck)
+    assert Predictor.from_checkpoints(TOY, "simplecnn", folds=[1], checkpoints_dir=ck).folds == [1]  # alone: fine
+
+
+def test_an_upload_is_decoded_and_resized_once_for_prediction_and_explanation(predictor, tmp_path, monkeypatch):
+    """predict_files(cam_dir) and the app's predict → explain reuse one decoded, resized input per image."""
+    import spermlib.inference.core as core
+    import spermlib.inference.predict as predict
+
+    paths = []
+    for i, lab in enumerate(TOY.class_dirs):
+        img = Image.fromarray(toy_image(lab, np.random.default_rng(500 + i))[0]).resize((61, 57))  # needs a resize
+        paths.append(tmp_path / f"{lab}.png")
+        img.save(paths[-1])
+    decoded, resized = [], []
+    real_load, real_to_uint8 = predict.load_rgb, core.to_uint8_tensor
+    monkeypatch.setattr(predict, "load_rgb", lambda src, **kw: decoded.append(src) or real_load(src, **kw))
+    monkeypatch.setattr(core, "to_uint8_tensor",
+                        lambda im, size: (resized.append(im.size) if im.size != (size, size) else None)
+                        or real_to_uint8(im, size))
+    results = predictor.predict_files(paths, cam_dir=tmp_path / "cams")
+    assert all(Image.open(r.cam_path).size == (48, 48) for r in results)
+    assert len(decoded) == len(paths) and len(resized) == len(paths)
+
+    decoded.clear(), resized.clear()
+    (pred,) = predictor.predict_sources([paths[0]])
+    exp = Explainer(predictor).explain(pred.model_input, class_idx=predictor.classes.index(pred.label))
+    assert len(decoded) == 1 and len(resized) == 1
+    np.testing.assert_array_equal(exp.rgb, pred.model_input)

@@ -23,10 +23,13 @@ def test_contract(model):
         logits = model.forward_head(feats)
         pre = model.forward_head(feats, pre_logits=True)
         full = model(x)
+        from_pre = model.get_classifier()(pre)
     assert model.num_classes == 4
     assert feats.ndim == 4 and feats.shape[0] == 2 and feats.shape[1] == model.num_features
     assert logits.shape == (2, 4) and pre.shape == (2, model.num_features)
     torch.testing.assert_close(full, logits)
+    # timm's contract: the classifier on the pre-logits gives exactly the logits (eval mode).
+    assert torch.equal(from_pre, full) and isinstance(model.get_classifier(), torch.nn.Linear)
     assert any(m is model.cam_target_layer for m in model.modules())
 
 

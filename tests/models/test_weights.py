@@ -234,3 +234,16 @@ def test_auto_uses_timm_weights_from_local_hf_cache(tmp_path: Path, monkeypatch:
     assert (w.backbone, w.source) == ("efficientnet_b0", "timm:efficientnet_b0.ra_in1k")
     assert (w.mean, w.std) == IMAGENET_DEFAULT
     assert w.state_dict is not None and torch.equal(w.state_dict["conv_stem.weight"], state["conv_stem.weight"])
+
+
+def test_template_does_not_consume_the_global_generator():
+    # A seeded training run must not depend on whether this cache was filled earlier in the process.
+    import torch
+
+    from spermlib.models.weights import _template
+
+    _template.cache_clear()
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    _template("tf_efficientnet_lite0")
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -137,3 +137,52 @@ def test_lr_schedule():
     assert math.isclose(lr_factor(30, 10, r, 2)[0], 1.0)
     assert math.isclose(lr_factor(100, 10, r, 2)[0], 0.1)
     assert lr_factor(65, 10, r, 2)[0] < lr_factor(45, 10, r, 2)[0]
+
+
+# Inner-validation macro-F1 / NLL per epoch, forced. Epoch 2 ties epoch 1 with a lower NLL, so it is the
+# best; patience 2 then stops the run before epoch 5, whose 0.9 would otherwise have won.
+FORCED_SCORES = [(0.3, 1.0), (0.6, 0.8), (0.6, 0.7), (0.6, 0.9), (0.5, 0.5), (0.9, 0.1), (0.9, 0.1)]
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["plain", "ema"])
+def test_early_stopping_ships_the_best_inner_val_epoch(tmp_path, tiny_data, monkeypatch, ema_decay):
+    import spermlib.training.train as train_module
+
+    snapshots = []  # the weights inner validation scored, per call
+
+    def forced_evaluate_inner(model, data, settings):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        f1, nll = FORCED_SCORES[len(snapshots) - 1]
+        return {"accuracy": f1, "macro_f1": f1, "nll": nll}
+
+    monkeypatch.setattr(train_module, "evaluate_inner", forced_evaluate_inner)
+    r = Recipe.for_arch("simplecnn", **{**TINY, "epochs": 7, "patience": 2}, ema_decay=ema_decay)
+    kw = dict(manifest_sha256="x", checkpoints_dir=tmp_path, runs_dir=tmp_path / "runs", progress=False)
+    # One epoch per call, so that each epoch's saved state can be read (early stopping survives resuming).
+    states = []
+    while (card := train_fold(TOY, "simplecnn", 0, tiny_data, r, max_epochs_this_call=1, **kw)) is None:
+        states.append(load_file(str(tmp_path / "runs" / "toy" / "simplecnn" / "fold0" / "state.safetensors")))
+    assert card["stopped_early"] and card["epochs_run"] == 5 and card["best_epoch"] == 3 and len(states) == 5
+    assert [h["val_macro_f1"] for h in card["history"]] == [f for f, _ in FORCED_SCORES[:5]]
+    assert len(snapshots) == 6  # five epochs, then the shipped weights re-measured
+    scored = "ema" if ema_decay else "model"
+    for snap, state in zip(snapshots, states, strict=False):  # the EMA weights are the ones validated
+        assert all(torch.equal(v, state[f"{scored}.{k}"]) for k, v in snap.items())
+        assert torch.equal(snap["classifier.weight"], state["model.classifier.weight"]) is (not ema_decay)
+    assert all(torch.equal(states[-1][f"best.{k}"], v) for k, v in snapshots[2].items())
+    shipped = load_file(str(tmp_path / "toy" / "simplecnn" / "fold0.safetensors"))
+    best, last = snapshots[2], snapshots[4]
+    assert all(torch.equal(shipped[k], best[k].to(shipped[k].dtype)) for k in shipped)
+    assert not torch.equal(shipped["classifier.weight"], last["classifier.weight"].half())
+    assert torch.equal(snapshots[5]["classifier.weight"], best["classifier.weight"].half().float())
+
+
+def test_state_from_another_configuration_is_not_resumed(tmp_path, tiny_data):
+    kw = dict(manifest_sha256="x", runs_dir=tmp_path / "runs", checkpoints_dir=tmp_path, progress=False)
+    r = Recipe.for_arch("simplecnn", **{**TINY, "epochs": 3})
+    assert train_fold(TOY, "simplecnn", 0, tiny_data, r, max_epochs_this_call=2, **kw) is None
+    card = train_fold(TOY, "simplecnn", 0, tiny_data, Recipe.for_arch("simplecnn", **{**TINY, "epochs": 3}, lr=5e-3),
+                      **kw)
+    assert card["epochs_run"] == 3 and [h["epoch"] for h in card["history"]] == [0, 1, 2]
+    log = (tmp_path / "runs" / "toy" / "simplecnn" / "fold0" / "train.log").read_text()
+    assert "another configuration; starting afresh" in log and "resuming" not in log

@@ -1,0 +1,86 @@
+"""What the Overview leads with, decided without Streamlit: the key figures and the worked example.
+
+The key figures are the paper's model's cross-validated accuracy per dataset (beside the paper's
+published number), how many images were scored out of fold, and how many models are compared. The
+worked example is a bundled sample that the paper's model classified correctly *out of fold* (by the
+fold model that never saw it), preferring the normal class: the Overview shows its prediction from
+the OOF table and the maps of that same fold model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from spermlib.archs import DEFAULT_ARCH
+from spermlib.dashboard.tables import PAPER_RESULTS, arch_title, pct
+from spermlib.dashboard.triage import NORMAL_LABEL
+from spermlib.data.datasets import DATASETS, DatasetSpec
+from spermlib.store.results import is_tta, prob_column
+
+
+@dataclass(frozen=True)
+class KeyFigure:
+    """One st.metric: ``delta`` and ``delta_note`` compare it with the paper's number."""
+
+    label: str
+    value: str
+    delta: str | None = None
+    delta_note: str | None = None
+    help: str | None = None
+
+
+def plain_board(board: pd.DataFrame) -> pd.DataFrame:
+    """Leaderboard rows of the models themselves (scores with test-time augmentation left out)."""
+    return board[~board["arch"].map(is_tta)].reset_index(drop=True)
+
+
+def key_figures(board: pd.DataFrame) -> list[KeyFigure]:
+    """Per evaluated dataset, the paper's model's accuracy (delta: to the paper), then the images scored
+    out of fold and the number of models compared."""
+    ours = board[board["arch"] == DEFAULT_ARCH]
+    figures = []
+    for dataset in [d for d in DATASETS if d in set(ours["dataset"])]:
+        r = ours[ours["dataset"] == dataset].iloc[0]
+        paper = PAPER_RESULTS.get(dataset, {}).get("accuracy")
+        figures.append(KeyFigure(
+            f"{DATASETS[dataset].folder} accuracy", pct(r.accuracy_mean),
+            f"{100 * (r.accuracy_mean - paper):+.1f} pts".replace("-", "−") if paper else None,
+            f"vs the paper's {pct(paper)}" if paper else None,
+            f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images). "
+            "The paper's number comes from one hold-out split."))
+    if len(ours):
+        figures.append(KeyFigure(
+            "Images scored out of fold", f"{int(ours['n_images'].sum()):,}",
+            help="Every image was classified once, by the fold model that never saw it in training."))
+    models = plain_board(board)["arch"].unique()
+    if len(models):
+        figures.append(KeyFigure("Models compared", str(len(models)), help=", ".join(map(arch_title, models))))
+    return figures
+
+
+@dataclass(frozen=True)
+class Example:
+    """One image and what the paper's model's fold model that never saw it said about it."""
+
+    dataset: str
+    path: str  # relative to the dataset folder
+    fold: int
+    label: str
+    pred: str
+    confidence: float
+
+
+def pick_example(oof: pd.DataFrame, spec: DatasetSpec, present: Iterable[str]) -> Example | None:
+    """The most confident correct out-of-fold prediction among the images ``present`` (the bundled
+    samples), from the normal class when there is one; ``None`` if none is correct."""
+    rows = oof[oof["path"].isin(set(present)) & (oof["label"] == oof["pred"])].copy()
+    if rows.empty:
+        return None
+    rows["confidence"] = [float(r[prob_column(r["pred"])]) for _, r in rows.iterrows()]
+    rows["normal"] = rows["label"] == NORMAL_LABEL.get(spec.name)
+    best = rows.sort_values(["normal", "confidence", "path"], ascending=[False, False, True]).iloc[0]
+    return Example(spec.name, str(best["path"]), int(best["fold"]), str(best["label"]), str(best["pred"]),
+                   float(best["confidence"]))

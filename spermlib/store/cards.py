@@ -1,0 +1,83 @@
+"""Where checkpoints live and what their JSON cards must say: no torch import (pages list models with it).
+
+A checkpoint is ``<checkpoints>/<dataset>/<arch>/fold<K>.safetensors`` (fp16 weights) plus
+``fold<K>.json`` (the card: arch, backbone, classes, input size, normalisation, split manifest hash,
+recipe, metrics). Loading and saving weights is :mod:`spermlib.store.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from spermlib.archs import check_arch
+from spermlib.data.datasets import DatasetSpec
+from spermlib.errors import SpermlibError
+from spermlib.store.paths import default_checkpoints_dir
+
+CARD_VERSION = 1
+REQUIRED_CARD_KEYS = ("arch", "backbone", "classes", "input_size", "mean", "std", "dataset", "fold")
+
+
+class CheckpointError(SpermlibError):
+    """A checkpoint that is missing, not safetensors, or inconsistent with its card."""
+
+
+def checkpoint_path(dataset: str | DatasetSpec, arch: str, fold: int, root: Path | None = None) -> Path:
+    return arch_dir(dataset, arch, root) / f"fold{fold}.safetensors"
+
+
+def arch_dir(dataset: str | DatasetSpec, arch: str, root: Path | None = None) -> Path:
+    """``<checkpoints>/<dataset>/<arch>/``: where the fold checkpoints of one arch live."""
+    return Path(root or default_checkpoints_dir()) / getattr(dataset, "name", dataset) / arch
+
+
+def available_folds(dataset: str | DatasetSpec, arch: str, root: Path | None = None,
+                    suffix: str = ".safetensors") -> list[int]:
+    """Fold numbers with a ``fold<K><suffix>`` file (weights by default; ``.json`` lists cards)."""
+    d = arch_dir(dataset, arch, root)
+    return sorted(int(p.stem[4:]) for p in d.glob(f"fold*{suffix}") if p.stem[4:].isdigit())
+
+
+def card_path(weights_path: Path) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fold_cards(dataset: str | DatasetSpec, arch: str, root: Path | None = None) -> dict[int, dict]:
+    """Every fold card of one arch (cards only: a sweep may bring back cards without weights)."""
+    folds = available_folds(dataset, arch, root, suffix=".json")
+    return {k: read_card(checkpoint_path(dataset, arch, k, root)) for k in folds}
+
+
+def trained_on(card: dict) -> str | None:
+    """Device type a card's model was trained on (``"cpu"``, ``"cuda"``), or ``None`` if not recorded."""
+    return str(card["device"]).split(":")[0] if card.get("device") else None
+
+
+def read_card(path: Path) -> dict:
+    cpath = card_path(path)
+    if not cpath.is_file():
+        raise CheckpointError(f"{cpath} (the checkpoint's card) is missing")
+    try:
+        card = json.loads(cpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{cpath} is not valid JSON ({err})") from None
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise CheckpointError(f"{cpath} lacks {missing}")
+    try:
+        check_arch(card["arch"])
+    except ValueError as err:
+        raise CheckpointError(f"{cpath}: {err}") from None
+    if not isinstance(card["classes"], list) or len(card["classes"]) < 2:
+        raise CheckpointError(f"{cpath}: 'classes' must list at least two class names")
+    return card

@@ -1,0 +1,84 @@
+"""The Overview's lead: key figures, the headline chart and the worked example, from the results files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from spermlib.dashboard import charts, palette
+from spermlib.dashboard.headline import key_figures, pick_example, plain_board
+from spermlib.dashboard.tables import PAPER_RESULTS
+from spermlib.data.datasets import get_dataset
+from spermlib.store.results import entry_name, prob_column
+
+SMIDS = get_dataset("smids")
+
+
+def _row(dataset, arch, acc, lo, hi, n=100, paper=None):
+    return {"dataset": dataset, "arch": arch, "model": arch, "n_images": n, "accuracy_mean": acc,
+            "accuracy_std": 0.01, "accuracy_pooled": acc + 0.001, "accuracy_ci_lo": lo, "accuracy_ci_hi": hi,
+            "paper_accuracy": paper}
+
+
+@pytest.fixture
+def board():
+    return pd.DataFrame([
+        _row("smids", "simplecnn", 0.81, 0.79, 0.83, n=2992),
+        _row("smids", "effnet_cbam", 0.899, 0.888, 0.909, n=2992, paper=0.902),
+        _row("smids", entry_name("effnet_cbam", tta=True), 0.908, 0.898, 0.918, n=2992),
+        _row("hushem", "effnet_cbam", 0.861, 0.81, 0.907, n=216, paper=0.939),
+    ])
+
+
+def test_key_figures_are_the_papers_model_beside_the_paper(board):
+    figures = key_figures(plain_board(board))
+    assert [f.label for f in figures] == ["SMIDS accuracy", "HuSHeM accuracy", "Images scored out of fold",
+                                          "Models compared"]
+    smids = figures[0]
+    assert smids.value == "89.9 %" and smids.delta == "−0.3 pts" and smids.delta_note == "vs the paper's 90.2 %"
+    assert figures[1].delta == "−7.8 pts"
+    assert figures[2].value == "3,208"  # 2992 + 216, the paper's model's rows only
+    assert figures[3].value == "2"  # TTA entries are not models of their own
+
+
+def test_plain_board_drops_tta_entries(board):
+    assert entry_name("effnet_cbam", tta=True) not in set(plain_board(board)["arch"])
+    assert len(plain_board(board)) == 3
+
+
+def test_headline_chart_shows_pooled_accuracy_with_its_ci_and_marks_the_paper(board):
+    fig = charts.headline_figure(plain_board(board))
+    ours = [t for t in fig.data if t.name != "paper (hold-out split)"]
+    paper = [t for t in fig.data if t.name == "paper (hold-out split)"]
+    assert len(ours) == 3 and len(paper) == 2  # one marker per model and dataset; the paper per dataset
+    cbam = next(t for t in ours if t.name == "effnet_cbam" and t.xaxis == "x")
+    assert cbam.x[0] == pytest.approx(0.9)  # pooled accuracy (the CI's centre), not the fold mean
+    assert cbam.error_x.array[0] == pytest.approx(0.909 - 0.9) and cbam.error_x.arrayminus[0] == pytest.approx(
+        0.9 - 0.888)
+    assert cbam.marker.color == palette.model_colour("effnet_cbam")
+    assert sorted(t.x[0] for t in paper) == sorted(PAPER_RESULTS[d]["accuracy"] for d in ("smids", "hushem"))
+    assert [a.text for a in fig.layout.annotations] == ["SMIDS", "HuSHeM"]
+
+
+def _oof(rows):
+    df = pd.DataFrame(rows, columns=["path", "label", "pred", "fold", "p"])
+    for c in SMIDS.class_dirs:
+        df[prob_column(c)] = [p if pred == c else (1 - p) / 2 for p, pred in zip(df["p"], df["pred"])]
+    return df.drop(columns="p")
+
+
+def test_worked_example_is_a_confident_correct_normal_sample():
+    oof = _oof([
+        ("Normal_Sperm/a.bmp", "Normal_Sperm", "Normal_Sperm", 1, 0.80),
+        ("Normal_Sperm/b.bmp", "Normal_Sperm", "Normal_Sperm", 3, 0.95),
+        ("Normal_Sperm/c.bmp", "Normal_Sperm", "Abnormal_Sperm", 0, 0.99),  # wrong: never the example
+        ("Abnormal_Sperm/d.bmp", "Abnormal_Sperm", "Abnormal_Sperm", 2, 0.99),
+        ("Normal_Sperm/not_bundled.bmp", "Normal_Sperm", "Normal_Sperm", 4, 0.999),
+    ])
+    bundled = ["Normal_Sperm/a.bmp", "Normal_Sperm/b.bmp", "Normal_Sperm/c.bmp", "Abnormal_Sperm/d.bmp"]
+    example = pick_example(oof, SMIDS, bundled)
+    assert (example.path, example.fold, example.pred) == ("Normal_Sperm/b.bmp", 3, "Normal_Sperm")
+    assert example.confidence == pytest.approx(0.95)
+    # without a correct normal sample, the most confident correct one of another class
+    assert pick_example(oof, SMIDS, ["Normal_Sperm/c.bmp", "Abnormal_Sperm/d.bmp"]).path == "Abnormal_Sperm/d.bmp"
+    assert pick_example(oof, SMIDS, ["Normal_Sperm/c.bmp"]) is None
