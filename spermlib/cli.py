@@ -1,4 +1,4 @@
-"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,report,predict,bench}``.
+"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,report,predict,embed,bench}``.
 
 Thin: parses and delegates.
 """
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from spermlib.archs import ARCHS
+from spermlib.archs import ARCHS, DEFAULT_ARCH
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, get_dataset, resolve_data_root
 from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
@@ -125,14 +125,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scoring_args(spec, args: argparse.Namespace) -> dict:
+    """What evaluate and faithfulness take alike: the data root, archs, split manifest and folders."""
+    return {"root": resolve_data_root(spec, args.data_dir), "archs": [args.arch] if args.arch else None,
+            "splits_path": args.splits, "checkpoints_dir": Path(args.checkpoints),
+            "results_base": Path(args.results) if args.results else None}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spermlib.evaluation.evaluate import evaluate_dataset
 
     spec = get_dataset(args.dataset)
-    root = resolve_data_root(spec, args.data_dir)
-    metrics = evaluate_dataset(spec, root, archs=[args.arch] if args.arch else None, splits_path=args.splits,
-                               tta=args.tta, device=args.device, checkpoints_dir=Path(args.checkpoints),
-                               results_base=Path(args.results) if args.results else None)
+    metrics = evaluate_dataset(spec, tta=args.tta, device=args.device, **_scoring_args(spec, args))
     for arch, m in metrics["archs"].items():
         a, f = m["accuracy"], m["macro_f1"]
         print(f"{spec.name}/{arch}: accuracy {a['mean']:.4f} ± {a['std']:.4f} "
@@ -147,10 +151,7 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     from spermlib.evaluation.faithfulness import faithfulness_dataset
 
     spec = get_dataset(args.dataset)
-    root = resolve_data_root(spec, args.data_dir)
-    report = faithfulness_dataset(spec, root, archs=[args.arch] if args.arch else None, per_class=args.per_class,
-                                  splits_path=args.splits, checkpoints_dir=Path(args.checkpoints),
-                                  results_base=Path(args.results) if args.results else None)
+    report = faithfulness_dataset(spec, per_class=args.per_class, **_scoring_args(spec, args))
     print(f"wrote {report['written_to']}")
     return 0
 
@@ -196,6 +197,27 @@ def _cam_dir_error(out: Path) -> str | None:
     if not os.access(out, os.W_OK):
         return f"--cam {out} is not writable: {what}"
     return None
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.embedding import embedding_map
+    from spermlib.inference.predict import Predictor
+    from spermlib.store.embeddings import default_embeddings_dir
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    cache = Path(args.out) if args.out else default_embeddings_dir()
+    for arch in ARCHS if args.arch == "all" else [args.arch]:
+        predictor = Predictor.from_checkpoints(spec, arch=arch, folds=None if args.fold == "all" else [int(args.fold)],
+                                               checkpoints_dir=Path(args.checkpoints), device=args.device)
+        for k in predictor.folds:
+            emap = embedding_map(predictor, spec, root, k, splits_path=args.splits, cache_dir=cache, progress=(
+                lambda done, total, a=arch, k=k: print(f"\r{spec.name}/{a} fold {k}: {done}/{total} images",
+                                                       end="", file=sys.stderr, flush=True)))
+            print(f"\n{spec.name}/{arch} fold {k}: {len(emap.frame)} images mapped ({len(emap.errors)} unreadable)"
+                  + (f"; {emap.note}" if emap.note else ""), file=sys.stderr)
+    print(f"embedding cache: {cache}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -299,6 +321,16 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoints_arg(p)
 
 
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=[*ARCHS, "all"])
+    p.add_argument("--fold", default="0", type=_fold_or_all, help="fold model number or 'all' (the page shows 0 first)")
+    p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv)")
+    p.add_argument("--out", default=None, help="cache folder (default: $SPERMLIB_EMBEDDINGS or runs/embeddings/)")
+    p.add_argument("--device", default=None)
+    _add_checkpoints_arg(p)
+
+
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     p.add_argument("--dataset", default="smids", choices=sorted(DATASETS))
@@ -321,6 +353,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
     ("report", "regenerate README.md's results block from results/ (metrics, faithfulness)", _report_args,
      cmd_report),
     ("predict", "classify image files", _predict_args, cmd_predict),
+    ("embed", "precompute the dashboard's embedding map (features + PCA) into its cache", _embed_args, cmd_embed),
     ("bench", "speed: times and ratios against bare timm, measured in one process", _bench_args, cmd_bench),
 )
 

@@ -31,3 +31,8 @@ def project_relative(path: Path) -> str:
     """``path`` relative to the project root when it lies inside it (what results files record)."""
     path = Path(path)
     return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
+
+
+def fold_run_dir(dataset: str, arch: str, fold: int, runs_dir: Path | None = None) -> Path:
+    """``<runs>/<dataset>/<arch>/fold<K>/``: a fold's training log and resumable state."""
+    return Path(runs_dir or RUNS_DIR) / dataset / arch / f"fold{fold}"

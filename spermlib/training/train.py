@@ -27,7 +27,7 @@ from spermlib.data.datasets import DatasetSpec
 from spermlib.models import create_model
 from spermlib.runtime import pick_device, resolve_precision
 from spermlib.store.checkpoints import checkpoint_path, read_card, round_to_fp16_, save_checkpoint
-from spermlib.store.paths import RUNS_DIR
+from spermlib.store.paths import RUNS_DIR, fold_run_dir
 from spermlib.training.card import build_card, git_commit, run_config
 from spermlib.training.fold_data import DecodedImages, FoldData, load_fold_data
 from spermlib.training.loop import LoopSettings, build_optimizer, evaluate_inner, make_ema, train_one_epoch
@@ -85,7 +85,7 @@ def train_fold(
     r = recipe
     dev = pick_device(device)
     size = r.input_size or spec.input_size
-    run_dir = Path(runs_dir) / spec.name / arch / f"fold{fold}"
+    run_dir = fold_run_dir(spec.name, arch, fold, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLog(run_dir / "train.log", progress) as log:
         model, info = _initial_model(spec, arch, r, dev, backbone, pretrained, weights_path)
