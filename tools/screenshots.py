@@ -133,7 +133,8 @@ def select_box(page, label: str):
 
 def open_options(page, label: str):
     """Open the select box labelled ``label``; its options (role "option") once they are shown."""
-    select_box(page, label).get_by_role("button", name="Open").click()
+    select_box(page, label).get_by_role("combobox").click()
+    page.keyboard.press("ArrowDown")  # Streamlit's combo box opens its list from the keyboard
     options = page.get_by_role("option")
     options.first.wait_for(timeout=30_000)
     return options
@@ -142,6 +143,12 @@ def open_options(page, label: str):
 def choose(page, label: str, option: str) -> None:
     """Pick ``option`` in the select box labelled ``label`` and wait for the rerun."""
     open_options(page, label).filter(has_text=option).first.click()
+    settle(page)
+
+
+def switch_on(page, label: str) -> None:
+    """Turn on the toggle (or check box) labelled ``label`` and wait for the rerun."""
+    page.get_by_text(label, exact=True).click()
     settle(page)
 
 
@@ -233,40 +240,42 @@ def classify_url(samples: list[str], dataset: str = "smids", arch: str = "all") 
     return "classify?" + urlencode([("dataset", dataset), ("arch", arch), *(("sample", s) for s in samples)])
 
 
-def tour(page, base: str, out: Path, width: int, report: Report) -> None:
-    """Every page, then the key states, at one width."""
-    page.set_viewport_size({"width": width, "height": 1000})
-    for path in PAGES:
-        open_page(page, base, path)
-        shot = out / f"{path or 'overview'}-{width}.png"
-        full_page_shot(page, shot, width)
-        report.check(page, shot)
-    open_page(page, base, classify_url(three_samples()))
-    shot = out / f"classify-3-samples-all-models-{width}.png"
-    full_page_shot(page, shot, width)
-    report.check(page, shot)
+def open_cell_in_mistakes(page, base: str) -> None:
+    """Comparison page → "Open these images" (the default cell: the paper's model's largest error)."""
     open_page(page, base, "compare")
     page.get_by_role("button", name="Open these images").click()
     page.get_by_role("heading", name="Misclassification explorer").first.wait_for(timeout=60_000)
     settle(page)
-    shot = out / f"mistakes-from-confusion-cell-{width}.png"
-    full_page_shot(page, shot, width)
-    report.check(page, shot)
+
+
+def select_second_mistake(page, base: str) -> None:
+    """Misclassification explorer → the second image of its "Image" list (the first is shown by default)."""
     open_page(page, base, "mistakes")
-    select_second_mistake(page)
-    shot = out / f"mistakes-selected-with-maps-{width}.png"
-    full_page_shot(page, shot, width)
-    report.check(page, shot)
-
-
-def select_second_mistake(page) -> None:
-    """Pick the second image of the explorer's "Image" list (the first is shown by default)."""
     options = open_options(page, "Image")
     options.nth(min(1, options.count() - 1)).click()
     settle(page)
 
 
-def run(out: Path, data: str) -> Report:
+# Screenshot name → how to get there (page, base URL).
+STATES = {
+    **{path or "overview": (lambda page, base, path=path: open_page(page, base, path)) for path in PAGES},
+    "classify-3-samples-all-models": lambda page, base: open_page(page, base, classify_url(three_samples())),
+    "mistakes-from-confusion-cell": open_cell_in_mistakes,
+    "mistakes-selected-with-maps": select_second_mistake,
+}
+
+
+def tour(page, base: str, out: Path, width: int, report: Report, names: list[str]) -> None:
+    """The states ``names`` (keys of ``STATES``) at one width, each shot and checked."""
+    page.set_viewport_size({"width": width, "height": 1000})
+    for name in names:
+        STATES[name](page, base)
+        shot = out / f"{name}-{width}.png"
+        full_page_shot(page, shot, width)
+        report.check(page, shot)
+
+
+def run(out: Path, data: str, names: list[str], widths: list[int]) -> Report:
     from playwright.sync_api import sync_playwright
 
     from spermlib.data.datasets import DATA_DIR_ENV
@@ -283,8 +292,8 @@ def run(out: Path, data: str) -> Report:
                     context = browser.new_context(viewport={"width": DESKTOP, "height": 1000})
                     page = context.new_page()
                     page.set_default_timeout(PAGE_LOAD_MS)
-                    for width in WIDTHS:
-                        tour(page, base, folder, width, report)
+                    for width in widths:
+                        tour(page, base, folder, width, report, names)
                     context.close()
         finally:
             browser.close()
@@ -296,11 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, help="folder for the PNGs")
     parser.add_argument("--data", choices=["bundled", "full", "both"], default="both",
                         help="bundled sample, the full data in ../shared/data, or both (default)")
+    parser.add_argument("--shots", nargs="+", choices=list(STATES), default=list(STATES), metavar="NAME",
+                        help=f"only these screenshots (default: all): {', '.join(STATES)}")
+    parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS), help="viewport widths in px")
     args = parser.parse_args(argv)
     if not CHROMIUM.is_file():
         print(f"{CHROMIUM} not found (apt-get install chromium)", file=sys.stderr)
         return 2
-    report = run(args.out.resolve(), args.data)
+    report = run(args.out.resolve(), args.data, args.shots, args.widths)
     print(f"\n{len(report.shots)} screenshots in {args.out}; {len(report.problems)} problem(s)")
     for problem in report.problems:
         print(" -", problem)

@@ -264,5 +264,5 @@ if len(good) > 1:
     fig = px.histogram(predicted, x="prediction", color="model", barmode="group",
                        category_orders={"prediction": [spec.display(c) for c in spec.class_dirs]},
                        color_discrete_map=palette.model_colour_map(predictors), title="Predicted classes")
-    fig.update_layout(height=340, legend=charts.LEGEND_BELOW)
+    fig.update_layout(height=340, legend=charts.LEGEND_BELOW, xaxis_title=None)  # the classes name themselves
     st.plotly_chart(fig, key="predicted_classes", width="stretch")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,10 @@ RAISE_ERRORS_ENV = "SPERMLIB_APP_RAISE_ERRORS"
 GENERIC_ERROR = ("Something went wrong on this page. The details are in the server log; please report "
                  "what you did to the maintainers.")
 
-THUMB_SIDE = 160  # px: gallery thumbnails (shown stretched to their column, 6–8 columns wide)
+WARM_UP_ENV = "SPERMLIB_WARM_UP"  # "0": no background model warm-up (see warm_up_models)
+
+THUMB_SIDE = 160  # px: gallery thumbnails (shown TILE_WIDTH wide, sharp on high-density screens)
+TILE_WIDTH = 104  # px: a gallery tile; three (with their gaps) fit side by side on a 390 px phone
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +135,32 @@ def get_predictor(dataset: str, arch: str) -> Predictor | None:
     except CheckpointError as err:
         st.info(f"{arch_title(arch)} for {get_dataset(dataset).title}: {err}")
         return None
+
+
+def _warm_up(dataset: str, arch: str, checkpoints_dir: str) -> None:
+    try:
+        _predictor(dataset, arch, checkpoints_dir)  # the cached function the pages call: they find it loaded
+    except Exception:  # noqa: BLE001 — a page that needs the model reports the error itself
+        log.info("model warm-up skipped", exc_info=True)
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up_thread() -> threading.Thread | None:
+    """One daemon thread per server process (``st.cache_resource``: created once) that imports torch and
+    loads the default model (first dataset, the paper's arch) while the user reads the Overview, so that
+    Classify's first prediction does not wait for seconds of imports. ``$SPERMLIB_WARM_UP=0`` turns it off
+    (the AppTest suites do: they check which pages import torch, and time the pages' own work)."""
+    if os.environ.get(WARM_UP_ENV) == "0":
+        return None
+    thread = threading.Thread(target=_warm_up, args=(next(iter(DATASETS)), DEFAULT_ARCH,
+                                                     str(default_checkpoints_dir())), name="model-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up_models() -> None:
+    """Start the background model warm-up (once per process; later calls do nothing)."""
+    _warm_up_thread()
 
 
 def installed_archs(dataset: str) -> list[str]:
@@ -269,19 +299,22 @@ class Tile:
     caption: str
 
 
-def gallery(root: Path, tiles: Sequence[Tile], columns: int, on_view: Callable[[str], None] | None = None) -> None:
-    """Thumbnails in rows of ``columns``; an unreadable file is one st.error in its cell. With
-    ``on_view``, each image gets a "View" button (key ``view::<path>``) calling ``on_view(path)``."""
-    for start in range(0, len(tiles), columns):
-        for col, tile in zip(st.columns(columns), tiles[start:start + columns]):
-            thumb = thumbnail(Path(root) / tile.path)
-            if thumb is None:
-                col.error(f"{tile.path}: not a readable image")
-            else:
-                col.image(thumb, caption=tile.caption, width="stretch")
-            if on_view is not None:
-                col.button("View", key=f"view::{tile.path}", on_click=on_view, args=(tile.path,), help=tile.path,
-                           width="stretch")
+def gallery(root: Path, tiles: Sequence[Tile], tile_width: int = TILE_WIDTH,
+            on_view: Callable[[str], None] | None = None) -> None:
+    """Thumbnails ``tile_width`` px wide in rows that wrap (about 7 to a row on a desktop, 3 on a phone);
+    an unreadable file is one st.error in its tile. With ``on_view``, each image gets a "View" button
+    (key ``view::<path>``) calling ``on_view(path)``."""
+    with st.container(horizontal=True, gap="small"):
+        for tile in tiles:
+            with st.container(width=tile_width):
+                thumb = thumbnail(Path(root) / tile.path)
+                if thumb is None:
+                    st.error(f"{tile.path}: not a readable image")
+                else:
+                    st.image(thumb, caption=tile.caption, width="stretch")
+                if on_view is not None:
+                    st.button("View", key=f"view::{tile.path}", on_click=on_view, args=(tile.path,), help=tile.path,
+                              width="stretch")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,11 +12,14 @@ from spermlib.dashboard.compare import Cell, cell_options, cell_to_open, chart_e
 from spermlib.dashboard.pages import page
 from spermlib.dashboard.state import MistakesPreset
 from spermlib.dashboard.tables import (
+    DETAIL_COLUMNS,
     PAPER_RESULTS,
     PAPER_TITLE,
+    SCORE_COLUMNS,
     SUBSET_NOTE,
     arch_title,
     confusion_cells,
+    faithfulness_column_groups,
     faithfulness_table,
     mcnemar_table,
     metrics_table,
@@ -73,7 +76,9 @@ with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)",
 shown = chart_entries(archs, with_tta)
 
 st.subheader("All metrics")
-st.dataframe(metrics_table(metrics), hide_index=True, width="stretch")
+table = metrics_table(metrics)
+st.dataframe(table, hide_index=True, width="stretch", column_order=SCORE_COLUMNS)
+st.dataframe(table, hide_index=True, width="stretch", column_order=DETAIL_COLUMNS)
 st.markdown("Per class (pooled out-of-fold predictions)")
 st.dataframe(per_class_table(metrics, spec), hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f")
@@ -133,7 +138,9 @@ faith = cached_faithfulness(spec.name)
 if faith is None:
     st.info(f"Not scored yet: `python -m spermlib faithfulness --dataset {spec.name} --per-class 2` writes it.")
 else:
-    st.dataframe(faithfulness_table(faith), hide_index=True, width="stretch")
+    table = faithfulness_table(faith)
+    for columns in faithfulness_column_groups(table):
+        st.dataframe(table, hide_index=True, width="stretch", column_order=columns)
     st.caption(f"{faith.get('protocol', '—')}. ROAD combined: confidence kept when the least relevant pixels are "
                "imputed minus when the most relevant are (higher = more faithful). CamMult Δconfidence: change "
                "in confidence when the image is multiplied by its map. The control scores each image with "

@@ -18,6 +18,7 @@ from spermlib.dashboard.tables import arch_title
 from spermlib.evaluation.embedding import EXCLUDED, HELD_OUT, TRAINING, EmbeddingMap, embedding_map, selected_paths
 from spermlib.inference.predict import Predictor
 from spermlib.store.cards import checkpoint_path
+from spermlib.store.embeddings import default_embeddings_dir
 from spermlib.store.paths import default_checkpoints_dir
 from views.common import (
     Tile,
@@ -29,22 +30,24 @@ from views.common import (
     installed_archs,
 )
 
-GALLERY_COLUMNS = 6
 GALLERY_MAX = 48
 SHORT_SPLIT = {HELD_OUT: "held out", TRAINING: "seen in training", EXCLUDED: "excluded"}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def compute_map(dataset: str, arch: str, fold: int, checkpoints: str, checkpoint_mtime: int, data_root: str,
-                _predictor: Predictor) -> EmbeddingMap:
-    """Cached per dataset × arch × fold model × checkpoint file × data root.
+                embeddings: str, _predictor: Predictor) -> EmbeddingMap:
+    """Cached per dataset × arch × fold model × checkpoint file × data root, in memory and on disk
+    (``embeddings``: the folder of ``python -m spermlib embed``, which precomputes the map).
 
     The progress bar is created in here: Streamlit replays a cached function's elements, and may
     only do so for blocks the function made itself.
     """
     bar = st.progress(0.0, text="Embedding images …")
-    emap = embedding_map(_predictor, _predictor.spec, Path(data_root), fold, progress=lambda done, total: bar.progress(
-        done / max(total, 1), text=f"Embedding images with the fold-{fold} model … {done}/{total}"))
+    emap = embedding_map(_predictor, _predictor.spec, Path(data_root), fold, cache_dir=Path(embeddings),
+                         progress=lambda done, total: bar.progress(done / max(total, 1), text=(
+                             f"Embedding images with the fold-{fold} model … {done}/{total} (once: the result is "
+                             f"cached; `python -m spermlib embed --dataset {dataset}` precomputes it)")))
     bar.empty()
     return emap
 
@@ -79,10 +82,13 @@ colour_by = c3.radio("Colour by", ["true class", "predicted class"], horizontal=
 
 checkpoints = default_checkpoints_dir()
 ckpt_file = checkpoint_path(spec, arch, fold, checkpoints)
-emap = compute_map(spec.name, arch, fold, str(checkpoints), ckpt_file.stat().st_mtime_ns, str(root), predictor)
+emap = compute_map(spec.name, arch, fold, str(checkpoints), ckpt_file.stat().st_mtime_ns, str(root),
+                   str(default_embeddings_dir()), predictor)
 
 for message in emap.warnings:
     st.warning(message)
+if emap.note:
+    st.info(emap.note)
 for path, err in emap.errors.items():
     st.error(f"{path}: {err} — left out of the map")
 frame = emap.frame
@@ -116,6 +122,6 @@ st.subheader(f"Selected images ({len(sel)})")
 st.dataframe(sel.groupby(["true", "pred"]).size().rename("images").reset_index(), hide_index=True)
 tiles = [Tile(r.path, f"{r.true} → {r.pred} · {r.confidence:.0%} · {SHORT_SPLIT.get(r.split, '')}".rstrip(" ·"))
          for r in sel.head(GALLERY_MAX).itertuples(index=False)]
-gallery(root, tiles, GALLERY_COLUMNS)
+gallery(root, tiles)
 if len(sel) > GALLERY_MAX:
     st.caption(f"Showing the first {GALLERY_MAX} of {len(sel)} selected images.")

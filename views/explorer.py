@@ -29,7 +29,6 @@ from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DataError, get_dataset, resolve_data_root
 from views.common import Tile, dataset_picker, gallery, page_picker, results_dir, thumbnail
 
-GALLERY_COLUMNS = 8
 LARGE_SIDE = 320
 
 
@@ -127,7 +126,7 @@ if shown.empty:
 else:
     tiles = [Tile(r.path, f"{r.display} · {'excl.' if r.fold < 0 else f'f{r.fold}'}")
              for r in paginate(shown, page, per_page).itertuples(index=False)]
-    gallery(root, tiles, GALLERY_COLUMNS, on_view=_select)
+    gallery(root, tiles, on_view=_select)
 
 # ------------------------------------------------------------------ one image
 st.subheader("Image")

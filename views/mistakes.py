@@ -31,7 +31,6 @@ from spermlib.store.paths import default_checkpoints_dir
 from views.common import Tile, cached_oofs, data_root_or_error, dataset_picker, gallery, get_predictor, page_picker
 
 PAGE_SIZE = 24
-GALLERY_COLUMNS = 6
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -87,7 +86,7 @@ def mistakes_gallery(shown: pd.DataFrame, root: Path) -> None:
     page = page_picker(n_pages, vm.PAGE_KEY, label=f"Page (of {n_pages})") if n_pages > 1 else 1
     chunk = shown.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     gallery(root, [Tile(r.path, f"{r.true_display} → {r.pred_display} · {r.confidence:.0%} · fold {r.fold}")
-                   for r in chunk.itertuples(index=False)], GALLERY_COLUMNS)
+                   for r in chunk.itertuples(index=False)])
 
 
 def fold_explanation(item: vm.FoldExplanation, spec: DatasetSpec, image_file: Path, explain_true: bool) -> None:

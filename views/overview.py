@@ -20,8 +20,8 @@ import streamlit as st
 from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard import charts, triage
 from spermlib.dashboard.headline import Example, key_figures, pick_example, plain_board
-from spermlib.dashboard.images import fit
-from spermlib.dashboard.pages import linked_pages
+from spermlib.dashboard.images import fit, side_by_side
+from spermlib.dashboard.pages import linked_pages, page
 from spermlib.dashboard.status import installation_status
 from spermlib.dashboard.tables import (
     PAPER_PROTOCOL,
@@ -101,10 +101,10 @@ def worked_example(example: Example) -> None:
     with st.spinner("Computing the explanation …"):
         maps = _example_maps(spec.name, DEFAULT_ARCH, example.path, example.fold,
                              list(spec.class_dirs).index(example.pred), str(checkpoints), weights.stat().st_mtime_ns)
-    captions = ["the image", f"Grad-CAM++ for {spec.display(example.pred)}", "CBAM attention"][:len(maps)]
-    for col, image, caption in zip(st.columns(len(maps)), maps, captions):
-        col.image(fit(image, EXAMPLE_SIDE), caption=caption, width="stretch")
+    panels = ["the image", f"Grad-CAM++ for {spec.display(example.pred)}", "CBAM attention"][:len(maps)]
+    st.image(side_by_side(maps, EXAMPLE_SIDE), caption="Left to right: " + " · ".join(panels), width="stretch")
     st.markdown(verdict + " Red regions drove the answer; the attention map shows where the model looked.")
+    st.page_link(page("classify").file, label="Classify your own images", icon=page("classify").icon)
 
 
 def can_and_cannot() -> None:
@@ -126,7 +126,10 @@ def can_and_cannot() -> None:
 
 def results_tables(board: pd.DataFrame) -> None:
     st.subheader("Leaderboard")
-    st.dataframe(leaderboard_display(board), hide_index=True, width="stretch")
+    shown = leaderboard_display(board)
+    for folder, rows in shown.groupby("Dataset", sort=False):  # static tables wrap their cells on a phone
+        st.markdown(f"**{folder}**")
+        st.table(rows.drop(columns="Dataset").set_index("Model"))
     protocols = sorted(set(board["protocol"]) - {""})
     st.caption(
         "**Our protocol:** " + (" / ".join(protocols) or "out-of-fold 5-fold cross-validation")
@@ -163,10 +166,12 @@ if board.empty:
     for name in DATASETS:
         st.info(missing_results_message(name))
 else:
-    figures = key_figures(board)
-    for col, figure in zip(st.columns(len(figures)), figures):
-        col.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
-                   delta_description=figure.delta_note, help=figure.help, border=True)
+    with st.container(horizontal=True):  # pairs of cards: four in a row on a desktop, two on a phone
+        for pair in charts.rows_of(key_figures(board), 2):
+            with st.container(horizontal=True):
+                for figure in pair:
+                    st.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
+                              help=figure.help, border=True, width="stretch")
     left, right = st.columns(2, gap="large")
     left.markdown("**How often is it right?** Accuracy on images the model never saw, with its 95 % CI")
     left.plotly_chart(charts.headline_figure(board), width="stretch", key="overview_headline")
@@ -183,8 +188,10 @@ can_and_cannot()
 if not board.empty:
     results_tables(board)
 st.subheader("Pages")
-for p in linked_pages():
-    st.page_link(p.file, label=f"{p.title} — {p.description}", icon=p.icon)
+for p in linked_pages():  # the description beside the link (below it on a phone): a link label does not wrap
+    link, description = st.columns([1, 2], vertical_alignment="center")
+    link.page_link(p.file, label=p.title, icon=p.icon)
+    description.caption(p.description)
 installation(rows)
 
 if example_slot is not None:  # last: the only part that loads a model

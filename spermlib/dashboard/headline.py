@@ -23,12 +23,11 @@ from spermlib.store.results import is_tta, prob_column
 
 @dataclass(frozen=True)
 class KeyFigure:
-    """One st.metric: ``delta`` and ``delta_note`` compare it with the paper's number."""
+    """One st.metric: ``delta`` compares it with the paper's number."""
 
     label: str
     value: str
     delta: str | None = None
-    delta_note: str | None = None
     help: str | None = None
 
 
@@ -47,13 +46,12 @@ def key_figures(board: pd.DataFrame) -> list[KeyFigure]:
         paper = PAPER_RESULTS.get(dataset, {}).get("accuracy")
         figures.append(KeyFigure(
             f"{DATASETS[dataset].folder} accuracy", pct(r.accuracy_mean),
-            f"{100 * (r.accuracy_mean - paper):+.1f} pts".replace("-", "−") if paper else None,
-            f"vs the paper's {pct(paper)}" if paper else None,
-            f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images). "
-            "The paper's number comes from one hold-out split."))
+            f"{100 * (r.accuracy_mean - paper):+.1f} pts vs paper".replace("-", "−") if paper else None,
+            f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images)."
+            + (f" The paper reports {pct(paper)} from one hold-out split." if paper else "")))
     if len(ours):
         figures.append(KeyFigure(
-            "Images scored out of fold", f"{int(ours['n_images'].sum()):,}",
+            "Images scored", f"{int(ours['n_images'].sum()):,}",
             help="Every image was classified once, by the fold model that never saw it in training."))
     models = plain_board(board)["arch"].unique()
     if len(models):

@@ -44,3 +44,14 @@ def thumbnail_bytes(path: str | Path, side: int, square: bool = True, quality: i
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def side_by_side(images: list[Image.Image | np.ndarray], side: int, gap: int = 8,
+                 background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """``images``, each fitted to ``side`` px, in one row with ``gap`` px between them: one picture that
+    scales with its column as a whole (separate images would wrap one below the other on a phone)."""
+    fitted = [fit(img, side).convert("RGB") for img in images]
+    row = Image.new("RGB", (len(fitted) * side + (len(fitted) - 1) * gap, side), background)
+    for i, img in enumerate(fitted):
+        row.paste(img, (i * (side + gap) + (side - img.width) // 2, (side - img.height) // 2))
+    return row

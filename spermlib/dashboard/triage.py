@@ -30,6 +30,7 @@ import pandas as pd
 from PIL import Image
 
 from spermlib.dashboard.samples import Route
+from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, load_rgb
 
@@ -44,7 +45,7 @@ HEAD_CROP_SIDE = (64, 400)  # px, shorter and longer side
 WHO_2021_NORMAL_FORMS_LRL = 0.04  # lower reference limit (5th centile), normal forms
 
 # The results table on screen (the CSV keeps every column): what differs between rows, narrow enough to read.
-SHOWN_COLUMNS = ["file", "arch", "prediction", "confidence", "classified by", "warnings", "error"]
+SHOWN_COLUMNS = ["file", "model", "prediction", "confidence", "classified by", "warnings", "error"]
 
 # Which class is "normal" / "not sperm" in each task.
 NORMAL_LABEL = {"smids": "Normal_Sperm", "hushem": "01_Normal"}
@@ -83,7 +84,7 @@ class ArchResult:
     def verdict_source(self) -> str:
         """Who gave the verdict, for the line under the image: the fold model, or the folds' agreement."""
         if self.route is not None and self.route.single_fold:
-            return f"fold-{self.route.fold} model, which never saw this image"
+            return self.route.model
         return agreement_text(self.prediction)
 
 
@@ -232,8 +233,8 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
     """One row per classified file × arch, one row per failed file: prediction, confidence, agreement,
     P(class)…, warnings, error."""
     prob_cols = [f"P({spec.display(c)})" for c in spec.class_dirs]
-    columns = ["file", "arch", "prediction", "confidence", "agreement", "classified by", *prob_cols, "warnings",
-               "error"]
+    columns = ["file", "model", "arch", "prediction", "confidence", "agreement", "classified by", *prob_cols,
+               "warnings", "error"]
     rows = []
     for i, item in enumerate(inputs):
         verdicts = [(arch, res[i]) for arch, res in results.items() if res[i] is not None]
@@ -242,7 +243,8 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
             continue
         for arch, res in verdicts:
             p = res.prediction
-            row = {"file": item.name, "arch": arch, "prediction": p.display, "confidence": round(p.confidence, 4),
+            row = {"file": item.name, "model": arch_title(arch), "arch": arch, "prediction": p.display,
+                   "confidence": round(p.confidence, 4),
                    "agreement": "" if res.route and res.route.single_fold else agreement_text(p),
                    "classified by": res.route.model if res.route else "ensemble",
                    "warnings": " | ".join(w.message for w in res.warnings), "error": ""}

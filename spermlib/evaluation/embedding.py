@@ -23,6 +23,15 @@ from spermlib.data.datasets import DatasetSpec, list_images
 from spermlib.data.imageio import ImageError, load_rgb
 from spermlib.data.splits import manifest_for_root
 from spermlib.inference.predict import Predictor
+from spermlib.store.embeddings import (
+    CachedEmbedding,
+    EmbeddingCacheError,
+    cache_key,
+    cache_path,
+    images_digest,
+    read_embedding,
+    write_embedding,
+)
 
 HELD_OUT = "held out (never seen by this model)"
 TRAINING = "training folds (seen in training)"
@@ -30,6 +39,7 @@ EXCLUDED = "excluded (conflicting labels)"
 UNKNOWN = "unknown (not in the split manifest)"
 
 ProgressFn = Callable[[int, int], None]
+CACHED_ARRAYS = ("features", "probabilities", "coords")  # per image; features kept for other projections
 
 
 @dataclass
@@ -112,21 +122,35 @@ class EmbeddingMap:
     explained: np.ndarray  # explained-variance ratio of x, y
     errors: dict[str, str]  # images that could not be decoded
     warnings: list[str]
+    note: str | None = None  # what the disk cache did, when the user should know (e.g. a corrupt entry)
 
 
-def embedding_map(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, batch_size: int = 32,
-                  progress: ProgressFn | None = None, splits_path: str | Path | None = None) -> EmbeddingMap:
-    """Embed every image under ``root`` with the fold-``fold`` model and project to 2-D."""
+@dataclass
+class _Plan:
+    """What one map embeds (the table of images, with held-out status) and its cache key."""
+
+    table: pd.DataFrame
+    warnings: list[str]
+    key: str | None  # None: not cacheable (a checkpoint card without weights_sha256)
+
+
+def _plan(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, splits_path: str | Path | None) -> _Plan:
     images = images_to_embed(spec, root, splits_path)
-    table = images.table
-    warnings = list(images.warnings)
+    table, warnings = images.table, list(images.warnings)
     card = predictor.cards[predictor.folds.index(fold)] if fold in predictor.folds else {}
     if images.manifest_sha256 and card.get("split_sha256") not in (None, images.manifest_sha256):
         warnings.append("This checkpoint was trained on another split manifest: which images it saw is unknown.")
         table = table.assign(fold=-2)
-    features, softmax, errors = embed(predictor, fold, root, list(table["path"]), batch_size, progress)
-    ok = table[~table["path"].isin(errors)].reset_index(drop=True)
-    coords, explained = pca_2d(features)
+    weights = card.get("weights_sha256")
+    key = cache_key(weights_sha256=weights, manifest_sha256=images.manifest_sha256,
+                    images=images_digest(root, list(table["path"])), precision=predictor.precision.name,
+                    input_size=predictor.input_size) if weights else None
+    return _Plan(table, warnings, key)
+
+
+def _assemble(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int, softmax: np.ndarray,
+              coords: np.ndarray, explained: np.ndarray, errors: dict[str, str]) -> EmbeddingMap:
+    ok = plan.table[~plan.table["path"].isin(errors)].reset_index(drop=True)
     pred_idx = softmax.argmax(1) if len(softmax) else np.zeros(0, int)
     frame = ok.assign(
         true=ok["label"].map(spec.display),
@@ -135,7 +159,62 @@ def embedding_map(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int
         split=split_of(ok["fold"], fold).to_numpy(),
         x=coords[:, 0], y=coords[:, 1],
     )
-    return EmbeddingMap(frame, explained, errors, warnings)
+    return EmbeddingMap(frame, np.asarray(explained), errors, plan.warnings)
+
+
+def embedding_map(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, batch_size: int = 32,
+                  progress: ProgressFn | None = None, splits_path: str | Path | None = None,
+                  cache_dir: Path | None = None) -> EmbeddingMap:
+    """Embed every image under ``root`` with the fold-``fold`` model and project to 2-D.
+
+    With ``cache_dir`` (e.g. ``store.embeddings.default_embeddings_dir()``) a valid disk-cache entry
+    is read instead of embedding, and a fresh result is written there; an unreadable entry is
+    recomputed, and the map's ``note`` says so. Without it nothing is read or written.
+    """
+    plan = _plan(predictor, spec, root, fold, splits_path)
+    use_cache = cache_dir is not None and plan.key is not None
+    path = cache_path(spec.name, predictor.arch, fold, plan.key, cache_dir) if use_cache else None
+    note = None
+    if path is not None:
+        try:
+            cached = _from_cache(predictor, spec, plan, fold, path)
+        except EmbeddingCacheError as err:
+            cached, note = None, f"{err}: embedded the images again."
+        if cached is not None:
+            return cached
+    features, softmax, errors = embed(predictor, fold, root, list(plan.table["path"]), batch_size, progress)
+    coords, explained = pca_2d(features)
+    emap = _assemble(predictor, spec, plan, fold, softmax, coords, explained, errors)
+    if path is not None and len(features):
+        note = _save(path, plan.key, emap, features, softmax, coords) or note
+    emap.note = note
+    return emap
+
+
+def _from_cache(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int, path: Path
+                ) -> EmbeddingMap | None:
+    """The map from a valid cache entry; None when there is none, EmbeddingCacheError when it is unusable."""
+    entry = read_embedding(path, plan.key, arrays=CACHED_ARRAYS, meta_keys=("errors", "explained"))
+    if entry is None:
+        return None
+    errors = entry.meta["errors"]
+    if list(entry.meta["paths"]) != [p for p in plan.table["path"] if p not in errors]:
+        raise EmbeddingCacheError(f"embedding cache {path.name} lists other images than the data folder holds")
+    a = entry.arrays
+    return _assemble(predictor, spec, plan, fold, a["probabilities"], a["coords"], np.asarray(entry.meta["explained"]),
+                     errors)
+
+
+def _save(path: Path, key: str, emap: EmbeddingMap, features: np.ndarray, softmax: np.ndarray,
+          coords: np.ndarray) -> str | None:
+    """Write the cache entry; a message instead of an error when the folder is not writable."""
+    meta = {"key": key, "paths": list(emap.frame["path"]), "errors": emap.errors,
+            "explained": [float(v) for v in emap.explained]}
+    try:
+        write_embedding(path, CachedEmbedding(dict(zip(CACHED_ARRAYS, (features, softmax, coords))), meta))
+    except OSError as err:
+        return f"Could not save the embedding cache ({err.strerror or err}): the next view embeds again."
+    return None
 
 
 def selected_paths(points: Sequence[Mapping], frame: pd.DataFrame) -> list[str]:

@@ -1,10 +1,11 @@
 """Results on disk: where they live, their schemas, and the one reader/writer of each file.
 
 Per dataset, ``<results>/<dataset>/`` holds ``metrics.json`` (``evaluate``), ``faithfulness.json``
-(``faithfulness``), ``tuning.json`` (``tune --record``) and one ``oof_<entry>.csv`` of out-of-fold
-predictions per evaluated entry. An *entry* is an arch scored one way: plain, or with the 8-view
-test-time augmentation (TTA). The entry's file/key name (``effnet_cbam+tta``) is built and parsed
-here only (:func:`entry_name`, :func:`parse_entry`); everyone else asks :func:`is_tta` / :func:`base_arch`.
+(``faithfulness``), ``robustness.json`` (``robustness``), ``tuning.json`` (``tune --record``) and one
+``oof_<entry>.csv`` of out-of-fold predictions per evaluated entry. An *entry* is an arch scored one
+way: plain, or with the 8-view test-time augmentation (TTA). The entry's file/key name
+(``effnet_cbam+tta``) is built and parsed here only (:func:`entry_name`, :func:`parse_entry`);
+everyone else asks :func:`is_tta` / :func:`base_arch`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from spermlib.store.paths import PARTIAL_RESULTS_DIR, default_results_dir
 METRICS_FILE = "metrics.json"
 FAITHFULNESS_FILE = "faithfulness.json"
 TUNING_FILE = "tuning.json"
+ROBUSTNESS_FILE = "robustness.json"
 TTA_SUFFIX = "+tta"
 OOF_KEY_COLUMNS = ("path", "label", "fold", "pred")
 
@@ -138,6 +140,12 @@ def load_faithfulness(dataset: str | DatasetSpec, results_dir: str | Path | None
     """``faithfulness.json`` of ``dataset`` (written by ``python -m spermlib faithfulness``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / FAITHFULNESS_FILE,
                               f"python -m spermlib faithfulness --dataset {_spec(dataset).name}")
+
+
+def load_robustness(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
+    """``robustness.json`` of ``dataset`` (written by ``python -m spermlib robustness``), or ``None``."""
+    return _load_results_json(dataset_results_dir(dataset, results_dir) / ROBUSTNESS_FILE,
+                              f"python -m spermlib robustness --dataset {_spec(dataset).name}")
 
 
 def load_tuning(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import pytest
 from streamlit import config as streamlit_config
 
+from spermlib.store.embeddings import EMBEDDINGS_ENV
 from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV
 from tools.make_app_artifacts import build
-from views.common import RAISE_ERRORS_ENV
+from views.common import RAISE_ERRORS_ENV, WARM_UP_ENV
 
 
 @pytest.fixture(autouse=True)
 def page_errors_propagate(monkeypatch):
     monkeypatch.setenv(RAISE_ERRORS_ENV, "1")
+    monkeypatch.setenv(WARM_UP_ENV, "0")  # no background model loading: tests check which pages import torch
     shown = streamlit_config.get_option("client.showErrorDetails")
     streamlit_config.set_option("client.showErrorDetails", "full")
     yield
@@ -40,6 +42,7 @@ def app_env(app_artifacts, monkeypatch):
     """Environment in which the app finds the tiny checkpoints and results."""
     monkeypatch.setenv(CHECKPOINTS_ENV, str(app_artifacts["checkpoints"]))
     monkeypatch.setenv(RESULTS_ENV, str(app_artifacts["results"]))
+    monkeypatch.setenv(EMBEDDINGS_ENV, str(app_artifacts["base"] / "embeddings"))  # not the project's runs/
     return app_artifacts
 
 

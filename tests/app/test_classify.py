@@ -22,7 +22,7 @@ SMIDS = get_dataset("smids")
 HUSHEM = get_dataset("hushem")
 NORMAL_SAMPLE = "Normal_Sperm/Boya_11435.bmp"
 VERDICT = re.compile(r"`(?P<name>[^`]+)` → \*\*(?P<display>[^*]+) \((?P<conf>[\d.]+)%\)\*\* · "
-                     r"(?:(?P<agree>\d+/\d+) fold|fold-(?P<fold>\d+) model, which never saw this image)")
+                     r"(?:(?P<agree>\d+/\d+) fold|fold-(?P<fold>\d+) model \(never saw it\))")
 SAMPLE_FOLDS = {spec.name: sample_folds(spec) for spec in (SMIDS, HUSHEM)}
 
 

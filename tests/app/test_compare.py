@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
+from spermlib.dashboard.tables import DETAIL_COLUMNS, SCORE_COLUMNS
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
@@ -26,15 +28,17 @@ def test_comparison_shows_the_numbers_of_metrics_json(app_env):
         assert not at.exception, at.exception
         metrics = json.loads((app_env["results"] / dataset / "metrics.json").read_text())
         table = at.dataframe[0].value
+        assert at.dataframe[0].proto.column_order == SCORE_COLUMNS  # two tables, each fits the page
+        assert at.dataframe[1].proto.column_order == DETAIL_COLUMNS
         for arch, m in metrics["archs"].items():
             acc = m["accuracy"]
             shown = f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} %"
             assert shown in set(table["Accuracy (mean ± std)"]), (arch, shown, table)
             assert f"{m['ece']:.3f}" in set(table["ECE"])
         assert len(table) == len(metrics["archs"]) == 3
-        per_class = at.dataframe[1].value
+        per_class = at.dataframe[2].value
         assert len(per_class) == 3 * len(metrics["classes"])
-        mcnemar = at.dataframe[2].value
+        mcnemar = at.dataframe[3].value
         assert sorted(mcnemar["p-value (exact McNemar)"]) == sorted(t["p_value"] for t in metrics["mcnemar"].values())
         text = " ".join(m.value for m in at.markdown)
         assert "hold-out" in text and "5-fold" in text  # both protocols stated
@@ -94,8 +98,9 @@ def test_faithfulness_section_shows_the_numbers_of_faithfulness_json(app_env, tm
     at = open_page("views/compare.py")
     at.selectbox(key="compare_dataset").set_value("hushem").run()
     assert not at.exception, at.exception
-    (table,) = [d.value for d in at.dataframe if "ROAD combined" in d.value.columns]
-    row = table.iloc[0]
+    shown = [d for d in at.dataframe if "ROAD combined" in d.value.columns]  # one narrow table per metric
+    assert [d.proto.column_order[2] for d in shown] == ["ROAD combined", "CamMult Δconfidence"]
+    row = shown[0].value.iloc[0]
     assert row["Model"] == "EfficientNet + CBAM" and row["Images"] == 20
     assert row["ROAD combined"] == "0.123 (0.101–0.145)" and row["ROAD combined, control"] == "0.045"
     assert row["ROAD combined: map beats control"] == "85 %"

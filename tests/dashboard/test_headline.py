@@ -32,11 +32,10 @@ def board():
 
 def test_key_figures_are_the_papers_model_beside_the_paper(board):
     figures = key_figures(plain_board(board))
-    assert [f.label for f in figures] == ["SMIDS accuracy", "HuSHeM accuracy", "Images scored out of fold",
-                                          "Models compared"]
+    assert [f.label for f in figures] == ["SMIDS accuracy", "HuSHeM accuracy", "Images scored", "Models compared"]
     smids = figures[0]
-    assert smids.value == "89.9 %" and smids.delta == "−0.3 pts" and smids.delta_note == "vs the paper's 90.2 %"
-    assert figures[1].delta == "−7.8 pts"
+    assert smids.value == "89.9 %" and smids.delta == "−0.3 pts vs paper" and "reports 90.2 %" in smids.help
+    assert figures[1].delta == "−7.8 pts vs paper"
     assert figures[2].value == "3,208"  # 2992 + 216, the paper's model's rows only
     assert figures[3].value == "2"  # TTA entries are not models of their own
 

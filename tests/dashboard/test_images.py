@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spermlib.dashboard.images import fit, pad_square, thumbnail_bytes
+from spermlib.dashboard.images import fit, pad_square, side_by_side, thumbnail_bytes
 from spermlib.data.datasets import SAMPLE_DATA_ROOT
 from spermlib.data.imageio import ImageError
 
@@ -37,3 +37,16 @@ def test_thumbnail_bytes_square_and_not(tmp_path):
     bogus.write_bytes(b"hello")
     with pytest.raises(ImageError):
         thumbnail_bytes(bogus, 96)
+
+
+def test_side_by_side_puts_fitted_images_in_one_row():
+    red = np.zeros((50, 100, 3), np.uint8)
+    red[..., 0] = 255
+    blue = Image.new("RGB", (30, 30), (0, 0, 255))
+    row = side_by_side([red, blue], side=60, gap=4)
+    assert row.size == (2 * 60 + 4, 60)
+    px = np.asarray(row)
+    assert tuple(px[30, 30]) == (255, 0, 0)  # the wide image fills its cell's width, centred vertically
+    assert tuple(px[2, 30]) == (255, 255, 255)  # … with background above it
+    assert tuple(px[30, 64 + 30]) == (0, 0, 255)  # the small one scaled up into the second cell
+    assert tuple(px[30, 62]) == (255, 255, 255)  # the gap

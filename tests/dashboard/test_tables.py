@@ -11,11 +11,16 @@ import pandas as pd
 import pytest
 
 from spermlib.dashboard.tables import (
+    DETAIL_COLUMNS,
+    PAPER_COLUMN,
     PAPER_RESULTS,
+    SCORE_COLUMNS,
     MistakeFilter,
     confusion_cells,
     disagreement,
     export_table,
+    faithfulness_column_groups,
+    faithfulness_table,
     filter_predictions,
     leaderboard,
     leaderboard_display,
@@ -99,9 +104,9 @@ def test_leaderboard_display_formats_ours_beside_the_paper(results_dir):
     expected = f"{100 * cbam.accuracy_mean:.1f} ± {100 * cbam.accuracy_std:.1f} %"
     assert row["Accuracy (mean ± std)"] == expected
     assert row["Accuracy 95 % CI"] == f"{100 * cbam.accuracy_ci_lo:.1f}–{100 * cbam.accuracy_ci_hi:.1f} %"
-    assert row["Paper accuracy"] == "90.2 %" and row["Paper macro-F1"] == "0.913"
-    assert shown.iloc[0]["Paper accuracy"] == "—"
-    assert len(shown.columns) <= 7  # fits a 1440 px page without scrolling sideways
+    assert row[PAPER_COLUMN] == "90.2 % / 0.913"
+    assert shown.iloc[0][PAPER_COLUMN] == "—"
+    assert len(shown.columns) <= 6  # one table per dataset without its Dataset column fits a phone
 
 
 def test_no_results_gives_an_empty_board_and_a_command(tmp_path):
@@ -137,6 +142,9 @@ def test_comparison_tables_follow_metrics(results_dir):
     m = metrics["archs"]["effnet"]
     assert table.iloc[1]["Accuracy pooled"] == f"{100 * m['accuracy']['pooled']:.1f} %"
     assert table.iloc[1]["ECE"] == f"{m['ece']:.3f}"
+    # shown as two tables that share only the model column and together show every column
+    assert set(SCORE_COLUMNS) | set(DETAIL_COLUMNS) == set(table.columns)
+    assert set(SCORE_COLUMNS) & set(DETAIL_COLUMNS) == {"Model"}
     folds = per_fold_table(metrics)
     assert len(folds) == 15 and folds.groupby("arch")["n"].sum().eq(60).all()
     mc = mcnemar_table(metrics)
@@ -212,3 +220,13 @@ def test_mark_present_checks_files_under_the_root(tmp_path):
     (tmp_path / "Normal_Sperm" / "here.png").write_bytes(b"x")
     table = pd.DataFrame({"path": ["Normal_Sperm/here.png", "Normal_Sperm/gone.png"]})
     assert mark_present(table, tmp_path)["file_present"].tolist() == [True, False]
+
+
+def test_faithfulness_table_splits_into_one_narrow_table_per_metric():
+    stat = {"mean": 0.1, "std": 0.01, "ci95": [0.05, 0.15], "control": {"mean": 0.0}, "share_above_control": 0.7}
+    report = {"archs": {"effnet": {"n_images": 10, "road_combined": stat, "cam_mult_confidence_change": stat}}}
+    table = faithfulness_table(report)
+    road, cam = faithfulness_column_groups(table)
+    assert road == ["Model", "Images", "ROAD combined", "ROAD combined, control", "ROAD combined: map beats control"]
+    assert cam[2:] == ["CamMult Δconfidence", "CamMult Δconfidence, control", "CamMult Δconfidence: map beats control"]
+    assert set(road) | set(cam) == set(table.columns)

@@ -236,7 +236,7 @@ def test_classify_inputs_and_results_table():
     assert _kinds(results["effnet"][2].warnings) == ["low_confidence", "non_sperm"]
 
     table = triage.results_table(inputs, results, SMIDS)
-    assert list(table.columns) == ["file", "arch", "prediction", "confidence", "agreement", "classified by",
+    assert list(table.columns) == ["file", "model", "arch", "prediction", "confidence", "agreement", "classified by",
                                    "P(Normal)", "P(Abnormal)", "P(Non-sperm)", "warnings", "error"]
     assert table["file"].tolist() == ["a.png", "a.png", "broken.png", "b.png", "b.png"]  # one row per failed file
     failed = table[table["file"] == "broken.png"].iloc[0]
@@ -245,7 +245,8 @@ def test_classify_inputs_and_results_table():
     assert row["prediction"] == "Non-sperm" and row["P(Non-sperm)"] == 0.5 and "Low confidence" in row["warnings"]
 
     csv = triage.to_csv_bytes(table).decode()
-    assert csv.splitlines()[0].startswith("file,arch,prediction") and len(csv.splitlines()) == 6
+    assert csv.splitlines()[0].startswith("file,model,arch,prediction") and len(csv.splitlines()) == 6
+    assert set(table["model"].dropna()) == {"EfficientNet", "EfficientNet + CBAM"}
     assert pd.read_csv(io.StringIO(csv))["file"].tolist() == table["file"].tolist()
 
 
@@ -273,7 +274,7 @@ def test_routed_inputs_go_to_their_fold_model_and_the_rest_to_the_ensemble():
     assert sorted(loaded) == [("effnet_cbam", 1), ("effnet_cbam", 3)]
     got = results["effnet_cbam"]
     assert [r.prediction.display for r in got] == ["Normal", "Non-sperm", "Abnormal", "Non-sperm"]
-    assert got[1].verdict_source == "fold-3 model, which never saw this image"
+    assert got[1].verdict_source == "fold-3 model (never saw it)"
     assert got[0].verdict_source == triage.agreement_text(got[0].prediction)
     table = triage.results_table(inputs, results, SMIDS)
     assert table["classified by"].tolist() == ["ensemble of 5 fold models", "fold-3 model (never saw it)",

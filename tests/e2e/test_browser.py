@@ -191,33 +191,38 @@ def shipped_server():
         yield srv
 
 
-# What a stakeholder opens: each page at its defaults, the comparison of both datasets, and Classify with
-# one sample per class and all models side by side (the widest layout).
+# What a stakeholder opens: each page at its defaults, the comparison of both datasets (and with the TTA
+# scores: 6 entries, the layout that broke), and Classify with one sample per class and all models side by side.
+TTA_TOGGLE = "Charts: add the scores with test-time augmentation (TTA)"
 CHART_VIEWS = [
     ("overview", "", None),
     ("explorer", "explorer", None),
     ("classify-all-models", shots.classify_url(shots.three_samples()), None),
     ("compare-smids", "compare", None),
-    ("compare-hushem", "compare", "HuSHeM — Human Sperm Head Morphology dataset"),
+    ("compare-smids-tta", "compare", lambda page: shots.switch_on(page, TTA_TOGGLE)),
+    ("compare-hushem", "compare",
+     lambda page: shots.choose(page, "Dataset / task", "HuSHeM — Human Sperm Head Morphology dataset")),
     ("embedding", "embedding", None),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", shots.WIDTHS, ids=["desktop", "phone"])
-@pytest.mark.parametrize("name,path,dataset", CHART_VIEWS, ids=[v[0] for v in CHART_VIEWS])
-def test_every_chart_is_legible(shipped_server, browser, name, path, dataset, width):
+@pytest.mark.parametrize("name,path,action", CHART_VIEWS, ids=[v[0] for v in CHART_VIEWS])
+def test_every_chart_is_legible(shipped_server, browser, name, path, action, width):
     context = browser.new_context(viewport={"width": width, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(PAGE_LOAD_MS)
     try:
         shots.open_page(page, shipped_server["base"], path)
-        if dataset:
-            shots.choose(page, "Dataset / task", dataset)
+        if action:
+            action(page)
         shots.full_page_shot(page, SHOTS / f"charts-{name}-{width}.png", width)
         _assert_no_exception(page, name)
         n_charts = page.locator(".js-plotly-plot").count()
         assert n_charts > 0, f"{name}: no chart drawn"
+        if name == "compare-smids-tta":
+            assert page.locator(".js-plotly-plot .hm").count() == 6  # a confusion matrix per entry, TTA included
         assert shots.chart_problems(page) == [], f"{name} at {width} px"
     finally:
         context.close()

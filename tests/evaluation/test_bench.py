@@ -28,14 +28,36 @@ def test_bench_runs_and_reports_ratios(tmp_path, capsys):
     assert "bare timm forward" in out and "fp32 base" in out
 
 
-def test_dashboard_row_times_a_real_first_prediction():
-    """A fresh interpreter opens the app and classifies a bundled sample with the shipped checkpoints."""
-    from spermlib.data.datasets import get_dataset
-    from spermlib.evaluation.bench import dashboard_first_prediction
+def _shipped_sample(arch: str = "effnet_cbam") -> tuple[str, str]:
+    from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset, list_images
     from spermlib.store.checkpoints import available_folds
 
-    if not available_folds(get_dataset("hushem"), "effnet_cbam"):
-        pytest.skip("no shipped hushem/effnet_cbam checkpoints")
-    total, page = dashboard_first_prediction("effnet_cbam")
+    spec = get_dataset("hushem")
+    if not available_folds(spec, arch):
+        pytest.skip(f"no shipped hushem/{arch} checkpoints")
+    return "hushem", list_images(spec, SAMPLE_DATA_ROOT / spec.folder)["path"].iloc[0]
+
+
+def test_dashboard_row_times_a_real_first_prediction():
+    """A fresh interpreter opens the app and classifies a bundled sample with the shipped checkpoints."""
+    from spermlib.evaluation.bench import dashboard_first_prediction
+
+    dataset, sample = _shipped_sample()
+    total, page = dashboard_first_prediction(dataset, "effnet_cbam", sample)
     assert total.unit == page.unit == "s" and 0 < page.value < total.value < 600
     assert "first prediction" in total.what and "Classify page" in page.what
+
+
+@pytest.mark.e2e
+def test_browser_rows_time_a_real_server_and_browser():
+    """`streamlit run` + Chromium: the Overview's title comes before its end, which comes before the prediction."""
+    pytest.importorskip("playwright.sync_api")
+    from spermlib.evaluation.bench import browser_rows
+    from tools.screenshots import CHROMIUM
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    dataset, sample = _shipped_sample()
+    title, overview, classify = browser_rows(dataset, "effnet_cbam", sample)
+    assert 0 < title.value <= overview.value < classify.value < 600
+    assert [r.target for r in (overview, classify)] == ["≤ 3 s", "≤ 5 s"] and "browser" in classify.what

@@ -127,3 +127,91 @@ def test_split_of_and_selected_paths():
     points = [{"customdata": ["c"], "x": 1}, {"customdata": ["a"]}, {"customdata": ["zz"]}, {"x": 2}]
     assert selected_paths(points, frame) == ["a", "c"]  # frame order, unknown dropped
     assert selected_paths([], frame) == []
+
+
+# --- the disk cache (spermlib.store.embeddings) -----------------------------------------------------
+
+
+def _counting_embed(monkeypatch) -> list[int]:
+    """Patch the embedding pass to count its calls (the cache must spare it on a hit)."""
+    import spermlib.evaluation.embedding as module
+
+    calls, real = [], module.embed
+    monkeypatch.setattr(module, "embed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_cache_hit_gives_the_same_map_without_embedding(predictor, toy_checkpoints, tmp_path, monkeypatch):  # noqa: F811
+    calls = _counting_embed(monkeypatch)
+    args = (predictor, TOY, toy_checkpoints["data_root"], 1)
+    first = embedding_map(*args, splits_path=toy_checkpoints["manifest"], cache_dir=tmp_path)
+    second = embedding_map(*args, splits_path=toy_checkpoints["manifest"], cache_dir=tmp_path)
+    assert len(calls) == 1 and first.note is None and second.note is None
+    pd.testing.assert_frame_equal(first.frame, second.frame)
+    np.testing.assert_allclose(first.explained, second.explained)
+    assert len(list(tmp_path.rglob("fold1-*.safetensors"))) == len(list(tmp_path.rglob("fold1-*.json"))) == 1
+    uncached = embedding_map(*args, splits_path=toy_checkpoints["manifest"])  # no cache_dir: always computed
+    pd.testing.assert_frame_equal(uncached.frame, first.frame)
+    assert len(calls) == 2
+
+
+def test_cache_misses_when_the_checkpoint_or_an_image_changes(predictor, toy_checkpoints, tmp_path,  # noqa: F811
+                                                              monkeypatch):
+    calls = _counting_embed(monkeypatch)
+    root = tmp_path / "data"
+    shutil.copytree(toy_checkpoints["data_root"], root)
+    run = lambda: embedding_map(predictor, TOY, root, 0, splits_path=toy_checkpoints["manifest"],  # noqa: E731
+                                cache_dir=tmp_path / "cache")
+    run()
+    run()
+    assert len(calls) == 1
+    monkeypatch.setitem(predictor.cards[predictor.folds.index(0)], "weights_sha256", "0" * 64)  # a retrained fold
+    run()
+    assert len(calls) == 2
+    image = root / pd.read_csv(toy_checkpoints["manifest"])["path"].iloc[0]
+    image.write_bytes(image.read_bytes())  # same pixels, new modification time: the data may have changed
+    run()
+    run()
+    assert len(calls) == 3
+
+
+def test_a_corrupt_cache_entry_is_recomputed_with_a_message(predictor, toy_checkpoints, tmp_path, monkeypatch):  # noqa: F811
+    calls = _counting_embed(monkeypatch)
+    args = (predictor, TOY, toy_checkpoints["data_root"], 0)
+    good = embedding_map(*args, splits_path=toy_checkpoints["manifest"], cache_dir=tmp_path)
+    (entry,) = tmp_path.rglob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated
+    again = embedding_map(*args, splits_path=toy_checkpoints["manifest"], cache_dir=tmp_path)
+    assert len(calls) == 2 and again.note and "unreadable" in again.note and "again" in again.note
+    pd.testing.assert_frame_equal(again.frame, good.frame)
+    repaired = embedding_map(*args, splits_path=toy_checkpoints["manifest"], cache_dir=tmp_path)
+    assert len(calls) == 2 and repaired.note is None  # the recomputed entry was written back
+
+    entry.with_suffix(".json").write_text("{not json")
+    assert "unreadable" in embedding_map(*args, splits_path=toy_checkpoints["manifest"], cache_dir=tmp_path).note
+
+
+def test_an_unwritable_cache_folder_costs_only_the_cache(predictor, toy_checkpoints, tmp_path):  # noqa: F811
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    m = embedding_map(predictor, TOY, toy_checkpoints["data_root"], 0, splits_path=toy_checkpoints["manifest"],
+                      cache_dir=blocker)
+    assert len(m.frame) == 30 and m.note and "Could not save the embedding cache" in m.note
+
+
+def test_embed_command_precomputes_what_the_page_reads(tmp_path, monkeypatch, capsys):
+    """`python -m spermlib embed` on the bundled HuSHeM sample with the shipped checkpoints: one entry per fold
+    model, and a second run reads it (no embedding pass)."""
+    from spermlib.cli import main
+    from spermlib.data.datasets import DATA_DIR_ENV, get_dataset
+    from spermlib.store.checkpoints import available_folds
+
+    if not available_folds(get_dataset("hushem"), "effnet_cbam"):
+        pytest.skip("no shipped hushem/effnet_cbam checkpoints")
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)  # the bundled sample
+    assert main(["embed", "--dataset", "hushem", "--fold", "1", "--out", str(tmp_path)]) == 0
+    (entry,) = tmp_path.glob("hushem/effnet_cbam/fold1-*.safetensors")
+    assert entry.with_suffix(".json").is_file() and "images mapped" in capsys.readouterr().err
+    calls = _counting_embed(monkeypatch)
+    assert main(["embed", "--dataset", "hushem", "--fold", "1", "--out", str(tmp_path)]) == 0
+    assert calls == [] and list(tmp_path.rglob("*.safetensors")) == [entry]

@@ -85,3 +85,23 @@ def test_report_flags_a_cam_mult_that_cannot_tell_maps_apart(tmp_path):
     assert "| SimpleCNN | 40 | 0.200 (0.150 to 0.250) |" in md
     assert "CamMult cannot judge the maps of SimpleCNN:" in md  # flagged, and only that arch
     assert "maps of SimpleCNN, EfficientNet" not in md and "maps of EfficientNet" not in md
+
+
+def test_report_shows_the_robustness_table_of_robustness_json(tmp_path):
+    (tmp_path / "hushem").mkdir()
+    (tmp_path / "hushem" / "metrics.json").write_text(json.dumps(_metrics(0.9)))
+    rows = [{"severity": s, "parameter": q, "accuracy": 0.9 - d, "macro_f1": 0.8, "accuracy_drop": d,
+             "macro_f1_drop": 0.1} for s, q, d in ((1, 50, 0.02), (2, 20, 0.081), (3, 8, 0.25))]
+    entry = {"n_images": 216, "clean": {"accuracy": 0.9, "macro_f1": 0.9}, "corruptions": {"jpeg": rows},
+             "mean_accuracy_drop": [0.02, 0.081, 0.25], "worst_corruption": "jpeg",
+             "inference": {"device": "cpu", "precision": "fp32"}}
+    rob = {"archs": {"effnet_cbam": entry}, "protocol": "out of fold",
+           "corruptions": {"jpeg": {"parameter": "JPEG quality", "severities": [50, 20, 8]}}}
+    (tmp_path / "hushem" / "robustness.json").write_text(json.dumps(rob))
+    md = results_markdown(tmp_path)
+    assert "| none (clean accuracy) | — | 90.0 % |" in md
+    assert "| jpeg | JPEG quality: 50 / 20 / 8 | -2.0 / -8.1 / -25.0 |" in md
+    assert "| **mean** | | -2.0 / -8.1 / -25.0 |" in md
+    assert "Inference: fp32 on cpu." in md
+    (tmp_path / "hushem" / "robustness.json").unlink()
+    assert "Robustness" not in results_markdown(tmp_path)  # no JSON, no section

@@ -1,0 +1,114 @@
+"""Robustness suite: out-of-fold accuracy under image corruptions → ``results/<dataset>/robustness.json``.
+
+Every image is scored by the one fold model that never saw it (``evaluate.fold_checkpoints``, the
+inference core), first clean, then under each corruption of ``corruptions.CORRUPTIONS`` at its three
+severities, applied to the uint8 model input. Accuracy and macro-F1 are pooled over all out-of-fold
+images; the drop is clean minus corrupted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score
+
+from spermlib.archs import ARCHS
+from spermlib.data.datasets import DatasetSpec, is_full_dataset
+from spermlib.data.preprocess import load_uint8_batch
+from spermlib.data.splits import manifest_for_root
+from spermlib.evaluation.corruptions import CORRUPTIONS
+from spermlib.evaluation.evaluate import fold_checkpoints, macro_f1
+from spermlib.inference.core import EVAL_BATCH, InferenceModel
+from spermlib.runtime import hardware, pick_device
+from spermlib.store.checkpoints import CheckpointError, available_folds
+from spermlib.store.paths import default_checkpoints_dir, project_relative
+from spermlib.store.results import ROBUSTNESS_FILE, read_for_update, results_dir_for, write_json
+
+CLEAN = "clean"
+PROTOCOL = ("each image scored by the fold model that never saw it (out of fold), clean and under each corruption "
+            "applied to the uint8 model input at three severities (deterministic; fixed noise seed); accuracy and "
+            "macro-F1 pooled over all out-of-fold images; drop = clean minus corrupted")
+
+
+def corrupted_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
+                          checkpoints_dir: Path | None = None, device: str | None = None,
+                          corruptions: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Predicted class of every (image, corruption, severity), each image by its own fold's model.
+
+    Returns a long table (path, label, fold, corruption, severity, parameter, pred; the clean pass
+    has corruption ``clean`` and severity 0) and how it was computed (device, precision, batch size).
+    """
+    corruptions = CORRUPTIONS if corruptions is None else corruptions
+    dev = pick_device(device)
+    rows, run = [], {}
+    for k, model, card in fold_checkpoints(spec, manifest, manifest_sha, arch, checkpoints_dir):
+        fold_model = InferenceModel.from_card(model, card, dev)
+        test = manifest[manifest["fold"] == k]
+        x = load_uint8_batch(root, list(test["path"]), fold_model.prep.input_size)
+        run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
+               "batch_size": EVAL_BATCH}
+        # One corrupted copy at a time (a generator): all of them at once would not fit for SMIDS.
+        passes = ((name, s + 1, p, c.apply(x, p)) for name, c in corruptions.items()
+                  for s, p in enumerate(c.severities))
+        for name, severity, param, images in itertools.chain([(CLEAN, 0, None, x)], passes):
+            df = test[["path", "label", "fold"]].copy()
+            df["corruption"], df["severity"], df["parameter"] = name, severity, param
+            df["pred"] = [spec.class_dirs[i] for i in fold_model(images, batch_size=EVAL_BATCH).predicted]
+            rows.append(df)
+    return pd.concat(rows, ignore_index=True), run
+
+
+def _scores(group: pd.DataFrame) -> dict:
+    return {"accuracy": float(accuracy_score(group["label"], group["pred"])),
+            "macro_f1": macro_f1(group["label"], group["pred"])}
+
+
+def robustness_summary(preds: pd.DataFrame, corruptions: dict | None = None) -> dict:
+    """Clean scores, and per corruption and severity the scores and their drop against clean."""
+    corruptions = CORRUPTIONS if corruptions is None else corruptions
+    clean = _scores(preds[preds["corruption"] == CLEAN])
+    table = {}
+    for name, c in corruptions.items():
+        rows = []
+        for severity, param in enumerate(c.severities, start=1):
+            s = _scores(preds[(preds["corruption"] == name) & (preds["severity"] == severity)])
+            rows.append({"severity": severity, "parameter": param, **s,
+                         "accuracy_drop": clean["accuracy"] - s["accuracy"],
+                         "macro_f1_drop": clean["macro_f1"] - s["macro_f1"]})
+        table[name] = rows
+    mean_drop = [float(np.mean([rows[i]["accuracy_drop"] for rows in table.values()])) for i in range(3)]
+    worst = max(table, key=lambda n: table[n][-1]["accuracy_drop"])
+    return {"n_images": int((preds["corruption"] == CLEAN).sum()), "clean": clean, "corruptions": table,
+            "mean_accuracy_drop": mean_drop, "worst_corruption": worst}
+
+
+def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
+                       device: str | None = None, checkpoints_dir: Path | None = None,
+                       results_base: Path | None = None) -> dict:
+    """Run the suite for ``archs`` (default: every arch with checkpoints) and (re)write robustness.json."""
+    checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
+    manifest, sha = manifest_for_root(spec, root, splits_path)
+    if archs is None:
+        archs = [a for a in ARCHS if available_folds(spec, a, checkpoints_dir)]
+    if not archs:
+        raise CheckpointError(f"no checkpoints for {spec.name} in {checkpoints_dir}; train first")
+    path = results_dir_for(spec, root, results_base) / ROBUSTNESS_FILE
+    report = read_for_update(path, sha)
+    report.setdefault("archs", {})
+    for arch in archs:
+        preds, run = corrupted_predictions(spec, root, manifest, sha, arch, checkpoints_dir, device)
+        report["archs"][arch] = {**robustness_summary(preds), "inference": run}
+    report.update({
+        "dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,
+        "full_dataset": is_full_dataset(root), "protocol": PROTOCOL,
+        "corruptions": {name: {"parameter": c.parameter, "severities": list(c.severities)}
+                        for name, c in CORRUPTIONS.items()},
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "written_to": project_relative(path),
+    })
+    write_json(path, report)
+    return report

@@ -1,0 +1,138 @@
+"""Robustness suite: the corruptions themselves, the out-of-fold protocol and robustness.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from spermlib.cli import main
+from spermlib.data.datasets import get_dataset, resolve_data_root
+from spermlib.data.preprocess import load_uint8_batch
+from spermlib.data.splits import list_images, manifest_for_root
+from spermlib.evaluation.corruptions import CORRUPTIONS
+from spermlib.evaluation.evaluate import oof_predictions
+from spermlib.evaluation.robustness import CLEAN, corrupted_predictions, robustness_dataset, robustness_summary
+from spermlib.store.results import load_robustness
+from tests.model_fixtures import FOLD_CLASS, TOY
+
+N_PASSES = 1 + 3 * len(CORRUPTIONS)  # clean + three severities of each corruption
+
+
+@pytest.fixture(scope="module")
+def sample_batch() -> torch.Tensor:
+    """Six bundled HuSHeM sample images at the dataset's input size (real microscope images)."""
+    spec = get_dataset("hushem")
+    root = resolve_data_root(spec, None)
+    return load_uint8_batch(root, list(list_images(spec, root)["path"])[::14][:6], spec.input_size)
+
+
+def _moved(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().mean())
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_corruption_changes_the_image_more_with_severity(sample_batch, name):
+    c = CORRUPTIONS[name]
+    outs = [c.apply(sample_batch, p) for p in c.severities]
+    for out in outs:
+        assert out.dtype == torch.uint8 and out.shape == sample_batch.shape
+    moved = [_moved(out, sample_batch) for out in outs]
+    assert moved[0] > 0.5, f"{name} at its mildest barely changes the image"
+    assert moved[0] < moved[1] < moved[2], f"{name}: severities not ordered ({moved})"
+
+
+@pytest.mark.parametrize("name", [n for n, c in CORRUPTIONS.items() if c.identity is not None])
+def test_identity_parameter_leaves_the_image_as_it_is(sample_batch, name):
+    c = CORRUPTIONS[name]
+    assert torch.equal(c.apply(sample_batch, c.identity), sample_batch)
+
+
+def test_noise_is_deterministic_and_leaves_the_global_rng_alone(sample_batch):
+    noise = CORRUPTIONS["noise"]
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = noise.apply(sample_batch, noise.severities[1])
+    assert torch.equal(torch.rand(1), expected_next)
+    assert torch.equal(a, noise.apply(sample_batch, noise.severities[1]))
+
+
+def test_stronger_jpeg_loses_more_fine_detail(sample_batch):
+    """JPEG has no identity; quality 95 must stay far closer to the original than the strongest severity."""
+    jpeg = CORRUPTIONS["jpeg"]
+    assert _moved(jpeg.apply(sample_batch, 95), sample_batch) < 0.5 * _moved(
+        jpeg.apply(sample_batch, jpeg.severities[-1]), sample_batch)
+
+
+def _toy_manifest(ckpts: dict):
+    return manifest_for_root(TOY, ckpts["data_root"], ckpts["manifest"])
+
+
+def test_every_image_is_scored_by_its_own_fold_model(biased_checkpoints):
+    """Each biased fold model predicts its own class whatever the image, corrupted or not: any image
+    scored by another fold's model would show that model's class."""
+    manifest, sha = _toy_manifest(biased_checkpoints)
+    preds, run = corrupted_predictions(TOY, biased_checkpoints["data_root"], manifest, sha, "simplecnn",
+                                       biased_checkpoints["checkpoints"], device="cpu")
+    assert len(preds) == N_PASSES * len(manifest)
+    assert (preds["pred"] == preds["fold"].map(FOLD_CLASS)).all()
+    assert (preds.groupby("path").size() == N_PASSES).all()
+    assert run["device"] == "cpu" and run["precision"]
+
+
+def test_clean_pass_matches_evaluate(toy_checkpoints):
+    manifest, sha = _toy_manifest(toy_checkpoints)
+    args = (TOY, toy_checkpoints["data_root"], manifest, sha, "simplecnn", toy_checkpoints["checkpoints"])
+    preds, _ = corrupted_predictions(*args, device="cpu", corruptions={})
+    oof, _ = oof_predictions(*args, device="cpu")
+    clean = preds[preds["corruption"] == CLEAN].sort_values("path", ignore_index=True)
+    assert list(clean["pred"]) == list(oof["pred"])
+
+
+def test_summary_drop_is_clean_minus_corrupted():
+    rows = []
+    for name, severity, right in ((CLEAN, 0, 4), ("blur", 1, 3), ("blur", 2, 2), ("blur", 3, 0)):
+        for i in range(4):
+            rows.append({"corruption": name, "severity": severity, "label": "a" if i % 2 else "b",
+                         "pred": ("a" if i % 2 else "b") if i < right else "c"})
+    s = robustness_summary(pd.DataFrame(rows), {"blur": CORRUPTIONS["blur"]})
+    assert s["clean"]["accuracy"] == 1.0 and s["n_images"] == 4
+    assert [r["accuracy_drop"] for r in s["corruptions"]["blur"]] == [0.25, 0.5, 1.0]
+    assert s["mean_accuracy_drop"] == [0.25, 0.5, 1.0] and s["worst_corruption"] == "blur"
+
+
+def test_robustness_json_schema(toy_checkpoints, tmp_path):
+    report = robustness_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"],
+                                splits_path=toy_checkpoints["manifest"], device="cpu",
+                                checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path)
+    saved = load_robustness(TOY, tmp_path)
+    assert saved == report
+    assert saved["split_sha256"] == toy_checkpoints["sha"] and "out of fold" in saved["protocol"]
+    assert set(saved["corruptions"]) == set(CORRUPTIONS)
+    entry = saved["archs"]["simplecnn"]
+    assert entry["n_images"] == len(pd.read_csv(toy_checkpoints["manifest"]))
+    assert {"device", "precision"} <= set(entry["inference"])
+    for name, rows in entry["corruptions"].items():
+        assert [r["severity"] for r in rows] == [1, 2, 3]
+        assert [r["parameter"] for r in rows] == list(CORRUPTIONS[name].severities)
+        for r in rows:
+            assert r["accuracy_drop"] == pytest.approx(entry["clean"]["accuracy"] - r["accuracy"])
+            assert r["macro_f1_drop"] == pytest.approx(entry["clean"]["macro_f1"] - r["macro_f1"])
+    assert np.mean([rows[1]["accuracy_drop"] for rows in entry["corruptions"].values()]) == pytest.approx(
+        entry["mean_accuracy_drop"][1])
+
+
+def test_cli_on_the_bundled_sample_with_the_shipped_simplecnn(tmp_path, capsys):
+    rc = main(["robustness", "--dataset", "hushem", "--arch", "simplecnn", "--device", "cpu",
+               "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "hushem/simplecnn: clean accuracy" in out and "worst at strong severity:" in out
+    saved = load_robustness("hushem", tmp_path)
+    assert saved["full_dataset"] is False and saved["archs"]["simplecnn"]["n_images"] == 80
+
+
+def test_cli_without_checkpoints_is_one_clear_error(tmp_path, capsys):
+    assert main(["robustness", "--dataset", "hushem", "--checkpoints", str(tmp_path)]) == 2
+    assert "no checkpoints for hushem" in capsys.readouterr().err
