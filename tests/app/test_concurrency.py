@@ -64,6 +64,10 @@ def threadsafe_apptest(monkeypatch):
     storage = MemoryMediaFileStorage("/mock/media")
     runtime = MagicMock(spec=Runtime)
     runtime.media_file_mgr = MediaFileManager(storage)
+    # Every AppTest run uses the same session id ("test session id"): a run that starts clears that id's
+    # media references and one that ends deletes the unreferenced files — another session's images,
+    # before it has read them. In the served app each browser session has its own id; keep every file.
+    runtime.media_file_mgr.remove_orphaned_files = lambda: None
     runtime.dataframe_source_mgr = DataframeSourceManager()
     runtime.cache_storage_manager = MemoryCacheStorageManager()
     bidi = BidiComponentManager()
