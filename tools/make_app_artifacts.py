@@ -10,10 +10,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from spermlib.archs import ARCHS
+from spermlib.archs import ARCHS, DEFAULT_ARCH
+from spermlib.dashboard.triage import NORMAL_LABEL
 from spermlib.data.datasets import DATASETS, SAMPLE_DATA_ROOT, resolve_data_root
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import evaluate_dataset
+from spermlib.evaluation.worked_example import write_worked_example
 from spermlib.training.train import Recipe, load_fold_data, train_fold
 
 SIZE = 64
@@ -31,6 +33,8 @@ def build(base: Path) -> dict:
                 train_fold(spec, arch, fold, data, recipe, manifest_sha256=sha, backbone="tf_efficientnet_lite0",
                            pretrained="offline", checkpoints_dir=ckpt, runs_dir=runs, progress=False)
         evaluate_dataset(spec, root, checkpoints_dir=ckpt, results_base=results)
+        # the Overview's worked example, as `python -m spermlib example` stores it (may be none: weak models)
+        write_worked_example(spec, DEFAULT_ARCH, NORMAL_LABEL.get(spec.name), results, ckpt, root)
     return {"checkpoints": ckpt, "results": results, "base": base}
 
 

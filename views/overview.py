@@ -3,9 +3,10 @@ headline chart: accuracy with its 95 % CI per model and dataset, the paper's num
 example (a bundled sample, its out-of-fold prediction, Grad-CAM++ and CBAM maps), what it can and cannot
 do; then the leaderboard, the pages and what this installation found.
 
-Everything above the worked example is read from results files without torch. The example's maps need
-the fold model: they are computed last (into a placeholder on the first screen, so the rest of the page
-is already shown) and cached per process (model: st.cache_resource; maps: st.cache_data).
+Everything is read from results files without torch, the worked example too: `python -m spermlib example`
+stores its maps (results/<dataset>/worked_example*). Only when that is missing or made by another checkpoint
+(a retrain) are the maps computed here, last (into a placeholder on the first screen, so the rest of the
+page is already shown), and cached per process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import streamlit as st
 
 from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard import charts, triage
-from spermlib.dashboard.headline import Example, key_figures, pick_example, plain_board
+from spermlib.dashboard.headline import key_figures, plain_board
 from spermlib.dashboard.images import fit, side_by_side
 from spermlib.dashboard.pages import linked_pages, page
 from spermlib.dashboard.status import installation_status
@@ -31,12 +32,15 @@ from spermlib.dashboard.tables import (
     leaderboard_display,
     missing_results_message,
 )
+from spermlib.dashboard.triage import NORMAL_LABEL
 from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset
 from spermlib.data.imageio import load_rgb
+from spermlib.evaluation.worked_example import pick_example
 from spermlib.store.cards import available_folds, checkpoint_path
+from spermlib.store.examples import Example, StoredExample, is_current, read_example
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
 from spermlib.store.results import ResultsError
-from views.common import bundled_samples, cached_oofs, get_fold_predictor, results_stamp, sample_root
+from views.common import bundled_samples, cached_oofs, results_stamp, sample_root
 
 EXAMPLE_SIDE = 200  # px of each image of the worked example
 
@@ -65,46 +69,85 @@ def load_board() -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _example_maps(dataset: str, arch: str, path: str, fold: int, class_idx: int, checkpoints: str,
-                  mtime_ns: int) -> list[np.ndarray]:
-    """Model input, Grad-CAM++ overlay and (CBAM models) attention overlay of one image by one fold model."""
-    from spermlib.inference.explain import overlay  # torch: only once a map is computed
+def _live_example_maps(example: Example, checkpoints: str, mtime_ns: int) -> list[np.ndarray]:
+    """Only when no current stored example exists (e.g. after a retrain): the maps, computed with torch."""
+    from spermlib.evaluation.worked_example import explain_example  # torch: only once a map is computed
 
-    predictor = get_fold_predictor(dataset, arch, fold)
-    exp = predictor.explain(load_rgb(sample_root(dataset) / path), class_idx=class_idx, folds=[fold])
-    maps = [exp.rgb, overlay(exp.rgb, exp.gradcam, alpha=0.5)]
-    return maps + ([overlay(exp.rgb, exp.cbam, alpha=0.5)] if exp.cbam is not None else [])
+    panels, _ = explain_example(example, get_dataset(example.dataset), sample_root(example.dataset), Path(checkpoints))
+    return [rgb for _, rgb in panels]
 
 
-def find_example() -> Example | None:
-    """The worked example: from the first dataset whose paper's-model OOF table has a correct bundled sample."""
+@st.cache_data(show_spinner=False)
+def _stored_example(dataset: str, results: str, checkpoints: str, stamp: tuple) -> StoredExample | None:
+    """The example ``python -m spermlib example`` wrote, if its fold checkpoint is still the installed one."""
+    stored = read_example(dataset, results)
+    return stored if stored is not None and is_current(stored, checkpoints) else None
+
+
+def find_stored_example() -> StoredExample | None:
+    for name in DATASETS:
+        try:
+            stored = _stored_example(name, str(default_results_dir()), str(default_checkpoints_dir()),
+                                     results_stamp(name))
+        except ResultsError as err:
+            st.caption(str(err))
+            continue
+        if stored is not None:
+            return stored
+    return None
+
+
+def find_live_example() -> Example | None:
+    """The worked example picked from the OOF tables, from the first dataset that has a correct bundled sample."""
     for name in DATASETS:
         oof = cached_oofs(name).get(DEFAULT_ARCH)
-        example = pick_example(oof, get_dataset(name), bundled_samples(name)) if oof is not None else None
+        example = (pick_example(oof, get_dataset(name), DEFAULT_ARCH, bundled_samples(name), NORMAL_LABEL.get(name))
+                   if oof is not None else None)
         if example is not None:
             return example
     return None
 
 
-def worked_example(example: Example) -> None:
+def example_panels(example: Example) -> tuple[list[np.ndarray], list[str]] | None:
+    """The maps of a live example (computed here), or ``None`` when its fold model is not installed."""
+    spec = get_dataset(example.dataset)
+    checkpoints = default_checkpoints_dir()
+    if example.fold not in available_folds(spec, example.arch, checkpoints):
+        return None
+    weights = checkpoint_path(spec, example.arch, example.fold, checkpoints)  # retrained: new maps
+    with st.spinner("Computing the explanation …"):
+        maps = _live_example_maps(example, str(checkpoints), weights.stat().st_mtime_ns)
+    captions = ["the image", f"Grad-CAM++ for {spec.display(example.pred)}", "CBAM attention"]
+    return maps, captions[:len(maps)]
+
+
+def worked_example(example: Example, panels: tuple[list[np.ndarray], list[str]] | None) -> None:
     spec = get_dataset(example.dataset)
     st.markdown(f"**A worked example** ({spec.folder} bundled sample)")
-    verdict = (f"{arch_title(DEFAULT_ARCH)} says **{spec.display(example.pred)}** ({example.confidence:.0%}); "
+    verdict = (f"{arch_title(example.arch)} says **{spec.display(example.pred)}** ({example.confidence:.0%}); "
                f"the expert label is {spec.display(example.label)}. It was classified by the fold-{example.fold} "
                "model, which never saw this image in training.")
-    checkpoints = default_checkpoints_dir()
-    if example.fold not in available_folds(spec, DEFAULT_ARCH, checkpoints):
+    if panels is None:
         st.image(fit(load_rgb(sample_root(spec.name) / example.path), EXAMPLE_SIDE), caption=example.path)
         st.markdown(verdict)
         return
-    weights = checkpoint_path(spec, DEFAULT_ARCH, example.fold, checkpoints)  # retrained: new maps
-    with st.spinner("Computing the explanation …"):
-        maps = _example_maps(spec.name, DEFAULT_ARCH, example.path, example.fold,
-                             list(spec.class_dirs).index(example.pred), str(checkpoints), weights.stat().st_mtime_ns)
-    panels = ["the image", f"Grad-CAM++ for {spec.display(example.pred)}", "CBAM attention"][:len(maps)]
-    st.image(side_by_side(maps, EXAMPLE_SIDE), caption="Left to right: " + " · ".join(panels), width="stretch")
+    maps, captions = panels
+    st.image(side_by_side(maps, EXAMPLE_SIDE), caption="Left to right: " + " · ".join(captions), width="stretch")
     st.markdown(verdict + " Red regions drove the answer; the attention map shows where the model looked.")
     st.page_link(page("classify").file, label="Classify your own images", icon=page("classify").icon)
+
+
+def show_example() -> None:
+    """The stored example (no torch), else one computed live, else a note."""
+    stored = find_stored_example()
+    if stored is not None:
+        worked_example(stored.example, (stored.images(), [caption for _, caption in stored.panels]))
+        return
+    example = find_live_example()
+    if example is None:
+        st.caption("No bundled sample was classified correctly out of fold: no worked example to show.")
+    else:
+        worked_example(example, example_panels(example))
 
 
 def can_and_cannot() -> None:
@@ -194,10 +237,6 @@ for p in linked_pages():  # the description beside the link (below it on a phone
     description.caption(p.description)
 installation(rows)
 
-if example_slot is not None:  # last: the only part that loads a model
-    example = find_example()
+if example_slot is not None:  # last: the only part that may load a model (when no stored example is current)
     with example_slot:
-        if example is None:
-            st.caption("No bundled sample was classified correctly out of fold: no worked example to show.")
-        else:
-            worked_example(example)
+        show_example()

@@ -1,4 +1,5 @@
-"""What the Overview leads with, decided without Streamlit: the key figures and the worked example.
+"""What the Overview leads with, decided without Streamlit: the key figures (the worked example is
+:mod:`spermlib.evaluation.worked_example`).
 
 The key figures are the paper's model's cross-validated accuracy per dataset (beside the paper's
 published number), how many images were scored out of fold, and how many models are compared. The
@@ -9,16 +10,14 @@ the OOF table and the maps of that same fold model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
 
 from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard.tables import PAPER_RESULTS, arch_title, pct
-from spermlib.dashboard.triage import NORMAL_LABEL
-from spermlib.data.datasets import DATASETS, DatasetSpec
-from spermlib.store.results import is_tta, prob_column
+from spermlib.data.datasets import DATASETS
+from spermlib.store.results import is_tta
 
 
 @dataclass(frozen=True)
@@ -57,28 +56,3 @@ def key_figures(board: pd.DataFrame) -> list[KeyFigure]:
     if len(models):
         figures.append(KeyFigure("Models compared", str(len(models)), help=", ".join(map(arch_title, models))))
     return figures
-
-
-@dataclass(frozen=True)
-class Example:
-    """One image and what the paper's model's fold model that never saw it said about it."""
-
-    dataset: str
-    path: str  # relative to the dataset folder
-    fold: int
-    label: str
-    pred: str
-    confidence: float
-
-
-def pick_example(oof: pd.DataFrame, spec: DatasetSpec, present: Iterable[str]) -> Example | None:
-    """The most confident correct out-of-fold prediction among the images ``present`` (the bundled
-    samples), from the normal class when there is one; ``None`` if none is correct."""
-    rows = oof[oof["path"].isin(set(present)) & (oof["label"] == oof["pred"])].copy()
-    if rows.empty:
-        return None
-    rows["confidence"] = [float(r[prob_column(r["pred"])]) for _, r in rows.iterrows()]
-    rows["normal"] = rows["label"] == NORMAL_LABEL.get(spec.name)
-    best = rows.sort_values(["normal", "confidence", "path"], ascending=[False, False, True]).iloc[0]
-    return Example(spec.name, str(best["path"]), int(best["fold"]), str(best["label"]), str(best["pred"]),
-                   float(best["confidence"]))

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from spermlib.dashboard import charts, palette
-from spermlib.dashboard.headline import key_figures, pick_example, plain_board
+from spermlib.dashboard.headline import key_figures, plain_board
 from spermlib.dashboard.tables import PAPER_RESULTS
 from spermlib.data.datasets import get_dataset
-from spermlib.store.results import entry_name, prob_column
+from spermlib.store.results import entry_name
 
 SMIDS = get_dataset("smids")
 
@@ -59,25 +59,3 @@ def test_headline_chart_shows_pooled_accuracy_with_its_ci_and_marks_the_paper(bo
     assert [a.text for a in fig.layout.annotations] == ["SMIDS", "HuSHeM"]
 
 
-def _oof(rows):
-    df = pd.DataFrame(rows, columns=["path", "label", "pred", "fold", "p"])
-    for c in SMIDS.class_dirs:
-        df[prob_column(c)] = [p if pred == c else (1 - p) / 2 for p, pred in zip(df["p"], df["pred"])]
-    return df.drop(columns="p")
-
-
-def test_worked_example_is_a_confident_correct_normal_sample():
-    oof = _oof([
-        ("Normal_Sperm/a.bmp", "Normal_Sperm", "Normal_Sperm", 1, 0.80),
-        ("Normal_Sperm/b.bmp", "Normal_Sperm", "Normal_Sperm", 3, 0.95),
-        ("Normal_Sperm/c.bmp", "Normal_Sperm", "Abnormal_Sperm", 0, 0.99),  # wrong: never the example
-        ("Abnormal_Sperm/d.bmp", "Abnormal_Sperm", "Abnormal_Sperm", 2, 0.99),
-        ("Normal_Sperm/not_bundled.bmp", "Normal_Sperm", "Normal_Sperm", 4, 0.999),
-    ])
-    bundled = ["Normal_Sperm/a.bmp", "Normal_Sperm/b.bmp", "Normal_Sperm/c.bmp", "Abnormal_Sperm/d.bmp"]
-    example = pick_example(oof, SMIDS, bundled)
-    assert (example.path, example.fold, example.pred) == ("Normal_Sperm/b.bmp", 3, "Normal_Sperm")
-    assert example.confidence == pytest.approx(0.95)
-    # without a correct normal sample, the most confident correct one of another class
-    assert pick_example(oof, SMIDS, ["Normal_Sperm/c.bmp", "Abnormal_Sperm/d.bmp"]).path == "Abnormal_Sperm/d.bmp"
-    assert pick_example(oof, SMIDS, ["Normal_Sperm/c.bmp"]) is None
