@@ -14,7 +14,6 @@ SMIDS files take well under a second; the dashboard caches the table anyway.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from spermlib.data.datasets import DatasetSpec, is_full_dataset, list_images
 from spermlib.data.imageio import ImageError
 from spermlib.data.splits import manifest_for_root, manifest_path
 from spermlib.store.paths import default_results_dir
-from spermlib.store.results import METRICS_FILE, dataset_results_dir, oof_path, prob_columns
+from spermlib.store.results import METRICS_FILE, ResultsError, dataset_results_dir, load_metrics, oof_path, prob_columns
 
 # What an extension promises, by the format Pillow detects from the bytes.
 _FORMAT_SUFFIXES = {
@@ -81,13 +80,12 @@ def read_oof(results_dir: str | Path, spec: DatasetSpec, arch: str) -> pd.DataFr
 
 
 def _oof_provenance(results_dir: Path, spec: DatasetSpec) -> dict:
-    """``split_sha256`` and ``full_dataset`` of the evaluation that wrote the OOF CSVs (``{}`` if unknown)."""
-    metrics = Path(results_dir) / spec.name / METRICS_FILE
+    """``split_sha256`` and ``full_dataset`` of the evaluation that wrote the OOF CSVs (``{}`` if unknown: the
+    pages that show metrics report an unreadable metrics.json themselves)."""
     try:
-        data = json.loads(metrics.read_text())
-    except (OSError, ValueError):
+        return load_metrics(spec, results_dir) or {}
+    except ResultsError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _duplicate_columns(table: pd.DataFrame) -> pd.DataFrame:

@@ -128,6 +128,21 @@ def test_each_fold_model_scores_with_its_own_weights(biased_checkpoints, tmp_pat
         assert TOY.class_dirs[exp.class_idx] == label
 
 
+def test_a_subset_of_an_ensemble_is_that_fold_model_sharing_weights_and_lock(biased_checkpoints, tmp_path):
+    """What the app uses for a bundled sample: the warm ensemble restricted to the fold that never saw it."""
+    paths = [_write_toy(tmp_path, lab, 500 + i)[0] for i, lab in enumerate(TOY.class_dirs)]
+    both = Predictor.from_checkpoints(TOY, "simplecnn", checkpoints_dir=biased_checkpoints["checkpoints"])
+    for fold, label in FOLD_CLASS.items():
+        view = both.subset([fold])
+        assert view.folds == [fold] and view.models[0] is both.models[both.folds.index(fold)]
+        assert view.lock is both.lock and view.cards[0]["fold"] == fold
+        assert {r.label for r in view.predict_files(paths)} == {label} and all(
+            r.agreement == 1.0 for r in view.predict_files(paths))
+    assert both.folds == [0, 1]  # the ensemble itself is untouched
+    with pytest.raises(CheckpointError, match="not loaded"):
+        both.subset([3])
+
+
 def test_explaining_a_fold_that_is_not_loaded_is_an_error(biased_checkpoints):
     only0 = Predictor.from_checkpoints(TOY, "simplecnn", folds=[0], checkpoints_dir=biased_checkpoints["checkpoints"])
     img = Image.fromarray(toy_image("disc", np.random.default_rng(5))[0])
