@@ -6,6 +6,7 @@ The default model for a dataset is the 5-fold ensemble of one arch: each fold mo
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,17 @@ class Predictor:
             raise CheckpointError(f"{self.spec.name}/{self.arch}: fold(s) {list(missing or folds)} not loaded "
                                   f"(loaded: {self.folds})")
         return [self.folds.index(k) for k in folds]
+
+    def subset(self, folds: Sequence[int]) -> Predictor:
+        """This ensemble restricted to ``folds``: the same model objects and the same lock (so a page can
+        classify a bundled sample with the fold that never saw it without loading that fold again)."""
+        idx = self.model_indices(folds)
+        view = copy.copy(self)  # shallow: shares the models, the preprocessing and ``self.lock``
+        view.cards = [self.cards[i] for i in idx]
+        view.folds = [self.folds[i] for i in idx]
+        view.fold_models = [self.fold_models[i] for i in idx]
+        view.models = [self.models[i] for i in idx]
+        return view
 
     def fold_model(self, fold: int) -> InferenceModel:
         """The fold-``fold`` model with this ensemble's preprocessing and precision."""
