@@ -1,4 +1,4 @@
-"""Command line: ``python -m spermlib {splits,train,tune,evaluate,faithfulness,robustness,report,predict,embed,bench}``.
+"""Command line: ``python -m spermlib <command>`` (``--help`` lists them; :data:`COMMANDS` defines them).
 
 Thin: parses and delegates.
 """
@@ -13,13 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spermlib.archs import ARCHS, DEFAULT_ARCH
-from spermlib.data.datasets import DATASETS, PROJECT_ROOT, get_dataset, resolve_data_root
+from spermlib.data.datasets import PROJECT_ROOT, get_dataset, resolve_data_root
 from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
 
+DATASET_HELP = "built-in (smids, hushem), an own dataset's registered name, or a folder with one sub-folder per class"
+
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="dataset / task")
+    p.add_argument("--dataset", required=True, help=DATASET_HELP)
     p.add_argument("--data-dir", default=None,
                    help="dataset folder (or its parent); default $SPERM_DATA_DIR, then the bundled sample")
 
@@ -47,14 +49,23 @@ def _check_output_file(path: str) -> None:
 
 
 def cmd_splits(args: argparse.Namespace) -> int:
-    from spermlib.data.splits import SPLIT_SEED, assign_folds, hash_images, manifest_path, report, write_manifest
+    from spermlib.data.datasets import dataset_for_split, non_image_files, register_dataset
+    from spermlib.data.splits import SPLIT_SEED, assign_folds, check_fold_counts, hash_images, report, write_manifest
+    from spermlib.data.splits import manifest_path as default_manifest
 
-    spec = get_dataset(args.dataset)
+    spec = dataset_for_split(args.dataset, args.name, args.citation,
+                             tuple(args.display_names.split(",")) if args.display_names else None)
     root = resolve_data_root(spec, args.data_dir)
     print(f"hashing {spec.name} images under {root} …", file=sys.stderr)
     df = assign_folds(hash_images(spec, root), n_folds=args.folds,
                       seed=SPLIT_SEED if args.seed is None else args.seed)
     rep = report(df)
+    for what, files in (("not images (by suffix)", non_image_files(spec, root)),
+                        ("not decodable (in the manifest as fold -1, excluded = unreadable)", rep.unreadable)):
+        if files:
+            print(f"skipped {len(files)} file(s), {what}:\n" + "\n".join(f"  {f}" for f in files))
+    if not spec.is_builtin:  # (the built-in datasets are large enough; their CLI behaviour stays as it was)
+        check_fold_counts(df, args.folds)
     print(f"{rep.n_images} images, {rep.n_groups} pixel-identical groups, "
           f"{len(rep.duplicate_groups)} groups with duplicates")
     if rep.conflicting_groups:
@@ -64,9 +75,11 @@ def cmd_splits(args: argparse.Namespace) -> int:
             print("  " + "  =  ".join(f"{p} [{lab}]" for p, lab in g))
     print("images per fold and class (fold -1 = excluded):")
     print(rep.fold_counts.to_string())
-    out = Path(args.out) if args.out else manifest_path(spec)
+    out = Path(args.out) if args.out else default_manifest(spec)
     sha = write_manifest(df, out)  # after the report: an unwritable --out still leaves the report on screen
     print(f"wrote {out} (sha256 {sha[:12]}…)")
+    if not spec.is_builtin:
+        print(f"recorded {spec.name} ({root}, classes {', '.join(spec.class_dirs)}) in {register_dataset(spec)}")
     return 0
 
 
@@ -125,6 +138,47 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from spermlib.store.results import TUNING_FILE, dataset_results_dir
+    from spermlib.training.sweep import SweepJob, comparison_runs, grid, load_space, parse_param, run_sweep
+    from spermlib.training.tuning import compare_configs, format_comparison, record_comparison
+
+    spec = get_dataset(args.dataset)
+    space = load_space(args.space) if args.space else {}
+    space.update(dict(parse_param(p) for p in args.param))
+    if not space:
+        raise SpermlibError("give a search space: --param FIELD=V1,V2 (repeatable) or --space FILE.yaml")
+    root = resolve_data_root(spec, args.data_dir)
+    n_folds = _manifest_folds(spec, root, args.splits)
+    folds = list(range(n_folds)) if args.folds == "all" else [int(k) for k in args.folds.split(",")]
+    job = SweepJob(spec=spec, arch=args.arch, root=str(root), out=str(Path(args.out).resolve()), configs=grid(space),
+                   splits=args.splits, pretrained=args.pretrained, folds=folds)
+    print(f"sweep: {len(job.configs)} configuration(s) × {len(folds)} fold(s) of {spec.name}/{args.arch}",
+          file=sys.stderr)
+    summary = run_sweep(job, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                        gpus_per_trial=args.gpus_per_trial, grace_epochs=args.grace_epochs)
+    for k, f in summary["per_fold"].items():
+        print(f"fold {k}: winner {f['winner']} (inner-val macro-F1 "
+              + ", ".join(f"{n} {s['macro_f1']:.3f}" for n, s in f["scores"].items()) + ")")
+    for trial, err in summary["errors"].items():
+        print(f"failed: {trial}: {err}", file=sys.stderr)
+    runs = comparison_runs(job, summary, args.baseline_name, Path(args.checkpoints))
+    if len(runs) > 1:
+        comparison = compare_configs(spec, args.arch, runs)
+        print(format_comparison(comparison))
+        if args.record:
+            path = dataset_results_dir(spec.name, args.results) / TUNING_FILE
+            print(f"wrote {record_comparison(comparison, path, merge=args.merge)}")
+    print(f"wrote {Path(args.out) / 'sweep.json'}")
+    return 1 if summary["errors"] else 0
+
+
+def _manifest_folds(spec, root: Path, splits: str | None) -> int:
+    from spermlib.data.splits import manifest_for_root
+
+    return int(manifest_for_root(spec, root, splits)[0]["fold"].max()) + 1
+
+
 def _scoring_args(spec, args: argparse.Namespace) -> dict:
     """What evaluate and faithfulness take alike: the data root, archs, split manifest and folders."""
     return {"root": resolve_data_root(spec, args.data_dir), "archs": [args.arch] if args.arch else None,
@@ -169,9 +223,27 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from spermlib.evaluation.report import README, update_readme
+def cmd_ood(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.ood import ood_dataset
 
+    spec = get_dataset(args.dataset)
+    report = ood_dataset(spec, device=args.device, refit=args.refit, **_scoring_args(spec, args))
+    for arch, r in report["archs"].items():
+        o, n, c = r["other_dataset"], r["natural_photographs"], r["calibration"]
+        print(f"{spec.name}/{arch}: {r['detector']} detector; flagged: test folds {r['test_folds']['flagged']:.1%}, "
+              f"other dataset {o['flagged']:.1%} (AUROC {o['auroc']:.3f}), natural photographs {n['flagged']:.1%} "
+              f"(AUROC {n['auroc']:.3f}); out-of-fold ECE {c['ece_before']:.3f} → {c['ece_after']:.3f} with "
+              f"temperature scaling ({'used' if c['applied'] else 'not used'} by predict)")
+    print(f"wrote {report['written_to']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.report import README, dataset_section, update_readme
+
+    if args.dataset:  # an own dataset's section, printed (README's block lists the built-in datasets)
+        print(dataset_section(get_dataset(args.dataset).name, args.results))
+        return 0
     current = update_readme(README, results_dir=args.results, check=args.check)
     if args.check:
         print("README results are current" if current else "README results are stale: run `python -m spermlib report`")
@@ -181,20 +253,50 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from spermlib.data.datasets import expand_image_paths
     from spermlib.inference.predict import Predictor, format_table
 
     spec = get_dataset(args.dataset)
+    paths = expand_image_paths(args.images)  # folders: every image file under them
+    if args.out:
+        _check_table_file(args.out)
+    if args.ray is not None:
+        return _predict_on_ray(args, spec, paths)
     predictor = Predictor.from_checkpoints(spec, arch=args.arch, folds=None if args.fold is None else [args.fold],
                                            checkpoints_dir=Path(args.checkpoints), device=args.device)
     cam_error = _cam_dir_error(Path(args.cam)) if args.cam else None
-    results = predictor.predict_files(args.images, cam_dir=None if cam_error else args.cam)
-    if args.json:
+    results = predictor.predict_files(paths, cam_dir=None if cam_error else args.cam)
+    if args.out:
+        from spermlib.inference.distributed import prediction_row, rows_frame, write_table
+
+        print(f"wrote {write_table(rows_frame([prediction_row(r) for r in results]), args.out)}", file=sys.stderr)
+    elif args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         print(format_table(results, spec))
     if cam_error:
         raise SpermlibError(cam_error)  # after the predictions: they are valid without the overlays
     return 1 if any(r.error for r in results) else 0
+
+
+def _check_table_file(out: str) -> None:
+    from spermlib.inference.distributed import table_format
+
+    table_format(out)
+    _check_output_file(out)
+
+
+def _predict_on_ray(args: argparse.Namespace, spec, paths: list[str]) -> int:
+    """``predict --ray``: Ray Data reads, a pool of actors classifies, one table file is written."""
+    from spermlib.inference.distributed import predict_on_ray, write_table
+
+    if args.cam or not args.out:
+        raise SpermlibError("predict --ray writes a table: give --out FILE.parquet or .csv (and no --cam)")
+    frame = predict_on_ray(paths, spec, args.arch, args.checkpoints, folds=None if args.fold is None else [args.fold],
+                           address=None if args.ray == "local" else args.ray, actors=args.actors, progress=True)
+    n_bad = int(frame["error"].notna().sum())
+    print(f"wrote {write_table(frame, args.out)}: {len(frame)} images, {n_bad} with an error", file=sys.stderr)
+    return 1 if n_bad else 0
 
 
 def _cam_dir_error(out: Path) -> str | None:
@@ -238,8 +340,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.out:
         _check_output_file(args.out)
-    run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch, app=not args.no_app)
+    run_bench(quick=args.quick, out=args.out, dataset=args.dataset, arch=args.arch, app=not args.no_app,
+              ray=not args.no_ray)
     return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from spermlib.samples.commands import run
+
+    return run(args)
+
+
+def _samples_args(p: argparse.ArgumentParser) -> None:
+    from spermlib.samples.commands import add_arguments  # no database import until a samples command runs
+
+    add_arguments(p)
 
 
 def _splits_args(p: argparse.ArgumentParser) -> None:
@@ -247,6 +362,10 @@ def _splits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=None, help="split seed (default: the project's fixed seed)")
     p.add_argument("--out", default=None, help="manifest path (default splits/<dataset>.csv)")
+    p.add_argument("--name", default=None, help="own dataset: its name (default: the folder's name, lower-case)")
+    p.add_argument("--citation", default=None, help="own dataset: how to cite it (shown with its results)")
+    p.add_argument("--display-names", default=None, dest="display_names",
+                   help="own dataset: comma-separated class names to show, in the (sorted) order of its class folders")
 
 
 # Recipe overrides of `train`: (option name, type, help); also the keys passed to Recipe.for_arch.
@@ -285,7 +404,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("--dataset", required=True, help=DATASET_HELP)
     p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                    help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
@@ -294,6 +413,31 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
                    help="with --record: keep recorded rows of this arch that this comparison lacks")
     p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
                    help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run replaces it)")
+    _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
+    _add_checkpoints_arg(p)
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
+    p.add_argument("--param", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="recipe field and its values (e.g. lr=1e-3,3e-4); one value sets it for all; repeatable")
+    p.add_argument("--space", default=None, metavar="FILE.yaml", help="search space {field: [values]} (YAML)")
+    p.add_argument("--folds", default="all", help="outer folds: 'all' or e.g. 0,1")
+    p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv)")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "runs" / "sweep"),
+                   help="one checkpoints folder per configuration")
+    p.add_argument("--address", default=None, help="an existing Ray cluster (default: a local one on this machine)")
+    p.add_argument("--cpus-per-trial", type=float, default=1, dest="cpus_per_trial")
+    p.add_argument("--gpus-per-trial", type=float, default=None, dest="gpus_per_trial",
+                   help="GPU fraction per trial (default 0.25 when the cluster has a GPU, else 0)")
+    p.add_argument("--grace-epochs", type=int, default=3, dest="grace_epochs",
+                   help="epochs every trial runs before ASHA may stop it (on inner-validation macro-F1)")
+    p.add_argument("--pretrained", default="auto", choices=["auto", "timm", "offline", "none"])
+    p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
+    p.add_argument("--merge", action="store_true", help="with --record: keep recorded rows this sweep lacks")
+    p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
+                   help="label of the --checkpoints folder (the baseline) in the comparison")
     _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
     _add_checkpoints_arg(p)
 
@@ -327,19 +471,30 @@ def _robustness_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, _SUBSET_RESULTS_HELP)
 
 
+def _ood_args(p: argparse.ArgumentParser) -> None:
+    _robustness_args(p)
+    p.add_argument("--refit", action="store_true", help="fit the detectors and temperatures again even if stored")
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
     p.add_argument("--check", action="store_true", help="only check that the README block is current")
+    p.add_argument("--dataset", default=None, help="print this dataset's results section (e.g. an own dataset's)")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    p.add_argument("images", nargs="+", help="image files, or folders (every image file under them)")
+    p.add_argument("--dataset", required=True, help=DATASET_HELP)
     p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--fold", type=int, default=None, help="one fold's model (default: 5-fold ensemble)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
     p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the --json rows as a table (.parquet or .csv; nested values as JSON text)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="classify on Ray (Ray Data + a pool of actors): a local cluster, or the one at ADDRESS")
+    p.add_argument("--actors", type=int, default=None, help="with --ray: actors (default: one per GPU or per 2 CPUs)")
     _add_checkpoints_arg(p)
 
 
@@ -353,13 +508,44 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoints_arg(p)
 
 
+def cmd_example(args: argparse.Namespace) -> int:
+    from spermlib.dashboard.triage import NORMAL_LABEL  # the Overview prefers a normal-class example
+    from spermlib.data.datasets import DATASETS
+    from spermlib.evaluation.worked_example import write_worked_example
+    from spermlib.store.cards import available_folds
+    from spermlib.store.examples import example_path
+
+    names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    for name in names:
+        spec = get_dataset(name)
+        if args.dataset == "all" and not available_folds(spec, args.arch, Path(args.checkpoints)):
+            print(f"{name}: no {args.arch} checkpoints, skipped", file=sys.stderr)
+            continue
+        example = write_worked_example(spec, args.arch, NORMAL_LABEL.get(name), args.results,
+                                       Path(args.checkpoints))
+        if example is None:
+            print(f"{name}: no bundled sample is classified correctly out of fold; no example written")
+        else:
+            print(f"{name}: {example.path} (fold {example.fold}, {example.pred}) → {example_path(name, args.results)}")
+    return 0
+
+
+def _example_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="all", help=f"{DATASET_HELP}, or 'all' (default)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=ARCHS)
+    _add_results_arg(p, "results folder to read the OOF table from and write into (default: results/)")
+    _add_checkpoints_arg(p)
+
+
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repeats")
-    p.add_argument("--dataset", default="smids", choices=sorted(DATASETS))
+    p.add_argument("--dataset", default="smids", help=DATASET_HELP)
     p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--out", default=None, help="also write the table as JSON here")
     p.add_argument("--no-app", action="store_true", dest="no_app",
                    help="skip the dashboard row (fresh process → first prediction)")
+    p.add_argument("--no-ray", action="store_true", dest="no_ray",
+                   help="skip the Ray batch prediction row (also skipped when Ray is not installed)")
 
 
 Command = Callable[[argparse.Namespace], int]
@@ -369,16 +555,24 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
     ("splits", "write the leakage-free 5-fold split manifest splits/<dataset>.csv", _splits_args, cmd_splits),
     ("train", "train fold checkpoints (resumable)", _train_args, cmd_train),
     ("tune", "compare tuning runs with the shipped checkpoints on inner validation only", _tune_args, cmd_tune),
+    ("sweep", "recipe sweep on Ray Tune: configurations × folds, ASHA and per-fold (nested) selection on inner "
+     "validation", _sweep_args, cmd_sweep),
     ("evaluate", "out-of-fold predictions and metrics.json", _evaluate_args, cmd_evaluate),
     ("faithfulness", "score Grad-CAM++ maps on the test folds → faithfulness.json", _faithfulness_args,
      cmd_faithfulness),
     ("robustness", "out-of-fold accuracy under JPEG, blur, noise, colour and geometry corruptions → robustness.json",
      _robustness_args, cmd_robustness),
+    ("ood", "fit out-of-domain detectors + temperatures per fold model; AUROC and flag rates → ood.json", _ood_args,
+     cmd_ood),
     ("report", "regenerate README.md's results block from results/ (metrics, faithfulness, robustness)", _report_args,
      cmd_report),
-    ("predict", "classify image files", _predict_args, cmd_predict),
+    ("predict", "classify image files and folders (--ray: on a Ray cluster)", _predict_args, cmd_predict),
     ("embed", "precompute the dashboard's embedding map (features + PCA) into its cache", _embed_args, cmd_embed),
+    ("example", "precompute the Overview's worked example (Grad-CAM++ and CBAM maps of a bundled sample)",
+     _example_args, cmd_example),
     ("bench", "speed: times and ratios against bare timm, measured in one process", _bench_args, cmd_bench),
+    ("samples", "save classified samples, review them, report (PDF/HTML), export, delete", _samples_args,
+     cmd_samples),
 )
 
 

@@ -21,11 +21,12 @@ from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard import charts, palette, samples, triage
 from spermlib.dashboard.images import fit
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import DATASETS
+from spermlib.data.datasets import get_dataset, listed_datasets
 from spermlib.inference.explain import Explainer, Explanation, overlay
 from spermlib.inference.predict import Predictor
 from spermlib.store.cards import available_folds
 from spermlib.store.paths import default_checkpoints_dir
+from views.annotations import save_as_sample
 from views.common import (
     bundled_samples,
     dataset_picker,
@@ -52,7 +53,7 @@ def _classify(dataset: str, archs: tuple[str, ...], checkpoints_dir: str, names:
               _inputs: list[triage.ImageInput]) -> dict[str, list[triage.ArchResult | None]]:
     """Cached by content (names + sha256 digests) and model (routes); the unhashed ``_`` arguments carry
     the objects."""
-    return triage.classify_inputs(_predictors, _inputs, DATASETS[dataset], routes,
+    return triage.classify_inputs(_predictors, _inputs, get_dataset(dataset), routes,
                                   fold_predictor=lambda arch, fold: get_fold_predictor(dataset, arch, fold))
 
 
@@ -66,7 +67,7 @@ def _explain(dataset: str, arch: str, fold: int | None, checkpoints_dir: str, di
 
 @st.cache_data(show_spinner=False)
 def _sample_folds(dataset: str) -> dict[str, int]:
-    return samples.sample_folds(DATASETS[dataset])
+    return samples.sample_folds(get_dataset(dataset))
 
 
 def _apply_query_params() -> None:
@@ -75,7 +76,7 @@ def _apply_query_params() -> None:
         return
     st.session_state["classify_query_applied"] = True
     qp = st.query_params
-    if qp.get("dataset") in DATASETS:
+    if qp.get("dataset") in listed_datasets():
         st.session_state["classify_dataset"] = qp["dataset"]
     if qp.get("arch"):
         st.session_state["classify_arch_request"] = qp["arch"]
@@ -95,7 +96,7 @@ def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput
     if route is not None and route.note and not side_by_side:
         st.caption(route.note)
     for warning in result.warnings:
-        st.warning(warning.message)
+        (st.error if warning.kind == "out_of_domain" else st.warning)(warning.message)
     model = f"fold-{route.fold} model" if route is not None and route.single_fold else "ensemble"
     st.plotly_chart(charts.probability_figure(pred.probabilities, pred.label, spec, f"{model} probability"),
                     key=f"probs_{index}_{arch}", width="stretch")
@@ -214,6 +215,8 @@ good = [i for i, item in enumerate(inputs) if item.error is None]
 if not good:
     st.stop()
 
+if banner := triage.out_of_domain_banner(results):
+    st.error(banner)
 # ------------------------------------------------------------------ one image in detail
 st.subheader("Prediction and explanation")
 c1, c2, c3 = st.columns([3, 2, 2])
@@ -234,7 +237,9 @@ for column, (arch, predictor) in zip(columns, predictors.items()):
         _render_result(arch, results[arch][index], inputs[index], index, spec, predictor, alpha, target,
                        side_by_side=len(predictors) > 1)
 st.caption(
-    f"Warnings: confidence below {triage.LOW_CONFIDENCE:.0%}; fewer than {triage.MIN_AGREEMENT:.0%} of the fold "
+    "Warnings: out of domain (the models' out-of-domain detector, threshold set so that 5 % of held-out "
+    f"training-like images are flagged); confidence below {triage.LOW_CONFIDENCE:.0%}; fewer than "
+    f"{triage.MIN_AGREEMENT:.0%} of the fold "
     "models agreeing; for SMIDS, P(Non-Sperm) ≥ "
     f"{triage.NON_SPERM_PROB:.0%}; for HuSHeM, an image that is not a ~131 px square head crop."
 )
@@ -248,11 +253,15 @@ st.dataframe(table, hide_index=True, width="stretch", column_order=triage.SHOWN_
 st.caption("The CSV adds each class's probability and the fold models' agreement.")
 st.download_button("Download results (CSV)", triage.to_csv_bytes(table), file_name=f"classify_{spec.name}.csv",
                    mime="text/csv", key="classify_download")
+save_as_sample(spec, inputs, results, predictors)
 
 if len(good) > 1:
     shares = {a: triage.normal_share(results[a], spec) for a in predictors}
     st.subheader("Share of normal forms in this batch")
-    _normal_share_chart(shares)
+    for arch in [a for a, share in shares.items() if share.withheld]:
+        st.warning(f"{arch_title(arch)}: no share of normal forms for this batch. {shares[arch].withheld_reason}")
+    if shown_shares := {a: share for a, share in shares.items() if not share.withheld}:
+        _normal_share_chart(shown_shares)
     denominator = ("images classified as sperm (images predicted Non-Sperm are left out)"
                    if spec.name in triage.NON_SPERM_LABEL else "classified images")
     st.caption(

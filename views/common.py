@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
 
 from spermlib.archs import ARCHS, DEFAULT_ARCH
@@ -34,6 +35,7 @@ from spermlib.data.datasets import (
     DatasetSpec,
     get_dataset,
     list_images,
+    listed_datasets,
     resolve_data_root,
 )
 from spermlib.data.imageio import ImageError
@@ -124,8 +126,14 @@ def _fold_predictor(dataset: str, arch: str, fold: int, checkpoints_dir: str) ->
 
 
 def get_fold_predictor(dataset: str, arch: str, fold: int) -> Predictor:
-    """The cached fold-``fold`` model of one arch alone (e.g. for an image the other folds trained on)."""
-    return _fold_predictor(dataset, arch, fold, str(default_checkpoints_dir()))
+    """The fold-``fold`` model of one arch alone (e.g. for an image the other folds trained on): a view of the
+    cached ensemble, which the background warm-up has usually loaded already; that fold alone if the
+    ensemble cannot be loaded (e.g. another fold's checkpoint is missing)."""
+    checkpoints = str(default_checkpoints_dir())
+    try:
+        return _predictor(dataset, arch, checkpoints).subset([fold])
+    except CheckpointError:
+        return _fold_predictor(dataset, arch, fold, checkpoints)
 
 
 def get_predictor(dataset: str, arch: str) -> Predictor | None:
@@ -139,7 +147,11 @@ def get_predictor(dataset: str, arch: str) -> Predictor | None:
 
 def _warm_up(dataset: str, arch: str, checkpoints_dir: str) -> None:
     try:
-        _predictor(dataset, arch, checkpoints_dir)  # the cached function the pages call: they find it loaded
+        predictor = _predictor(dataset, arch, checkpoints_dir)  # the cached function the pages call: found loaded
+        # One explanation of a blank image: imports Grad-CAM++'s libraries (~2 s: pytorch-grad-cam pulls in
+        # scikit-learn) and runs each kernel once, so the first real prediction with its map pays neither.
+        blank = np.zeros((predictor.input_size,) * 2 + (3,), dtype=np.uint8)
+        predictor.explain(blank, folds=predictor.folds[:1])
     except Exception:  # noqa: BLE001 — a page that needs the model reports the error itself
         log.info("model warm-up skipped", exc_info=True)
 
@@ -179,9 +191,9 @@ def default_first(entries: Sequence[str]) -> list[str]:
 
 
 def dataset_picker(key: str = "dataset", label: str = "Dataset / task") -> DatasetSpec:
-    names = list(DATASETS)
-    choice = st.selectbox(label, names, format_func=lambda n: DATASETS[n].title, key=key)
-    return get_dataset(choice)
+    datasets = listed_datasets()  # the built-in ones, then every own dataset (datasets.json) that has checkpoints
+    choice = st.selectbox(label, list(datasets), format_func=lambda n: datasets[n].title, key=key)
+    return datasets[choice]
 
 
 def results_dir() -> Path:

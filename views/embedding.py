@@ -1,5 +1,5 @@
 """Embedding map: a 2-D PCA of one fold model's penultimate features for a dataset's images,
-coloured by true or predicted class; a box/lasso selection shows the selected images.
+coloured by true or predicted class or by domain score; a box/lasso selection shows the selected images.
 
 One fold model embeds every image (see spermlib/embedding.py for why not out-of-fold features);
 the marker says whether that model saw the image in training.
@@ -31,6 +31,7 @@ from views.common import (
 )
 
 GALLERY_MAX = 48
+DOMAIN = "domain score"
 SHORT_SPLIT = {HELD_OUT: "held out", TRAINING: "seen in training", EXCLUDED: "excluded"}
 
 
@@ -78,7 +79,9 @@ if predictor is None:
     st.stop()
 fold = c2.selectbox("Fold model", predictor.folds, format_func=lambda k: f"fold {k}",
                     key=f"embedding_fold_{spec.name}_{arch}")
-colour_by = c3.radio("Colour by", ["true class", "predicted class"], horizontal=True, key="embedding_colour")
+colour_by = c3.radio("Colour by", ["true class", "predicted class", DOMAIN], horizontal=True, key="embedding_colour",
+                     help="Domain score: how typical each image is of this fold model's training images, by its "
+                          "out-of-domain detector (`python -m spermlib ood`); below 0 an image would be flagged.")
 
 checkpoints = default_checkpoints_dir()
 ckpt_file = checkpoint_path(spec, arch, fold, checkpoints)
@@ -96,15 +99,22 @@ if frame.empty:
     st.info(f"No images to embed under {root}.")
     st.stop()
 
-colour = "true" if colour_by == "true class" else "pred"
+if colour_by == DOMAIN and not emap.has_domain_scores:
+    st.info(f"No out-of-domain detector is stored for this model; fit one with `python -m spermlib ood --dataset "
+            f"{spec.name}`. Coloured by true class instead.")
+colour = {"true class": "true", "predicted class": "pred"}.get(colour_by, "domain_score")
+colour = "true" if colour == "domain_score" and not emap.has_domain_scores else colour
 order = [spec.display(c) for c in spec.class_dirs]
+# Domain score: a diverging scale centred on the flagging threshold (0), red = flagged as out of domain.
+continuous = {"color_continuous_scale": "RdBu", "color_continuous_midpoint": 0.0} if colour == "domain_score" else {}
 fig = px.scatter(
     frame, x="x", y="y", color=colour, symbol="split", custom_data=["path"],
-    category_orders={colour: order, "split": [HELD_OUT]},
+    category_orders={colour: order, "split": [HELD_OUT]}, **continuous,
     color_discrete_map=class_colour_map(spec),  # the same colour per class on every page
-    hover_data={"path": True, "true": True, "pred": True, "confidence": ":.2f", "fold": True, "x": False, "y": False},
+    hover_data={"path": True, "true": True, "pred": True, "confidence": ":.2f", "domain_score": ":.2f", "fold": True,
+                "x": False, "y": False},
     labels={"x": f"PC1 ({emap.explained[0]:.0%} of variance)", "y": f"PC2 ({emap.explained[1]:.0%} of variance)",
-            "true": "true class", "pred": "predicted", "split": "seen by the model?"},
+            "true": "true class", "pred": "predicted", "split": "seen by the model?", "domain_score": "domain score"},
 )
 fig.update_traces(marker={"size": 8, "opacity": 0.8})
 fig.update_layout(height=640, dragmode="lasso", legend=LEGEND_BELOW, margin={"l": 10, "r": 10, "t": 10, "b": 10})

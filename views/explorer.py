@@ -27,6 +27,7 @@ from spermlib.dashboard.catalog import (
 from spermlib.dashboard.palette import class_colour_map
 from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DataError, get_dataset, resolve_data_root
+from views.annotations import dataset_tags_section
 from views.common import Tile, dataset_picker, gallery, page_picker, results_dir, thumbnail
 
 LARGE_SIDE = 320
@@ -160,3 +161,4 @@ if catalog.oof_archs:
     if details["predictions"]["correct"].isna().all():
         right.caption("Excluded images are not evaluated." if catalog.table.loc[
             catalog.table["path"] == chosen, "fold"].iloc[0] < 0 else "This image is not in the evaluated set.")
+dataset_tags_section(spec, chosen, key="explorer_tags")

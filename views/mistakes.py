@@ -28,6 +28,7 @@ from spermlib.dashboard.tables import (
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, load_rgb
 from spermlib.store.paths import default_checkpoints_dir
+from views.annotations import dataset_tags_section
 from views.common import Tile, cached_oofs, data_root_or_error, dataset_picker, gallery, get_predictor, page_picker
 
 PAGE_SIZE = 24
@@ -166,3 +167,4 @@ if shown.empty:
     st.stop()
 mistakes_gallery(shown, root)
 explanations(shown, oofs, spec, root)
+dataset_tags_section(spec, st.session_state.get(vm.image_key(spec.name)), key="mistakes_tags")

@@ -35,6 +35,8 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo("views/mistakes.py", "Misclassification explorer", ":material/search:",
              "out-of-fold errors with their explanations"),
     PageInfo("views/embedding.py", "Embedding map", ":material/scatter_plot:", "2-D map of the models' features"),
+    PageInfo("views/samples.py", "Samples", ":material/fact_check:",
+             "saved samples: expert review queue, history, PDF/HTML report"),
 )
 
 

@@ -12,6 +12,12 @@ Rules (the thresholds are module constants so pages, docs and tests agree):
 * **Not a head crop** (HuSHeM task) — HuSHeM models saw 131 × 131 px crops of single sperm heads;
   an image far from square (aspect ratio outside ``HEAD_CROP_ASPECT``) or much smaller/larger
   (``HEAD_CROP_SIDE``) is probably outside their domain.
+* **Out of domain** — the fold models' out-of-domain detector (``inference.ood``, fitted on their
+  training images by ``python -m spermlib ood``) finds the image unlike anything they were trained on
+  (``Prediction.in_domain`` false): its label, however confident, says nothing about the image. A batch
+  with any such image gets a banner; when more than ``MAX_OUT_OF_DOMAIN_SHARE`` (20 %) of a batch is out
+  of domain, its normal-forms share is withheld: it would describe mostly images the models cannot judge
+  (another lab's 240 unstained heads gave 3 % "normal" for a sample labelled 73 % normal).
 * **Normal-forms share** — images predicted normal ÷ images classified as sperm. For SMIDS, images
   predicted Non-Sperm are excluded from the denominator (they are not sperm); failed files are never
   counted. Shown against the WHO 2021 lower reference limit of 4 % normal forms (WHO laboratory manual
@@ -43,9 +49,10 @@ NON_SPERM_PROB = 0.30
 HEAD_CROP_ASPECT = (0.8, 1.25)  # width / height
 HEAD_CROP_SIDE = (64, 400)  # px, shorter and longer side
 WHO_2021_NORMAL_FORMS_LRL = 0.04  # lower reference limit (5th centile), normal forms
+MAX_OUT_OF_DOMAIN_SHARE = 0.20  # above this share of out-of-domain images a batch's normal-forms share is withheld
 
 # The results table on screen (the CSV keeps every column): what differs between rows, narrow enough to read.
-SHOWN_COLUMNS = ["file", "model", "prediction", "confidence", "classified by", "warnings", "error"]
+SHOWN_COLUMNS = ["file", "model", "prediction", "confidence", "in domain", "classified by", "warnings", "error"]
 
 # Which class is "normal" / "not sperm" in each task.
 NORMAL_LABEL = {"smids": "Normal_Sperm", "hushem": "01_Normal"}
@@ -54,7 +61,7 @@ NON_SPERM_LABEL = {"smids": "Non-Sperm"}
 
 @dataclass(frozen=True)
 class TriageWarning:
-    kind: str  # low_confidence | disagreement | non_sperm | not_head_crop
+    kind: str  # out_of_domain | low_confidence | disagreement | non_sperm | not_head_crop
     message: str
 
 
@@ -94,10 +101,27 @@ class NormalShare:
     n_sperm: int  # denominator: images classified as sperm
     n_non_sperm: int  # SMIDS images predicted Non-Sperm (left out of the denominator)
     n_failed: int  # files that could not be classified
+    n_out_of_domain: int = 0  # classified images the out-of-domain detector flagged
+    n_domain_checked: int = 0  # classified images with a domain verdict (0: no detector for this model)
 
     @property
     def share(self) -> float | None:
         return self.n_normal / self.n_sperm if self.n_sperm else None
+
+    @property
+    def out_of_domain_share(self) -> float | None:
+        return self.n_out_of_domain / self.n_domain_checked if self.n_domain_checked else None
+
+    @property
+    def withheld(self) -> bool:
+        """True when too much of the batch is out of domain for the share to mean anything."""
+        return (self.out_of_domain_share or 0.0) > MAX_OUT_OF_DOMAIN_SHARE
+
+    @property
+    def withheld_reason(self) -> str:
+        return (f"{self.n_out_of_domain} of {self.n_domain_checked} images ({self.out_of_domain_share:.0%}) are out "
+                f"of domain (more than {MAX_OUT_OF_DOMAIN_SHARE:.0%}): the models cannot judge them, so a share of "
+                "normal forms over this batch would not describe the sample. See the per-image table.")
 
     @property
     def below_who_limit(self) -> bool | None:
@@ -154,6 +178,13 @@ def triage_warnings(prediction: Prediction, spec: DatasetSpec, width: int | None
     if prediction.error or prediction.label is None:
         return []
     out = []
+    if prediction.in_domain is False:
+        out.append(TriageWarning(
+            "out_of_domain",
+            f"Out of domain (domain score {prediction.domain_score:.2f} < 0): this image is unlike the {spec.title} "
+            "images the models were trained on (another stain, magnification or camera, or not a sperm image). "
+            f"Its label ({prediction.display}) is not trustworthy, however confident.",
+        ))
     if prediction.confidence is not None and prediction.confidence < LOW_CONFIDENCE:
         out.append(TriageWarning(
             "low_confidence",
@@ -225,7 +256,22 @@ def normal_share(results: Sequence[ArchResult | Prediction | None], spec: Datase
     n_failed = len(predictions) - len(ok)
     n_non = sum(p.label == non_sperm for p in ok) if non_sperm else 0
     return NormalShare(n_normal=sum(p.label == normal for p in ok), n_sperm=len(ok) - n_non,
-                       n_non_sperm=n_non, n_failed=n_failed)
+                       n_non_sperm=n_non, n_failed=n_failed, n_out_of_domain=sum(p.in_domain is False for p in ok),
+                       n_domain_checked=sum(p.in_domain is not None for p in ok))
+
+
+def out_of_domain_banner(results: Mapping[str, Sequence[ArchResult | None]]) -> str | None:
+    """One line for the batch when any image is out of domain for any model, else ``None``."""
+    parts = []
+    for arch, res in results.items():
+        flagged = [r for r in res if r is not None and r.prediction.in_domain is False]
+        checked = [r for r in res if r is not None and r.prediction.in_domain is not None]
+        if flagged:
+            parts.append(f"{len(flagged)} of {len(checked)} for {arch_title(arch)}")
+    if not parts:
+        return None
+    return ("Out-of-domain images in this batch (" + "; ".join(parts) + "): they are unlike the training images, so "
+            "their labels are not trustworthy. Each is marked below.")
 
 
 def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResult | None]],
@@ -234,7 +280,7 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
     P(class)…, warnings, error."""
     prob_cols = [f"P({spec.display(c)})" for c in spec.class_dirs]
     columns = ["file", "model", "arch", "prediction", "confidence", "agreement", "classified by", *prob_cols,
-               "warnings", "error"]
+               "in domain", "domain score", "warnings", "error"]
     rows = []
     for i, item in enumerate(inputs):
         verdicts = [(arch, res[i]) for arch, res in results.items() if res[i] is not None]
@@ -247,6 +293,9 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
                    "confidence": round(p.confidence, 4),
                    "agreement": "" if res.route and res.route.single_fold else agreement_text(p),
                    "classified by": res.route.model if res.route else "ensemble",
+                   # "" = no out-of-domain detector for this model (python -m spermlib ood fits them)
+                   "in domain": "" if p.in_domain is None else ("yes" if p.in_domain else "NO"),
+                   "domain score": None if p.domain_score is None else round(p.domain_score, 3),
                    "warnings": " | ".join(w.message for w in res.warnings), "error": ""}
             row.update({col: round(p.probabilities[c], 4) for col, c in zip(prob_cols, spec.class_dirs)})
             rows.append(row)

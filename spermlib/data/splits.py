@@ -5,6 +5,8 @@
 * Groups whose members carry *different* labels (4 pairs in SMIDS) have no trustworthy label.
   Rule: they are excluded from training and evaluation (``fold = -1``, ``excluded =
   conflicting_labels``) and reported by ``python -m spermlib splits``.
+* An own dataset's file that has an image suffix but cannot be decoded is listed and excluded the same
+  way (``excluded = unreadable``); a built-in dataset has none (its decode errors stay errors).
 * The inner validation split (early stopping, model selection) is carved from the training part of
   each fold, again stratified and grouped. The test fold is only ever touched by evaluation.
 """
@@ -12,14 +14,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from spermlib.data.datasets import PROJECT_ROOT, DataError, DatasetSpec, list_images
-from spermlib.data.imageio import load_rgb, pixel_sha256
+from spermlib.data.imageio import ImageError, load_rgb, pixel_sha256
 
 N_FOLDS = 5
 SPLIT_SEED = 20260
@@ -27,6 +30,7 @@ INNER_VAL_FRACTION = 0.15
 SPLITS_DIR = PROJECT_ROOT / "splits"
 MANIFEST_COLUMNS = ["path", "label", "fold", "group", "pixel_sha256", "excluded"]
 CONFLICT = "conflicting_labels"
+UNREADABLE = "unreadable"
 
 
 @dataclass
@@ -36,13 +40,24 @@ class SplitReport:
     duplicate_groups: list[list[str]]  # groups with more than one file
     conflicting_groups: list[list[tuple[str, str]]]  # (path, label) per member
     fold_counts: pd.DataFrame  # fold × label
+    unreadable: list[str] = field(default_factory=list)  # own datasets: image-named files that do not decode
 
 
 def hash_images(spec: DatasetSpec, root: Path) -> pd.DataFrame:
     """``list_images`` plus the RGB-pixel sha256 of every file."""
     df = list_images(spec, root)
-    df["pixel_sha256"] = [pixel_sha256(load_rgb(Path(root) / p)) for p in df["path"]]
+    df["pixel_sha256"] = [_pixel_hash(spec, Path(root) / p) for p in df["path"]]
     return df
+
+
+def _pixel_hash(spec: DatasetSpec, path: Path) -> str:
+    """The file's RGB-pixel sha256; "" for an own dataset's undecodable file (then excluded as unreadable)."""
+    try:
+        return pixel_sha256(load_rgb(path))
+    except ImageError:
+        if spec.is_builtin:
+            raise
+        return ""
 
 
 def assign_folds(df: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = SPLIT_SEED) -> pd.DataFrame:
@@ -53,6 +68,7 @@ def assign_folds(df: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = SPLIT_SEE
     labels_per_group = df.groupby("group")["label"].nunique()
     conflicting = set(labels_per_group[labels_per_group > 1].index)
     df["excluded"] = np.where(df["group"].isin(conflicting), CONFLICT, "")
+    df.loc[df["pixel_sha256"] == "", "excluded"] = UNREADABLE
     df["fold"] = -1
     usable = df["excluded"] == ""
     from sklearn.model_selection import StratifiedGroupKFold  # here: pages read manifests, scikit-learn costs 0.8 s
@@ -64,12 +80,31 @@ def assign_folds(df: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = SPLIT_SEE
     return df[MANIFEST_COLUMNS]
 
 
+def check_fold_counts(df: pd.DataFrame, n_folds: int = N_FOLDS, val_fraction: float = INNER_VAL_FRACTION) -> None:
+    """Refuse a split some class cannot fill: every test fold needs an image of the class, and every fold's
+    training part as many as its stratified inner-validation split has parts (scikit-learn's requirement)."""
+    usable = df[df["excluded"] == ""]
+    n_inner = max(2, round(1 / val_fraction))
+    per_fold = pd.crosstab(usable["label"], usable["fold"]).reindex(sorted(set(df["label"])), fill_value=0)
+    per_fold = per_fold.reindex(columns=range(n_folds), fill_value=0)
+    total = per_fold.sum(axis=1)
+    training_part = per_fold.rsub(total, axis=0).min(axis=1)  # the smallest training part of each class
+    short = total[(per_fold.min(axis=1) < 1) | (training_part < n_inner)]
+    if len(short):
+        need = max(n_folds, math.ceil(n_inner * n_folds / (n_folds - 1)))
+        listed = ", ".join(f"{label!r} has {n}" for label, n in short.items())
+        raise DataError(f"too few usable images per class for {n_folds}-fold cross-validation: {listed}; each class "
+                        f"needs about {need} (one or more per test fold, and {n_inner} in every fold's training part "
+                        "for its inner-validation split); add images")
+
+
 def report(df: pd.DataFrame) -> SplitReport:
-    groups = df.groupby("group")
+    readable = df["excluded"] != UNREADABLE
+    groups = df[readable].groupby("group")
     dup = [sorted(g["path"]) for _, g in groups if len(g) > 1]
     conf = [list(zip(g["path"], g["label"])) for _, g in groups if g["label"].nunique() > 1]
     counts = pd.crosstab(df["fold"], df["label"])
-    return SplitReport(len(df), df["group"].nunique(), dup, conf, counts)
+    return SplitReport(len(df), df[readable]["group"].nunique(), dup, conf, counts, sorted(df[~readable]["path"]))
 
 
 def manifest_path(spec: DatasetSpec, splits_dir: Path = SPLITS_DIR) -> Path:

@@ -30,10 +30,12 @@ import torch
 
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, SAMPLE_DATA_ROOT, DatasetSpec, get_dataset, list_images
 from spermlib.data.preprocess import load_uint8_batch, normalize
+from spermlib.errors import SpermlibError
 from spermlib.inference.explain import Explainer
 from spermlib.inference.predict import Predictor
 from spermlib.models import build_model
 from spermlib.runtime import FP32, Precision, bf16_available, pick_device, precision_policy
+from spermlib.store.cards import checkpoint_path
 from spermlib.store.checkpoints import available_folds, round_to_fp16_
 from spermlib.training.train import FoldData, Recipe, train_fold
 
@@ -205,13 +207,62 @@ def training_row(s: Setting) -> Row:
                     "plain loop on synthetic tensors", "≥ 0.85×", ours)
 
 
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def ray_prediction_row(s: Setting) -> Row | None:
+    """Archive prediction on Ray (Ray Data reads the files, a pool of actors each loads the model once and
+    classifies) against the single-process batch path (``Predictor.from_checkpoints`` + ``predict_files``, as the
+    CLI runs it), on the same files (the bundled sample, repeated), same model, same machine. Both are timed end to
+    end from the checkpoint on disk; the single-process path first, before Ray starts its processes on the same
+    cores. Ray runs on a local cluster already started and warmed up by one small job (an archive job joins a
+    running cluster); it is timed on N and 2N files: the row's value is the steady-state throughput (the N files the
+    longer job adds, what an archive of 10⁵ files sees), its name the fixed cost per job (actors start, each loads the
+    model) and the end-to-end ratio on 2N files. ``None`` when Ray is not installed."""
+    from spermlib.cluster import require_ray
+    from spermlib.store.checkpoints import save_checkpoint
+
+    try:
+        require_ray()
+    except SpermlibError as err:
+        print(f"Ray row skipped: {err}", file=sys.stderr)
+        return None
+    from spermlib.cluster import connect
+    from spermlib.inference.distributed import actor_pool, predict_on_ray
+
+    ckpts = Path(f"/tmp/spermlib_bench_ray_{os.getpid()}")
+    save_checkpoint(_predictor(s, 1).models[0], _fake_cards(s.arch, s.spec, s.size, 1)[0],
+                    checkpoint_path(s.spec, s.arch, 0, ckpts))
+    files = [str(s.sample_root / p) for p in list_images(s.spec, s.sample_root)["path"]]
+    n = len(files) * (4 if s.quick else 16)
+    paths = (files * (2 * n // len(files) + 1))[: 2 * n]
+    t_local = _timed(lambda: Predictor.from_checkpoints(s.spec, s.arch, checkpoints_dir=ckpts,
+                                                        device=str(s.device)).predict_files(paths))
+    ray = connect()
+    predict_on_ray(files, s.spec, s.arch, ckpts)  # warm-up: worker processes, Ray Data's first execution
+    t_half, t_ray = (_timed(lambda k=k: predict_on_ray(paths[:k], s.spec, s.arch, ckpts)) for k in (n, 2 * n))
+    actors = actor_pool(ray)[0]
+    ray.shutdown()
+    steady = n / max(t_ray - t_half, 1e-9)  # the N files the longer job adds: throughput once the actors run
+    fixed = max(0.0, t_half - n / steady)
+    return Row(f"Ray batch prediction, steady state ({actors} actor(s); +{fixed:.1f} s per job; "
+               f"{2 * n} files end to end {t_local / t_ray:.2f}×)", steady, "img/s",
+               "single-process batch predict (same files)", 2 * n / t_local, steady * t_local / (2 * n), "≥ 0.7×",
+               s.precision.name)
+
+
 def run_bench(quick: bool = False, out: str | None = None, dataset: str = "smids", arch: str = "effnet_cbam",
-              input_size: int | None = None, app: bool = True) -> dict:
+              input_size: int | None = None, app: bool = True, ray: bool = False) -> dict:
     spec = get_dataset(dataset)
     dev = pick_device()
     s = Setting(spec, arch, input_size or spec.input_size, dev, precision_policy(dev), 10 if quick else 30, quick)
     bare = {"same": BareTimm(s, s.precision), "fp32": BareTimm(s, FP32)}
     rows = [*single_image_rows(s, bare), batch_evaluation_row(s, bare), training_row(s)]
+    if ray:
+        rows.extend(r for r in [ray_prediction_row(s)] if r is not None)
     if app:
         rows.extend(dashboard_rows(arch))
     result = {

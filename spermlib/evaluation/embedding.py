@@ -116,13 +116,27 @@ def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords.astype(np.float32), ratio
 
 
+def domain_scores(predictor: Predictor, fold: int, features: np.ndarray) -> np.ndarray:
+    """Each image's domain score by the fold-``fold`` model's out-of-domain detector (``inference.ood``;
+    higher = more typical of its training images, < 0 = flagged), from the features the map already has;
+    NaN when that model has no detector (or one that needs logits, which the map does not keep)."""
+    detectors = predictor.detectors([fold])
+    if detectors is None or detectors[0].needs_logits or not len(features):
+        return np.full(len(features), np.nan)
+    return detectors[0].score(features)
+
+
 @dataclass
 class EmbeddingMap:
-    frame: pd.DataFrame  # path, label, true, pred, confidence, fold, split, x, y
+    frame: pd.DataFrame  # path, label, true, pred, confidence, fold, split, x, y, domain_score
     explained: np.ndarray  # explained-variance ratio of x, y
     errors: dict[str, str]  # images that could not be decoded
     warnings: list[str]
     note: str | None = None  # what the disk cache did, when the user should know (e.g. a corrupt entry)
+
+    @property
+    def has_domain_scores(self) -> bool:
+        return "domain_score" in self.frame and bool(self.frame["domain_score"].notna().any())
 
 
 @dataclass
@@ -149,7 +163,7 @@ def _plan(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, splits
 
 
 def _assemble(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int, softmax: np.ndarray,
-              coords: np.ndarray, explained: np.ndarray, errors: dict[str, str]) -> EmbeddingMap:
+              coords: np.ndarray, explained: np.ndarray, errors: dict[str, str], features: np.ndarray) -> EmbeddingMap:
     ok = plan.table[~plan.table["path"].isin(errors)].reset_index(drop=True)
     pred_idx = softmax.argmax(1) if len(softmax) else np.zeros(0, int)
     frame = ok.assign(
@@ -157,7 +171,7 @@ def _assemble(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int, s
         pred=[spec.display(predictor.classes[i]) for i in pred_idx],
         confidence=softmax.max(1) if len(softmax) else np.zeros(0),
         split=split_of(ok["fold"], fold).to_numpy(),
-        x=coords[:, 0], y=coords[:, 1],
+        x=coords[:, 0], y=coords[:, 1], domain_score=domain_scores(predictor, fold, features),
     )
     return EmbeddingMap(frame, np.asarray(explained), errors, plan.warnings)
 
@@ -184,7 +198,7 @@ def embedding_map(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int
             return cached
     features, softmax, errors = embed(predictor, fold, root, list(plan.table["path"]), batch_size, progress)
     coords, explained = pca_2d(features)
-    emap = _assemble(predictor, spec, plan, fold, softmax, coords, explained, errors)
+    emap = _assemble(predictor, spec, plan, fold, softmax, coords, explained, errors, features)
     if path is not None and len(features):
         note = _save(path, plan.key, emap, features, softmax, coords) or note
     emap.note = note
@@ -202,7 +216,7 @@ def _from_cache(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int,
         raise EmbeddingCacheError(f"embedding cache {path.name} lists other images than the data folder holds")
     a = entry.arrays
     return _assemble(predictor, spec, plan, fold, a["probabilities"], a["coords"], np.asarray(entry.meta["explained"]),
-                     errors)
+                     errors, a["features"])
 
 
 def _save(path: Path, key: str, emap: EmbeddingMap, features: np.ndarray, softmax: np.ndarray,

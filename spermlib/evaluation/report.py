@@ -17,6 +17,7 @@ from spermlib.store.results import (
     arch_order,
     load_faithfulness,
     load_metrics,
+    load_ood,
     load_robustness,
     load_tuning,
     parse_entry,
@@ -53,7 +54,6 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
     lines = [f"### {spec.folder}", ""]
     if metrics is None:
         return "\n".join(lines + ["Not evaluated yet.", *_tuning_lines(name, results_dir), ""])
-    paper = PAPER_RESULTS[name]
     lines += [
         "| model | accuracy (mean ± std over 5 folds) | 95 % CI | macro-F1 (mean ± std) | 95 % CI | "
         "training time (5 folds; 2 CPU cores unless marked) |",
@@ -64,17 +64,8 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
         train = "(same models)" if m.get("tta") else _minutes(m.get("training_seconds_total"), m.get("training_device"))
         lines.append(f"| {_model_name(arch)} | {mean_std_pct(m['accuracy'])} | {ci_pct(m['accuracy'])} | "
                      f"{mean_std_f1(m['macro_f1'])} | {ci_f1(m['macro_f1'])} | {train} |")
-    lines.append(f"| *paper, {arch_title(paper['arch'])} (single hold-out)* | {100 * paper['accuracy']:.1f} % | — | "
-                 f"{paper['macro_f1']:.3f} | — | — |")
+    lines += _paper_lines(name, metrics)
     missing = [a for a in ARCHS if a not in metrics["archs"]]
-    lines.append("")
-    best = max(metrics["archs"], key=lambda a: metrics["archs"][a]["accuracy"]["mean"])
-    b = metrics["archs"][best]
-    gap_acc = 100 * (b["accuracy"]["mean"] - paper["accuracy"])
-    gap_f1 = b["macro_f1"]["mean"] - paper["macro_f1"]
-    verdict = "reached" if gap_acc >= 0 and gap_f1 >= 0 else "not reached"
-    lines.append(f"Paper's hold-out numbers {verdict} under 5-fold CV: best entry {_model_name(best)}, "
-                 f"{gap_acc:+.1f} points accuracy and {gap_f1:+.3f} macro-F1 against the paper.")
     if missing:
         lines.append(f"Not trained yet: {', '.join(arch_title(a) for a in missing)}.")
     tests = metrics.get("mcnemar", {})
@@ -120,9 +111,26 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
                       f"{CAM_MULT_BLIND_STD}); use ROAD, which imputes removed pixels instead of blanking them."]
         lines += ["", f"Protocol: {faith['protocol']}."]
     lines += _robustness_lines(name, results_dir)
+    lines += _ood_lines(name, results_dir)
     lines += _tuning_lines(name, results_dir)
     lines.append("")
     return "\n".join(lines)
+
+
+def _paper_lines(name: str, metrics: dict) -> list[str]:
+    """The paper's row of the table and the verdict against it; only the built-in datasets have a paper."""
+    paper = PAPER_RESULTS.get(name)
+    if paper is None:
+        return [""]
+    best = max(metrics["archs"], key=lambda a: metrics["archs"][a]["accuracy"]["mean"])
+    b = metrics["archs"][best]
+    gap_acc = 100 * (b["accuracy"]["mean"] - paper["accuracy"])
+    gap_f1 = b["macro_f1"]["mean"] - paper["macro_f1"]
+    verdict = "reached" if gap_acc >= 0 and gap_f1 >= 0 else "not reached"
+    return [f"| *paper, {arch_title(paper['arch'])} (single hold-out)* | {100 * paper['accuracy']:.1f} % | — | "
+            f"{paper['macro_f1']:.3f} | — | — |", "",
+            f"Paper's hold-out numbers {verdict} under 5-fold CV: best entry {_model_name(best)}, "
+            f"{gap_acc:+.1f} points accuracy and {gap_f1:+.3f} macro-F1 against the paper."]
 
 
 def _changes(drops: list[float]) -> str:
@@ -150,6 +158,51 @@ def _robustness_lines(name: str, results_dir: str | Path | None) -> list[str]:
     lines.append("| **mean** | | " + " | ".join(_changes(e["mean_accuracy_drop"]) for e in entries) + " |")
     run = entries[0]["inference"]
     lines += ["", f"Protocol: {rob['protocol']}. Inference: {run['precision']} on {run['device']}."]
+    return lines
+
+
+def _auroc_flagged(entry: dict, targets: dict | None = None) -> str:
+    """``AUROC / flagged %``, with ✓/✗ against ``targets`` when the set has targets."""
+    mark = ""
+    if targets:
+        met = entry["auroc"] >= targets["min_auroc"] and entry["flagged"] >= targets["min_flagged_ood"]
+        mark = " ✓" if met else " ✗"
+    return f"{entry['auroc']:.3f} / {100 * entry['flagged']:.1f} %{mark}"
+
+
+def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
+    ood = load_ood(name, results_dir)
+    if ood is None:
+        return []
+    archs = arch_order(ood["archs"])
+    entries = [ood["archs"][a] for a in archs]
+    t = ood["targets"]
+    other = get_dataset(ood["sets"]["other_dataset"].split(":")[0]).folder  # "hushem: <folder> (N images)"
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(e) for e in entries) + " |"
+
+    test_mark = {True: " ✓", False: " ✗"}
+    ood_target = f"(target ≥ {t['min_auroc']} / ≥ {100 * t['min_flagged_ood']:.0f} %)"
+    lines = ["", "Out-of-domain detection (`python -m spermlib ood`): AUROC against the in-domain test-fold images / "
+             "share flagged (each fold model's threshold flags 5 % of its inner-validation images):", "",
+             "| image set | " + " | ".join(_model_name(a) for a in archs) + " |", "|---|" + "---|" * len(archs),
+             row("detector (chosen on inner validation)", lambda e: f"`{e['detector']}`"),
+             row(f"(a) own test folds, flagged (target ≤ {100 * t['max_flagged_in_domain']:.0f} %)",
+                 lambda e: f"{100 * e['test_folds']['flagged']:.1f} %{test_mark[e['targets_met']['test_folds']]}"),
+             row(f"(b) {other} images, all {entries[0]['other_dataset']['n_images']} {ood_target}",
+                 lambda e: _auroc_flagged(e["other_dataset"], t)),
+             *[row(f"(c) test folds, {shift.replace('_', ' ')}", lambda e, s=shift: _auroc_flagged(e["shifts"][s]))
+               for shift in ood["sets"]["shifts"]],
+             row(f"(d) natural photographs, {entries[0]['natural_photographs']['n_images']} {ood_target}",
+                 lambda e: _auroc_flagged(e["natural_photographs"], t)),
+             row("(b) / (d) flagged by the fold ensemble, as `predict` decides",
+                 lambda e: f"{100 * e['other_dataset']['flagged_ensemble']:.1f} % / "
+                           f"{100 * e['natural_photographs']['flagged_ensemble']:.1f} %"),
+             row("out-of-fold ECE before → after temperature scaling",
+                 lambda e: f"{e['calibration']['ece_before']:.3f} → {e['calibration']['ece_after']:.3f} "
+                           f"({'used' if e['calibration']['applied'] else 'not used'} by predict)")]
+    lines += ["", f"Protocol: {ood['protocol']}."]
     return lines
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
-from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
@@ -24,9 +23,9 @@ from spermlib.evaluation.corruptions import CORRUPTIONS
 from spermlib.evaluation.evaluate import fold_checkpoints, macro_f1
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
-from spermlib.store.checkpoints import CheckpointError, available_folds
+from spermlib.store.cards import archs_with_checkpoints
 from spermlib.store.paths import default_checkpoints_dir, project_relative
-from spermlib.store.results import ROBUSTNESS_FILE, read_for_update, results_dir_for, write_json
+from spermlib.store.results import ROBUSTNESS_FILE, results_to_update, write_json
 
 CLEAN = "clean"
 PROTOCOL = ("each image scored by the fold model that never saw it (out of fold), clean and under each corruption "
@@ -92,13 +91,8 @@ def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = 
     """Run the suite for ``archs`` (default: every arch with checkpoints) and (re)write robustness.json."""
     checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
     manifest, sha = manifest_for_root(spec, root, splits_path)
-    if archs is None:
-        archs = [a for a in ARCHS if available_folds(spec, a, checkpoints_dir)]
-    if not archs:
-        raise CheckpointError(f"no checkpoints for {spec.name} in {checkpoints_dir}; train first")
-    path = results_dir_for(spec, root, results_base) / ROBUSTNESS_FILE
-    report = read_for_update(path, sha)
-    report.setdefault("archs", {})
+    archs = archs_with_checkpoints(spec, archs, checkpoints_dir)
+    path, report = results_to_update(spec, root, ROBUSTNESS_FILE, sha, results_base)
     for arch in archs:
         preds, run = corrupted_predictions(spec, root, manifest, sha, arch, checkpoints_dir, device)
         report["archs"][arch] = {**robustness_summary(preds), "inference": run}

@@ -143,7 +143,7 @@ class Explainer:
         use = p.model_indices(folds)
         u8 = p.preprocess([image])
         if class_idx is None:
-            class_idx = int(np.mean([out.probabilities[0] for out in p.forward(u8, folds)], axis=0).argmax())
+            class_idx = int(p.fold_probabilities(u8, folds).mean(0)[0].argmax())  # the class predict reports
         x = p.model_input(u8)
         with p.lock:
             maps = [explain_batch(p.models[i], x, [class_idx]) for i in use]

@@ -18,9 +18,12 @@ from PIL import Image
 
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, ImageSource, load_rgb
+from spermlib.errors import SpermlibError
 from spermlib.inference.core import ForwardOutput, InferenceModel, Preprocessing
+from spermlib.inference.ood import Detector, ensemble_domain, load_detector, softmax_t
 from spermlib.runtime import Precision, pick_device, precision_policy
 from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
+from spermlib.store.ood import detector_path
 from spermlib.store.paths import default_checkpoints_dir
 
 # What every fold of one ensemble must share: the same preprocessing and the same output space.
@@ -38,6 +41,11 @@ class Prediction:
     agreement: float | None = None  # share of fold models that agree with the ensemble label
     error: str | None = None
     cam_path: str | None = None
+    # Out-of-domain check (``inference.ood``): True/False when every fold model has a stored detector, else
+    # None (also for a file that failed). ``domain_score``: higher = more typical of the training data,
+    # 0 = the flagging threshold (mean of the fold models' normalised scores).
+    in_domain: bool | None = None
+    domain_score: float | None = None
     # The resized image the models saw (S×S×3 uint8): an explanation reuses it instead of decoding
     # and resizing the file again. Not part of ``to_dict``.
     model_input: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -45,7 +53,8 @@ class Prediction:
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error,
                 "display": self.display, "confidence": self.confidence, "agreement": self.agreement,
-                "fold_labels": self.fold_labels, "cam_path": self.cam_path}
+                "fold_labels": self.fold_labels, "cam_path": self.cam_path, "in_domain": self.in_domain,
+                "domain_score": self.domain_score}
 
 
 def check_cards_agree(cards: Sequence[dict]) -> None:
@@ -87,6 +96,11 @@ class Predictor:
         self.models = [fm.model for fm in self.fold_models]
         self.precision = precision
         self.lock = threading.RLock()
+        # Out-of-domain detectors: looked up on first use in ``checkpoints_dir`` (set by from_checkpoints), one
+        # dict shared with every ``subset`` view; a fold without one (or an unreadable one) gives in_domain None.
+        self.checkpoints_dir: Path | None = None
+        self._detectors: dict[int, Detector | None] = {}
+        self.domain_note: str | None = None  # why a stored detector could not be used
 
     @classmethod
     def from_checkpoints(cls, spec: DatasetSpec, arch: str = "effnet_cbam", folds: Sequence[int] | None = None,
@@ -102,7 +116,9 @@ class Predictor:
                 f"`python -m spermlib train --dataset {spec.name} --arch {arch}`"
             )
         loaded = [load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir)) for k in wanted]
-        return cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device))
+        predictor = cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device))
+        predictor.checkpoints_dir = checkpoints_dir
+        return predictor
 
     @property
     def backbone(self) -> str:
@@ -160,9 +176,45 @@ class Predictor:
         with self.lock:
             return [self.fold_models[i](batch_uint8) for i in self.model_indices(folds)]
 
-    def fold_probabilities(self, batch_uint8: torch.Tensor) -> np.ndarray:
-        """Softmax of every fold model: ``(F, B, C)``."""
-        return np.stack([out.probabilities for out in self.forward(batch_uint8)])
+    def fold_probabilities(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None) -> np.ndarray:
+        """Softmax of every (chosen) fold model, ``(F, B, C)``, temperature-scaled where the card has one."""
+        return self._score(batch_uint8, folds)[0]
+
+    def _score(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One core pass: calibrated fold probabilities ``(F, B, C)`` and normalised domain scores ``(F, B)``
+        (``None`` when a fold model has no detector)."""
+        outs = self.forward(batch_uint8, folds)
+        cards = [self.cards[i] for i in self.model_indices(folds)]
+        # A card's ``temperature`` (``python -m spermlib ood``) is there only when it lowered the out-of-fold ECE.
+        probs = np.stack([softmax_t(o.logits, c["temperature"]) if c.get("temperature") else o.probabilities
+                          for o, c in zip(outs, cards)])
+        detectors = self.detectors([int(c["fold"]) for c in cards])
+        scores = None if detectors is None else np.stack([d.score(o.features, o.logits)
+                                                          for d, o in zip(detectors, outs)])
+        return probs, scores
+
+    def detectors(self, folds: Sequence[int] | None = None) -> list[Detector] | None:
+        """The out-of-domain detectors of ``folds`` (all loaded folds by default), read on first use; ``None``
+        unless every one of them has a detector fitted on its weights."""
+        folds = self.folds if folds is None else list(folds)
+        with self.lock:
+            for k in folds:
+                if k not in self._detectors:
+                    self._detectors[k] = self._load_detector(k)
+            found = [self._detectors[k] for k in folds]
+        return None if any(d is None for d in found) else found  # type: ignore[return-value]
+
+    def _load_detector(self, fold: int) -> Detector | None:
+        if self.checkpoints_dir is None:
+            return None
+        card = self.cards[self.folds.index(fold)]
+        try:
+            return load_detector(detector_path(self.spec, self.arch, fold, self.checkpoints_dir),
+                                 card.get("weights_sha256"))
+        except SpermlibError as err:  # an unreadable detector must not stop the prediction itself
+            self.domain_note = str(err)
+            return None
 
     # ------------------------------------------------------------------ images / files
 
@@ -173,15 +225,17 @@ class Predictor:
         results = []
         for i in range(0, len(images), batch_size):
             u8 = self.preprocess(images[i : i + batch_size])
-            preds = self._to_predictions(self.fold_probabilities(u8), names[i : i + batch_size])
+            preds = self._to_predictions(*self._score(u8), names[i : i + batch_size])
             if keep_inputs:
                 for pred, x in zip(preds, u8):
                     pred.model_input = x.permute(1, 2, 0).numpy()
             results.extend(preds)
         return results
 
-    def _to_predictions(self, fold_probs: np.ndarray, names: Sequence[str]) -> list[Prediction]:
+    def _to_predictions(self, fold_probs: np.ndarray, fold_scores: np.ndarray | None,
+                        names: Sequence[str]) -> list[Prediction]:
         mean = fold_probs.mean(0)
+        domain, in_domain = ensemble_domain(fold_scores) if fold_scores is not None else (None, None)
         out = []
         for b, name in enumerate(names):
             k = int(mean[b].argmax())
@@ -192,6 +246,8 @@ class Predictor:
                 probabilities={c: float(p) for c, p in zip(self.classes, mean[b])},
                 fold_labels=[self.classes[j] for j in fold_pred],
                 agreement=float((fold_pred == k).mean()),
+                in_domain=None if in_domain is None else bool(in_domain[b]),
+                domain_score=None if domain is None else float(domain[b]),
             ))
         return out
 
@@ -232,12 +288,17 @@ def format_table(results: Sequence[Prediction], spec: DatasetSpec) -> str:
     """Plain-text table for the CLI."""
     names = [spec.display(c) for c in spec.class_dirs]
     width = max([len("image")] + [len(r.path) for r in results])
-    head = f"{'image':<{width}}  {'prediction':<11} {'conf':>5} {'agree':>5}  " + "  ".join(f"{n:>9}" for n in names)
+    head = (f"{'image':<{width}}  {'prediction':<11} {'conf':>5} {'agree':>5}  "
+            + "  ".join(f"{n:>9}" for n in names) + f"  {'in_domain':>9} {'domain_score':>12}")
     lines = [head, "-" * len(head)]
     for r in results:
         if r.error:
             lines.append(f"{r.path:<{width}}  ERROR: {r.error}")
             continue
         probs = "  ".join(f"{r.probabilities[c]:>9.3f}" for c in spec.class_dirs)
-        lines.append(f"{r.path:<{width}}  {r.display:<11} {r.confidence:>5.2f} {r.agreement:>5.0%}  {probs}")
+        # "-": no detector stored for these checkpoints (python -m spermlib ood fits them)
+        in_domain = "-" if r.in_domain is None else ("yes" if r.in_domain else "NO")
+        score = "-" if r.domain_score is None else f"{r.domain_score:.2f}"
+        lines.append(f"{r.path:<{width}}  {r.display:<11} {r.confidence:>5.2f} {r.agreement:>5.0%}  {probs}  "
+                     f"{in_domain:>9} {score:>12}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from spermlib.archs import check_arch
+from spermlib.archs import ARCHS, check_arch
 from spermlib.data.datasets import DatasetSpec
 from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
@@ -38,6 +38,16 @@ def available_folds(dataset: str | DatasetSpec, arch: str, root: Path | None = N
     """Fold numbers with a ``fold<K><suffix>`` file (weights by default; ``.json`` lists cards)."""
     d = arch_dir(dataset, arch, root)
     return sorted(int(p.stem[4:]) for p in d.glob(f"fold*{suffix}") if p.stem[4:].isdigit())
+
+
+def archs_with_checkpoints(dataset: str | DatasetSpec, archs: list[str] | None = None,
+                           root: Path | None = None) -> list[str]:
+    """``archs``, or (``None``) every arch with a fold checkpoint; ``CheckpointError`` when that leaves none."""
+    archs = [a for a in ARCHS if available_folds(dataset, a, root)] if archs is None else archs
+    if not archs:
+        name = getattr(dataset, "name", dataset)
+        raise CheckpointError(f"no checkpoints for {name} in {root or default_checkpoints_dir()}; train first")
+    return archs
 
 
 def card_path(weights_path: Path) -> Path:
@@ -81,3 +91,17 @@ def read_card(path: Path) -> dict:
     if not isinstance(card["classes"], list) or len(card["classes"]) < 2:
         raise CheckpointError(f"{cpath}: 'classes' must list at least two class names")
     return card
+
+
+def set_card_field(weights_path: Path, key: str, value: object) -> None:
+    """Set (or, with ``None``, remove) one field of a checkpoint's card, e.g. a temperature fitted after
+    training. The weights and their sha256 are untouched; a retrain rewrites the card without it."""
+    cpath = card_path(weights_path)
+    card = json.loads(cpath.read_text())
+    if key in REQUIRED_CARD_KEYS:
+        raise CheckpointError(f"{key!r} is part of what the checkpoint is; retrain instead of editing it")
+    if value is None:
+        card.pop(key, None)
+    else:
+        card[key] = value
+    cpath.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")

@@ -1,9 +1,9 @@
 """Results on disk: where they live, their schemas, and the one reader/writer of each file.
 
 Per dataset, ``<results>/<dataset>/`` holds ``metrics.json`` (``evaluate``), ``faithfulness.json``
-(``faithfulness``), ``robustness.json`` (``robustness``), ``tuning.json`` (``tune --record``) and one
-``oof_<entry>.csv`` of out-of-fold predictions per evaluated entry. An *entry* is an arch scored one
-way: plain, or with the 8-view test-time augmentation (TTA). The entry's file/key name
+(``faithfulness``), ``robustness.json`` (``robustness``), ``ood.json`` (``ood``), ``tuning.json``
+(``tune --record``) and one ``oof_<entry>.csv`` of out-of-fold predictions per evaluated entry. An
+*entry* is an arch scored one way: plain, or with the 8-view test-time augmentation (TTA). The entry's file/key name
 (``effnet_cbam+tta``) is built and parsed here only (:func:`entry_name`, :func:`parse_entry`);
 everyone else asks :func:`is_tta` / :func:`base_arch`.
 """
@@ -25,6 +25,7 @@ METRICS_FILE = "metrics.json"
 FAITHFULNESS_FILE = "faithfulness.json"
 TUNING_FILE = "tuning.json"
 ROBUSTNESS_FILE = "robustness.json"
+OOD_FILE = "ood.json"
 TTA_SUFFIX = "+tta"
 OOF_KEY_COLUMNS = ("path", "label", "fold", "pred")
 
@@ -81,6 +82,16 @@ def read_for_update(path: Path, split_sha256: str, **same: object) -> dict:
     if any(data.get(k) not in (None, v) for k, v in same.items()):
         return {}
     return data
+
+
+def results_to_update(spec: DatasetSpec, root: Path, filename: str, split_sha256: str,
+                      base: Path | None = None) -> tuple[Path, dict]:
+    """Where results file ``filename`` of the images under ``root`` goes, and its entries to extend (an
+    ``archs`` mapping; empty when absent or made on another split)."""
+    path = results_dir_for(spec, root, base) / filename
+    report = read_for_update(path, split_sha256)
+    report.setdefault("archs", {})
+    return path, report
 
 
 def write_json(path: Path, data: dict) -> Path:
@@ -146,6 +157,12 @@ def load_robustness(dataset: str | DatasetSpec, results_dir: str | Path | None =
     """``robustness.json`` of ``dataset`` (written by ``python -m spermlib robustness``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / ROBUSTNESS_FILE,
                               f"python -m spermlib robustness --dataset {_spec(dataset).name}")
+
+
+def load_ood(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
+    """``ood.json`` of ``dataset`` (written by ``python -m spermlib ood``), or ``None``."""
+    return _load_results_json(dataset_results_dir(dataset, results_dir) / OOD_FILE,
+                              f"python -m spermlib ood --dataset {_spec(dataset).name}")
 
 
 def load_tuning(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:

@@ -18,6 +18,7 @@ DecodedImages, load_fold_data), :mod:`.loop` (build_optimizer, train_one_epoch, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -76,11 +77,13 @@ def train_fold(
     device: str | None = None,
     max_epochs_this_call: int | None = None,
     progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict | None:
     """Train (or resume) one fold; write its checkpoint and card; return the card.
 
     ``max_epochs_this_call`` stops after that many epochs *without* finishing (used to test
-    resume); then ``None`` is returned and the run directory holds the resumable state.
+    resume); then ``None`` is returned and the run directory holds the resumable state. ``on_epoch`` gets each
+    epoch's record (inner-validation scores included) once its state is saved (``sweep`` reports it to Ray Tune).
     """
     r = recipe
     dev = pick_device(device)
@@ -94,7 +97,7 @@ def train_fold(
         state = TrainState(model, build_optimizer(model, r), make_ema(model, r),
                            run_config(spec, arch, fold, r, size, info, manifest_sha256, data))
         _resume(state, run_dir, log)
-        outcome = _run_epochs(state, data, s, run_dir, log, max_epochs_this_call)
+        outcome = _run_epochs(state, data, s, run_dir, log, max_epochs_this_call, on_epoch)
         if outcome == INTERRUPTED:
             return None
         path = checkpoint_path(spec.name, arch, fold, checkpoints_dir)
@@ -129,7 +132,7 @@ def _resume(state: TrainState, run_dir: Path, log: RunLog) -> None:
 
 
 def _run_epochs(state: TrainState, data: FoldData, s: LoopSettings, run_dir: Path, log: RunLog,
-                max_epochs_this_call: int | None) -> str:
+                max_epochs_this_call: int | None, on_epoch: Callable[[dict], None] | None = None) -> str:
     """Epochs from the state's next one to the last, or until early stopping or ``max_epochs_this_call``."""
     r, c = s.recipe, state.config
     start = state.epoch + 1
@@ -143,6 +146,8 @@ def _run_epochs(state: TrainState, data: FoldData, s: LoopSettings, run_dir: Pat
             bar.set_postfix(loss=f"{last['train_loss']:.3f}", val_f1=f"{last['val_macro_f1']:.3f}",
                             best=f"{state.best['macro_f1']:.3f}")
             state.save(run_dir)
+            if on_epoch is not None:
+                on_epoch({**last, "best_macro_f1": state.best["macro_f1"]})
             if max_epochs_this_call is not None and done >= max_epochs_this_call and epoch + 1 < r.epochs:
                 return INTERRUPTED
     return FINISHED

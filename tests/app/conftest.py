@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 from streamlit import config as streamlit_config
 
+from spermlib.samples.db import DB_URL_ENV
 from spermlib.store.embeddings import EMBEDDINGS_ENV
 from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV
 from tools.make_app_artifacts import build
@@ -23,9 +24,10 @@ from views.common import RAISE_ERRORS_ENV, WARM_UP_ENV
 
 
 @pytest.fixture(autouse=True)
-def page_errors_propagate(monkeypatch):
+def page_errors_propagate(monkeypatch, tmp_path):
     monkeypatch.setenv(RAISE_ERRORS_ENV, "1")
     monkeypatch.setenv(WARM_UP_ENV, "0")  # no background model loading: tests check which pages import torch
+    monkeypatch.setenv(DB_URL_ENV, f"sqlite:///{tmp_path / 'samples.db'}")  # never the user's own samples database
     shown = streamlit_config.get_option("client.showErrorDetails")
     streamlit_config.set_option("client.showErrorDetails", "full")
     yield

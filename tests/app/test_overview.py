@@ -67,7 +67,7 @@ def test_leaderboard_shows_metrics_json_beside_the_paper(app_env):
     assert "5-fold" in captions and "hold-out" in captions
     links = [link.proto.page for link in at.get("page_link")]
     # the Pages section links every other page, in registry order (the worked example may link Classify first)
-    assert links[-5:] == ["explorer", "classify", "compare", "mistakes", "embedding"] and len(links) <= 6
+    assert links[-6:] == ["explorer", "classify", "compare", "mistakes", "embedding", "samples"] and len(links) <= 7
 
 
 def test_overview_without_results_says_which_command_produces_them(empty_env):

@@ -25,6 +25,14 @@ def test_the_default_model_is_loaded_once_in_the_background(app_env, monkeypatch
         return real(cls, spec, arch=arch, folds=folds, **kw)
 
     monkeypatch.setattr(Predictor, "from_checkpoints", classmethod(counting))
+    explained = []
+    real_explain = Predictor.explain
+
+    def counting_explain(self, image, class_idx=None, folds=None):
+        explained.append((self.arch, list(folds or [])))
+        return real_explain(self, image, class_idx=class_idx, folds=folds)
+
+    monkeypatch.setattr(Predictor, "explain", counting_explain)
     common._warm_up_thread.clear()
     common._predictor.clear()
     at = AppTest.from_file(APP, default_timeout=300).run()
@@ -34,6 +42,7 @@ def test_the_default_model_is_loaded_once_in_the_background(app_env, monkeypatch
     thread.join(timeout=300)
     default = (next(iter(DATASETS)), DEFAULT_ARCH)
     assert ensembles == [default]
+    assert explained == [(DEFAULT_ARCH, [0])]  # one warm-up map: Grad-CAM++'s imports and kernels are warm too
     at.run()  # a second run (and any later session) starts no second thread
     assert common._warm_up_thread() is thread
     assert common.get_predictor(*default) is not None and ensembles == [default]  # the page finds it loaded

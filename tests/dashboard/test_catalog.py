@@ -128,7 +128,8 @@ def _write_oof(results: Path, arch: str, rows: list[tuple[str, str, list[float]]
                         **{f"prob_{c}": v for c, v in zip(SMIDS.class_dirs, probs)}} for p, pred, probs in rows])
     df.to_csv(folder / f"oof_{arch}.csv", index=False)
     if split_sha is not None:
-        (folder / "metrics.json").write_text(json.dumps({"split_sha256": split_sha, "full_dataset": False, "archs": {}}))
+        provenance = {"split_sha256": split_sha, "full_dataset": False, "archs": {}}
+        (folder / "metrics.json").write_text(json.dumps(provenance))
 
 
 def test_oof_predictions_are_joined_per_arch(tmp_path):

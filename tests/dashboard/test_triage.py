@@ -237,7 +237,8 @@ def test_classify_inputs_and_results_table():
 
     table = triage.results_table(inputs, results, SMIDS)
     assert list(table.columns) == ["file", "model", "arch", "prediction", "confidence", "agreement", "classified by",
-                                   "P(Normal)", "P(Abnormal)", "P(Non-sperm)", "warnings", "error"]
+                                   "P(Normal)", "P(Abnormal)", "P(Non-sperm)", "in domain", "domain score", "warnings",
+                                   "error"]
     assert table["file"].tolist() == ["a.png", "a.png", "broken.png", "b.png", "b.png"]  # one row per failed file
     failed = table[table["file"] == "broken.png"].iloc[0]
     assert "not a recognised image format" in failed["error"] and pd.isna(failed["prediction"])

@@ -24,6 +24,7 @@ import pytest
 
 from spermlib.data.datasets import DATA_DIR_ENV, SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.predict import Predictor
+from spermlib.samples.db import DB_URL_ENV
 from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV, default_checkpoints_dir, default_results_dir
 from spermlib.store.results import load_metrics
 from tools import screenshots as shots
@@ -40,6 +41,7 @@ PAGES = [  # (url path, title shown by the page)
     ("compare", "Model comparison"),
     ("mistakes", "Misclassification explorer"),
     ("embedding", "Embedding map"),
+    ("samples", "Samples"),
 ]
 UPLOAD = SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm" / "Boya_11435.bmp"
 PAGE_LOAD_MS = 180_000
@@ -78,6 +80,7 @@ def streamlit_server(artifacts: Path | None):
     env = {CHECKPOINTS_ENV: str(artifacts / "checkpoints") if artifacts else None,
            RESULTS_ENV: str(artifacts / "results") if artifacts else None,
            DATA_DIR_ENV: None,  # the bundled sample, whatever the developer's shell says
+           DB_URL_ENV: f"sqlite:///{SHOTS / 'samples.db'}",  # never the developer's own samples database
            RAISE_ERRORS_ENV: "1", "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
     try:
         with shots.streamlit_server(env, SHOTS / f"server-{'tiny' if artifacts else 'shipped'}.log") as base:

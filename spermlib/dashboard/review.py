@@ -1,0 +1,118 @@
+"""View-models of what users save: the review queue of a sample, who the reviewer is, the tables of samples,
+review histories and tags, and turning the Classify page's verdicts into a sample to save.
+
+The queue shows the images that need an expert most first: out of domain (the models may not know such
+images), then low confidence, then fold disagreement (the thresholds of :mod:`spermlib.dashboard.triage`),
+each group by rising confidence; reviewed images go last.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from spermlib.dashboard.triage import LOW_CONFIDENCE, MIN_AGREEMENT, ArchResult, ImageInput
+from spermlib.data.datasets import DatasetSpec
+from spermlib.samples.service import (
+    DatasetTagRecord,
+    ImageRecord,
+    NewImage,
+    PredictionRecord,
+    ReviewRecord,
+    SampleSummary,
+    checkpoint_digests,
+)
+
+if TYPE_CHECKING:
+    from spermlib.inference.predict import Predictor
+
+# Tags offered in the explorers (any other text is accepted too), after FiftyOne users' habits.
+SUGGESTED_TAGS = ("label suspect", "two cells", "blurry", "not a sperm cell", "cropped", "duplicate")
+NEED_REASONS = ("out of domain", "low confidence", "fold disagreement")  # in order of urgency
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    image: ImageRecord
+    prediction: PredictionRecord | None
+    reasons: tuple[str, ...]  # members of NEED_REASONS
+
+    @property
+    def reviewed(self) -> bool:
+        return bool(self.image.reviews)
+
+    @property
+    def sort_key(self) -> tuple:
+        urgency = min((NEED_REASONS.index(r) for r in self.reasons), default=len(NEED_REASONS))
+        confidence = self.prediction.confidence if self.prediction else 0.0
+        return (self.reviewed, urgency, confidence, self.image.file_name)
+
+
+def need_reasons(pred: PredictionRecord | None) -> tuple[str, ...]:
+    """Why an image needs an expert, most urgent first (empty: nothing flagged)."""
+    if pred is None:
+        return ()
+    flags = (pred.in_domain is False, pred.confidence < LOW_CONFIDENCE,
+             pred.agreement is not None and len(pred.fold_labels) > 1 and pred.agreement < MIN_AGREEMENT)
+    return tuple(r for r, flagged in zip(NEED_REASONS, flags) if flagged)
+
+
+def review_queue(images: Sequence[ImageRecord], arch: str) -> list[QueueItem]:
+    items = [QueueItem(i, i.predictions.get(arch), need_reasons(i.predictions.get(arch))) for i in images]
+    return sorted(items, key=lambda item: item.sort_key)
+
+
+def reviewer_identity(user: Mapping) -> str | None:
+    """The logged-in user's name (or email) from ``st.user``, or ``None`` when nobody is logged in."""
+    if not user.get("is_logged_in"):
+        return None
+    return str(user.get("name") or user.get("email") or user.get("sub") or "") or None
+
+
+def samples_table(samples: Sequence[SampleSummary]) -> pd.DataFrame:
+    return pd.DataFrame([{"sample": s.name, "task": s.dataset, "model": s.arch, "images": s.n_images,
+                          "reviewed": s.n_reviewed, "created (UTC)": s.created_at.strftime("%Y-%m-%d %H:%M")}
+                         for s in samples], columns=["sample", "task", "model", "images", "reviewed", "created (UTC)"])
+
+
+def history_table(reviews: Sequence[ReviewRecord], spec: DatasetSpec) -> pd.DataFrame:
+    """Every review of an image, newest first."""
+    return pd.DataFrame([{"when (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "label": spec.display(r.label),
+                          "reviewer": r.reviewer, "comment": r.comment or ""} for r in reversed(reviews)],
+                        columns=["when (UTC)", "label", "reviewer", "comment"])
+
+
+def tags_table(tags: Sequence[DatasetTagRecord]) -> pd.DataFrame:
+    return pd.DataFrame([{"path": t.path, "tag": t.tag, "comment": t.comment or "", "author": t.author,
+                          "when (UTC)": t.created_at.strftime("%Y-%m-%d %H:%M")} for t in tags],
+                        columns=["path", "tag", "comment", "author", "when (UTC)"])
+
+
+def filter_tags(table: pd.DataFrame, tags: Sequence[str]) -> pd.DataFrame:
+    """Rows with any of ``tags`` (all rows when none is chosen)."""
+    return table[table["tag"].isin(tags)] if tags else table
+
+
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue().encode("utf-8")
+
+
+def classify_to_sample(inputs: Sequence[ImageInput], results: Mapping[str, Sequence[ArchResult | None]],
+                       predictors: Mapping[str, Predictor]) -> tuple[list[NewImage], dict]:
+    """The Classify page's decoded inputs and verdicts as images to save (failed files left out), with the
+    checkpoint digests of every arch that classified them (a bundled sample's single fold model included)."""
+    images = []
+    for i, item in enumerate(inputs):
+        verdicts = {arch: res[i] for arch, res in results.items() if res[i] is not None}
+        if item.error or not verdicts:
+            continue
+        images.append(NewImage(item.name, item.data, {
+            arch: PredictionRecord.from_prediction(arch, r.prediction, r.route.model if r.route else "ensemble")
+            for arch, r in verdicts.items()}, item.width, item.height))
+    return images, {arch: checkpoint_digests(p) for arch, p in predictors.items()}

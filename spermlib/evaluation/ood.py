@@ -1,0 +1,337 @@
+"""Out-of-domain detection and temperature scaling per fold model → detectors beside the checkpoints and
+``results/<dataset>/ood.json``.
+
+Per fold model, one inference-core pass over its training, inner-validation and test images (the
+split comes from ``training.fold_data``, exactly as training made it) gives features and logits:
+
+* **Choice of detector, without test folds**: every method of ``inference.ood.METHODS`` is fitted on
+  the fold's training part with its threshold on the inner validation (5 % flagged), and scored by
+  AUROC of inner-validation images against (i) the other dataset's images and (ii) the synthetic
+  shifts of the inner-validation images. The method with the best mean over folds of (i) and (ii) is
+  kept and stored. Natural photographs and every test fold play no part in the choice.
+* **Evaluation**: AUROC (in-domain = the test folds, each image through the fold model that never saw
+  it) and flag rates on (a) the test folds, (b) the other dataset, (c) synthetic shifts of the test-fold
+  images, (d) natural photographs (scikit-image's sample images and their quadrants). (b) and (d) are
+  scored by every fold model (their scores share one scale), and also as ``predict`` does (the ensemble
+  mean).
+* **Temperature**: fitted per fold on inner-validation logits; out-of-fold ECE and NLL pooled over the
+  test folds before and after. When the ECE is lower after, the temperature goes into each fold's card
+  and ``Predictor`` divides the logits by it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision.transforms.v2.functional as F
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from spermlib.data.datasets import DATASETS, PROJECT_ROOT, DatasetSpec, get_dataset, is_full_dataset, resolve_data_root
+from spermlib.data.preprocess import load_uint8_batch, to_uint8_tensor
+from spermlib.data.splits import manifest_for_root
+from spermlib.errors import SpermlibError
+from spermlib.evaluation.corruptions import contrast, desaturate, zoom
+from spermlib.evaluation.evaluate import expected_calibration_error
+from spermlib.inference.core import EVAL_BATCH, InferenceModel
+from spermlib.inference.ood import (
+    FLAG_RATE,
+    METHODS,
+    Detector,
+    ensemble_domain,
+    fit_detector,
+    fit_temperature,
+    load_detector,
+    nll,
+    softmax_t,
+)
+from spermlib.runtime import hardware, pick_device
+from spermlib.store.cards import archs_with_checkpoints, set_card_field
+from spermlib.store.checkpoints import available_folds, checkpoint_path
+from spermlib.store.ood import detector_path, write_detector
+from spermlib.store.paths import default_checkpoints_dir, project_relative
+from spermlib.store.results import OOD_FILE, results_to_update, write_json
+from spermlib.training.fold_data import DecodedImages, load_fold_data
+from spermlib.training.recipe import Recipe
+
+# Synthetic shifts (c): what another lab's camera or preparation does to an image (torchvision ops).
+SHIFTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "grayscale": lambda x: desaturate(x, 0.0),
+    "unstained_low_contrast": lambda x: contrast(desaturate(x, 0.0), 0.3),  # grayscale, contrast × 0.3
+    "zoom_out_0.5x": lambda x: zoom(x, 0.5),  # half the magnification
+    "zoom_in_2x": lambda x: zoom(x, 2.0),
+    "inverted": F.invert,
+}
+# Natural photographs (d): scikit-image's bundled sample photographs, each whole and as four quadrants.
+NATURAL_PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
+                  "hubble_deep_field", "moon", "page", "retina", "rocket", "text")
+SHIPPED_CHECKPOINTS = PROJECT_ROOT / "checkpoints"
+TARGETS = {"min_auroc": 0.95, "min_flagged_ood": 0.90, "max_flagged_in_domain": 0.10}
+PROTOCOL = (
+    "per fold model: detector fitted on the features of its training part only, threshold at the 5th percentile "
+    "of its inner-validation scores (5 % of held-out in-domain images flagged); detector chosen among "
+    f"{', '.join(METHODS)} by the mean AUROC of inner-validation images against the other dataset and against "
+    "synthetic shifts of the inner-validation images (no test fold, no natural photograph used); in-domain "
+    "= every test-fold image scored by the fold model that never saw it; other dataset and natural "
+    "photographs scored by every fold model (flag rate also for the ensemble mean, as predict); synthetic "
+    "shifts of each test-fold image scored by its fold model; AUROC with the in-domain test-fold images as "
+    "positives; temperature per fold fitted on inner-validation logits (NLL, L-BFGS), ECE pooled over the "
+    "out-of-fold test images")
+
+
+def other_dataset(spec: DatasetSpec) -> DatasetSpec:
+    return next(get_dataset(n) for n in DATASETS if n != spec.name)
+
+
+def other_root(spec: DatasetSpec, root: Path) -> Path:
+    """The other dataset beside ``root`` (full data beside full data), else where ``--data-dir`` rules put it."""
+    other = other_dataset(spec)
+    beside = Path(root).parent / other.folder
+    return beside if beside.is_dir() else resolve_data_root(other, None)
+
+
+def natural_photos(size: int) -> torch.Tensor:
+    import skimage.data  # only here: the command's natural-photograph set
+
+    tiles = []
+    for name in NATURAL_PHOTOS:
+        img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        w, h = img.size
+        boxes = [(0, 0, w // 2, h // 2), (w // 2, 0, w, h // 2), (0, h // 2, w // 2, h), (w // 2, h // 2, w, h)]
+        tiles += [to_uint8_tensor(im, size) for im in (img, *(img.crop(b) for b in boxes))]
+    return torch.stack(tiles)
+
+
+@dataclass
+class Images:
+    """Everything one dataset's run scores, decoded once at the models' input size."""
+
+    decoded: DecodedImages
+    manifest: pd.DataFrame
+    other: torch.Tensor
+    natural: torch.Tensor
+    other_root: Path
+
+
+@dataclass
+class FoldPass:
+    """(features, logits) of one fold model on every image set, and the labels of its own parts."""
+
+    fold: int
+    sets: dict[str, tuple[np.ndarray, np.ndarray]]
+    y: dict[str, np.ndarray]
+    card: dict
+    split_as_trained: bool = True  # the train/inner-val parts have the sizes the card records
+    run: dict = field(default_factory=dict)
+
+    def features(self, name: str) -> np.ndarray:
+        return self.sets[name][0]
+
+    def scores(self, det: Detector, name: str) -> np.ndarray:
+        return det.score(*self.sets[name])
+
+
+def _outputs(model: InferenceModel, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    out = model(x, batch_size=EVAL_BATCH)
+    return out.features, out.logits
+
+
+def fold_pass(spec: DatasetSpec, root: Path, images: Images, model: InferenceModel, card: dict) -> FoldPass:
+    """One core pass over the fold's train + inner-val + test images, then the shifted and foreign sets."""
+    k = int(card["fold"])
+    r = Recipe(val_fraction=float(card.get("recipe", {}).get("val_fraction", Recipe.val_fraction)))
+    data = load_fold_data(spec, root, images.manifest, k, r, images.decoded.size, images.decoded)
+    test = images.manifest[images.manifest["fold"] == k]
+    x_test = images.decoded.take(list(test["path"]))
+    feats, logits = _outputs(model, torch.cat([data.x_train, data.x_val, x_test]))
+    cuts = np.cumsum([len(data.y_train), len(data.y_val)])
+    sets = {name: (feats[a:b], logits[a:b]) for name, a, b in
+            (("train", 0, cuts[0]), ("val", cuts[0], cuts[1]), ("test", cuts[1], len(feats)))}
+    sets["other"], sets["natural"] = _outputs(model, images.other), _outputs(model, images.natural)
+    for name, shift in SHIFTS.items():
+        sets[f"shift:{name}"] = _outputs(model, shift(x_test))
+        sets[f"val_shift:{name}"] = _outputs(model, shift(data.x_val))
+    cls = {c: i for i, c in enumerate(spec.class_dirs)}
+    y = {"train": data.y_train.numpy(), "val": data.y_val.numpy(), "test": test["label"].map(cls).to_numpy()}
+    # The card counts the images training used: equal counts say this is the split the model was trained on
+    # (on a subset such as the bundled sample it is not, and the JSON says so).
+    same_split = (len(data.y_train), len(data.y_val)) == (card.get("n_train"), card.get("n_inner_val"))
+    return FoldPass(k, sets, y, card, same_split)
+
+
+def auroc(in_domain: np.ndarray, out_domain: np.ndarray) -> float:
+    """AUROC of domain scores with in-domain images as positives (1 = perfectly separated)."""
+    labels = np.r_[np.ones(len(in_domain)), np.zeros(len(out_domain))]
+    return float(roc_auc_score(labels, np.r_[in_domain, out_domain]))
+
+
+def compare_methods(passes: list[FoldPass]) -> dict:
+    """Every method fitted per fold; its mean selection AUROCs (inner validation only) and the winner."""
+    table = {}
+    for method in METHODS:
+        vs_other, vs_shift = [], []
+        for p in passes:
+            det = fit_detector(method, p.features("train"), p.y["train"], *p.sets["val"])
+            val = p.scores(det, "val")
+            vs_other.append(auroc(val, p.scores(det, "other")))
+            vs_shift.append(auroc(val, np.concatenate([p.scores(det, f"val_shift:{s}") for s in SHIFTS])))
+        a, b = float(np.mean(vs_other)), float(np.mean(vs_shift))
+        table[method] = {"auroc_inner_val_vs_other_dataset": a, "auroc_inner_val_vs_shifted_inner_val": b,
+                         "criterion": (a + b) / 2}
+    chosen = max(table, key=lambda m: table[m]["criterion"])
+    return {"rule": "highest mean of the two inner-validation AUROCs, averaged over folds", "candidates": table,
+            "chosen": chosen}
+
+
+def fold_detectors(passes: list[FoldPass], method: str, spec: DatasetSpec, arch: str, checkpoints_dir: Path,
+                   refit: bool) -> tuple[list[Detector], bool]:
+    """The stored detectors of every fold (when all exist, fit these weights, and ``refit`` is off), else
+    ``method`` fitted afresh and written beside each checkpoint. Returns them and whether they were fitted."""
+    paths = [detector_path(spec, arch, p.fold, checkpoints_dir) for p in passes]
+    if not refit:
+        stored = [load_detector(path, p.card.get("weights_sha256")) for p, path in zip(passes, paths)]
+        if all(d is not None for d in stored):
+            return stored, False  # type: ignore[return-value]
+    fitted = []
+    for p, path in zip(passes, paths):
+        det = fit_detector(method, p.features("train"), p.y["train"], *p.sets["val"])
+        det.meta = {"weights_sha256": p.card.get("weights_sha256"), "split_sha256": p.card.get("split_sha256"),
+                    "fitted_on": f"training part of fold {p.fold} ({len(p.y['train'])} images)",
+                    "threshold_on": f"inner validation of fold {p.fold} ({len(p.y['val'])} images)",
+                    "flag_rate": FLAG_RATE, "feature_dim": int(p.features("train").shape[1]),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        write_detector(path, det.to_stored())
+        fitted.append(det)
+    return fitted, True
+
+
+def _foreign(passes: list[FoldPass], dets: list[Detector], name: str, in_domain: np.ndarray) -> dict:
+    """A set every fold model scores: AUROC against the in-domain test folds, flag rate per model and as
+    the ensemble mean (what ``predict`` reports)."""
+    per_fold = np.stack([p.scores(d, name) for p, d in zip(passes, dets)])
+    _, ok = ensemble_domain(per_fold)
+    return {"n_images": int(per_fold.shape[1]), "auroc": auroc(in_domain, per_fold.ravel()),
+            "flagged": float((per_fold < 0).mean()), "flagged_ensemble": float((~ok).mean())}
+
+
+def evaluate_detectors(passes: list[FoldPass], dets: list[Detector]) -> dict:
+    """AUROC and flag rates on (a) the test folds, (b) the other dataset, (c) shifts, (d) natural photographs."""
+    test = np.concatenate([p.scores(d, "test") for p, d in zip(passes, dets)])
+    val = np.concatenate([p.scores(d, "val") for p, d in zip(passes, dets)])
+    shifts = {}
+    for name in SHIFTS:
+        s = np.concatenate([p.scores(d, f"shift:{name}") for p, d in zip(passes, dets)])
+        shifts[name] = {"n_images": int(len(s)), "auroc": auroc(test, s), "flagged": float((s < 0).mean())}
+    out = {"test_folds": {"n_images": int(len(test)), "flagged": float((test < 0).mean()),
+                          "inner_val_flagged": float((val < 0).mean())},
+           "other_dataset": _foreign(passes, dets, "other", test), "shifts": shifts,
+           "natural_photographs": _foreign(passes, dets, "natural", test)}
+    t = TARGETS
+    out["targets_met"] = {
+        "test_folds": out["test_folds"]["flagged"] <= t["max_flagged_in_domain"],
+        **{k: out[k]["auroc"] >= t["min_auroc"] and out[k]["flagged"] >= t["min_flagged_ood"]
+           for k in ("other_dataset", "natural_photographs")}}
+    return out
+
+
+def calibration(passes: list[FoldPass]) -> dict:
+    """Temperature per fold on inner validation; out-of-fold ECE and NLL pooled over the test folds."""
+    temps = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
+    y = np.concatenate([p.y["test"] for p in passes])
+    logits = [p.sets["test"][1] for p in passes]
+    before = np.concatenate([softmax_t(lg) for lg in logits])
+    after = np.concatenate([softmax_t(lg, temps[p.fold]) for p, lg in zip(passes, logits)])
+    ece_before, ece_after = expected_calibration_error(before, y)[0], expected_calibration_error(after, y)[0]
+    nll_fold = [(nll(lg, p.y["test"]), nll(lg, p.y["test"], temps[p.fold]), len(lg)) for p, lg in zip(passes, logits)]
+    w = np.array([n for *_, n in nll_fold], float)
+    return {"temperatures": {str(k): t for k, t in temps.items()},
+            "ece_before": ece_before, "ece_after": ece_after,
+            "nll_before": float(np.average([b for b, _, _ in nll_fold], weights=w)),
+            "nll_after": float(np.average([a for _, a, _ in nll_fold], weights=w)),
+            "applied": bool(ece_after < ece_before),
+            "where": "fold cards (`temperature`): Predictor divides each fold model's logits by it"}
+
+
+def store_temperatures(spec: DatasetSpec, arch: str, checkpoints_dir: Path, calib: dict) -> None:
+    """Write each fold's temperature into its card when calibration helped out of fold, else remove it."""
+    for fold, t in calib["temperatures"].items():
+        set_card_field(checkpoint_path(spec, arch, int(fold), checkpoints_dir), "temperature",
+                       t if calib["applied"] else None)
+
+
+def load_images(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, size: int) -> Images:
+    """The dataset's usable images, the other dataset's and the natural photographs, decoded once at ``size``."""
+    o_spec, o_root = other_dataset(spec), other_root(spec, root)
+    from spermlib.data.datasets import list_images  # the other dataset may hold images no manifest knows
+
+    o_paths = list(list_images(o_spec, o_root)["path"])
+    return Images(DecodedImages(root, manifest, size), manifest,
+                  load_uint8_batch(o_root, o_paths, size, desc=f"decode {len(o_paths)} {o_spec.name} images"),
+                  natural_photos(size), o_root)
+
+
+def ood_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, sha: str, arch: str, checkpoints_dir: Path,
+             images: dict[int, Images], device: str | None = None, refit: bool = False) -> dict:
+    """Passes, detector choice, stored detectors, their evaluation and the calibration of one arch."""
+    from spermlib.evaluation.evaluate import fold_checkpoints  # the same fold/manifest checks as evaluate
+
+    if not is_full_dataset(root) and Path(checkpoints_dir).resolve() == SHIPPED_CHECKPOINTS.resolve():
+        refit = False  # never replace the shipped detectors with ones fitted on a subset
+        if not all(detector_path(spec, arch, k, checkpoints_dir).is_file()
+                   for k in available_folds(spec, arch, checkpoints_dir)):
+            raise SpermlibError(f"no stored detectors for {spec.name}/{arch}; fit them on the full data "
+                                "(--data-dir ../shared/data), or pass --checkpoints with a copy to fit on a subset")
+    dev = pick_device(device)
+    passes = []
+    for _, model, card in fold_checkpoints(spec, manifest, sha, arch, checkpoints_dir):
+        fold_model = InferenceModel.from_card(model, card, dev)
+        size = fold_model.prep.input_size
+        if size not in images:
+            images[size] = load_images(spec, root, manifest, size)
+        passes.append(fold_pass(spec, root, images[size], fold_model, card))
+        passes[-1].run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
+                          "batch_size": EVAL_BATCH}
+    selection = compare_methods(passes)
+    dets, fitted = fold_detectors(passes, selection["chosen"], spec, arch, checkpoints_dir, refit)
+    calib = calibration(passes)
+    if fitted:
+        store_temperatures(spec, arch, checkpoints_dir, calib)
+    files = [detector_path(spec, arch, p.fold, checkpoints_dir) for p in passes]
+    return {"detector": dets[0].method, "selection": selection, **evaluate_detectors(passes, dets),
+            "calibration": calib, "detector_files": [project_relative(f) for f in files],
+            "detector_bytes": int(sum(f.stat().st_size + f.with_suffix(".json").stat().st_size for f in files)),
+            "refitted": fitted, "split_as_trained": all(p.split_as_trained for p in passes),
+            "inference": passes[0].run}
+
+
+def ood_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
+                device: str | None = None, checkpoints_dir: Path | None = None, results_base: Path | None = None,
+                refit: bool = False) -> dict:
+    """Fit (if missing or ``refit``) and evaluate the detectors of ``archs`` (default: every arch with
+    checkpoints), calibrate, and (re)write ood.json."""
+    checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
+    manifest, sha = manifest_for_root(spec, root, splits_path)
+    archs = archs_with_checkpoints(spec, archs, checkpoints_dir)
+    path, report = results_to_update(spec, root, OOD_FILE, sha, results_base)
+    images: dict[int, Images] = {}
+    for arch in archs:
+        report["archs"][arch] = ood_arch(spec, root, manifest, sha, arch, checkpoints_dir, images, device, refit)
+    some = next(iter(images.values()))
+    report.update({
+        "dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,
+        "full_dataset": is_full_dataset(root), "protocol": PROTOCOL, "targets": TARGETS, "flag_rate": FLAG_RATE,
+        "sets": {"other_dataset": f"{other_dataset(spec).name}: {project_relative(some.other_root)} "
+                                  f"({len(some.other)} images)",
+                 "shifts": list(SHIFTS), "natural_photographs": [f"skimage.data.{n}" for n in NATURAL_PHOTOS],
+                 "natural_photographs_note": "each photograph whole and as its four quadrants"},
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "written_to": project_relative(path),
+    })
+    write_json(path, report)
+    return report

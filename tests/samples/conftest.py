@@ -1,0 +1,45 @@
+"""Fixtures of the samples-store tests: a temporary SQLite database and saved samples without a model run."""
+
+from __future__ import annotations
+
+import pytest
+
+from spermlib.data.datasets import SAMPLE_DATA_ROOT
+from spermlib.samples.db import DB_URL_ENV
+from spermlib.samples.service import NewImage, PredictionRecord, SampleStore
+
+SMIDS_NORMAL = sorted((SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm").iterdir())
+SMIDS_ABNORMAL = sorted((SAMPLE_DATA_ROOT / "SMIDS" / "Abnormal_Sperm").iterdir())
+DIGESTS = {"effnet_cbam": {"folds": [0], "weights_sha256": {"0": "ab" * 32}}}
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite file; also ``$SPERMLIB_DB_URL``, so nothing touches the user's own database."""
+    url = f"sqlite:///{tmp_path / 'samples.db'}"
+    monkeypatch.setenv(DB_URL_ENV, url)
+    return url
+
+
+@pytest.fixture
+def store(db_url) -> SampleStore:
+    s = SampleStore.open(db_url)
+    yield s
+    s.close()
+
+
+def verdict(label: str, confidence: float = 0.9, in_domain: bool | None = None, agreement: float = 1.0,
+            arch: str = "effnet_cbam") -> dict[str, PredictionRecord]:
+    """A made-up SMIDS verdict (no model run), keyed by arch as ``NewImage.predictions`` wants it."""
+    others = [c for c in ("Normal_Sperm", "Abnormal_Sperm", "Non-Sperm") if c != label]
+    probs = {label: confidence, others[0]: (1 - confidence) / 2, others[1]: (1 - confidence) / 2}
+    return {arch: PredictionRecord(arch, label, confidence, probs, (label,) * 5, agreement, "ensemble of 5 fold models",
+                                   in_domain, None if in_domain is None else (0.9 if in_domain else 0.1))}
+
+
+def save_smids(store: SampleStore, name: str, labels: list[str], **kwargs) -> list[str]:
+    """Save bundled SMIDS images as sample ``name`` with made-up verdicts ``labels``; returns the file names."""
+    files = (SMIDS_NORMAL + SMIDS_ABNORMAL)[: len(labels)]
+    images = [NewImage(f.name, f.read_bytes(), verdict(label, **kwargs)) for f, label in zip(files, labels)]
+    store.save_sample(name, "smids", "effnet_cbam", images, DIGESTS, version="test")
+    return [f.name for f in files]

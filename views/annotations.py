@@ -1,0 +1,129 @@
+"""Streamlit glue for what users save (samples, reviews, tags): the cached store, the reviewer, the tag panel.
+
+Pages never write files or SQL: they call :class:`spermlib.samples.service.SampleStore`. The store is one
+engine per process and database URL (``st.cache_resource``; the engine pools connections and every call
+is its own transaction, so sessions share it safely). A database that cannot be opened (locked, corrupt,
+newer) is one st.error where the store is needed; the rest of the page, and every other page, still works.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from spermlib.archs import DEFAULT_ARCH
+from spermlib.dashboard import review as vm
+from spermlib.dashboard.pages import page
+from spermlib.data.datasets import DatasetSpec
+from spermlib.samples.db import SampleStoreError, default_db_url
+from spermlib.samples.service import SampleStore
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> SampleStore:
+    return SampleStore.open(url)  # a failure is not cached: the next run tries again
+
+
+def sample_store() -> SampleStore | None:
+    """The samples store, or ``None`` after one st.error saying why it cannot be used."""
+    try:
+        return _store(default_db_url())
+    except SampleStoreError as err:
+        st.error(f"Saved samples, reviews and tags are unavailable: {err}")
+        return None
+
+
+def store_call(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on the store; a refusal or database failure is one st.error and ``None``."""
+    try:
+        return fn(*args, **kwargs)
+    except SampleStoreError as err:
+        st.error(str(err))
+        return None
+
+
+def _auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets.toml at all: authentication is off
+        return False
+
+
+def reviewer_name(key: str) -> str | None:
+    """Who is reviewing: the logged-in user (not editable) where authentication is configured, else a typed
+    name. ``None`` until there is one."""
+    user = vm.reviewer_identity(st.user.to_dict())
+    if user:
+        st.caption(f"Reviewing as **{user}** (logged in)")
+        return user
+    if _auth_configured():
+        st.info("Log in to review: reviews are recorded under your account.")
+        st.button("Log in", key=f"{key}_login", on_click=st.login)
+        return None
+    name = st.text_input("Your name (recorded with each review and tag)", key=key, max_chars=200,
+                         placeholder="e.g. Dr A. Smith")
+    return name.strip() or None
+
+
+def image_tags_panel(store: SampleStore, spec: DatasetSpec, path: str, key: str) -> None:
+    """Tags and comments on one dataset image: the ones it has (each removable), and a form to add one."""
+    tags = [t for t in store_call(store.dataset_tags, spec.name) or [] if t.path == path]
+    for t in tags:
+        c1, c2 = st.columns([5, 1])
+        c1.markdown(f"🏷️ **{t.tag}**" + (f": {t.comment}" if t.comment else "") + f" — {t.author}")
+        if c2.button("Remove", key=f"{key}_rm_{t.tag}"):
+            store_call(store.untag_dataset_image, spec.name, path, t.tag)
+            st.rerun()
+    author = reviewer_name(f"{key}_author")
+    with st.form(f"{key}_form", clear_on_submit=True, border=False):
+        c1, c2 = st.columns(2)
+        tag = c1.selectbox("Tag", vm.SUGGESTED_TAGS, accept_new_options=True, key=f"{key}_tag")
+        comment = c2.text_input("Comment (optional)", key=f"{key}_comment")
+        if st.form_submit_button("Add tag") and tag:
+            if author is None:
+                st.error("Enter your name first: every tag records who added it.")
+            elif store_call(store.tag_dataset_image, spec.name, path, tag, author, comment) is not None:
+                st.rerun()
+
+
+def dataset_tags_section(spec: DatasetSpec, path: str | None, key: str) -> None:
+    """The tag panel of the image shown (``path``) and every tag of the dataset: filterable, as CSV."""
+    st.subheader("Tags and comments")
+    store = sample_store()
+    if store is None:
+        return
+    if path:
+        st.markdown(f"**This image** (`{path}`)")
+        image_tags_panel(store, spec, path, key)
+    table = vm.tags_table(store_call(store.dataset_tags, spec.name) or [])
+    if table.empty:
+        st.caption(f"No image of {spec.title} is tagged yet.")
+        return
+    chosen = st.multiselect("Show tags", sorted(table["tag"].unique()), key=f"{key}_filter",
+                            placeholder="All tags")
+    shown = vm.filter_tags(table, chosen)
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.download_button("Download tags (CSV)", vm.csv_bytes(shown), file_name=f"{spec.name}_tags.csv",
+                       mime="text/csv", key=f"{key}_download")
+
+
+def save_as_sample(spec: DatasetSpec, inputs, results, predictors) -> None:
+    """Classify's "Save as sample": these images and the verdicts shown, under a name, for review and a report."""
+    st.subheader("Save as sample")
+    with st.form("classify_save_sample", border=False):
+        name = st.text_input("Sample name", key="classify_sample_name", max_chars=200,
+                             placeholder="e.g. 2026-11-26 run 3 (no patient identifier needed)")
+        submitted = st.form_submit_button("Save as sample")
+    st.caption("Keeps the images and every model's verdict in the samples database, for an expert's review, a "
+               "PDF/HTML report and CSV export on the Samples page.")
+    if not submitted:
+        return
+    store = sample_store()
+    if store is None:
+        return
+    images, checkpoints = vm.classify_to_sample(inputs, results, predictors)
+    arch = DEFAULT_ARCH if DEFAULT_ARCH in results else next(iter(results))
+    summary = store_call(store.save_sample, name, spec.name, arch, images, checkpoints)
+    if summary is not None:
+        st.session_state["samples_name"] = summary.name  # the Samples page opens on it
+        st.success(f"Saved sample {summary.name!r}: {summary.n_images} image(s).")
+        st.page_link(page("samples").file, label="Review it on the Samples page", icon=":material/fact_check:")
