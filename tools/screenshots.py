@@ -41,7 +41,7 @@ MIN_HEATMAP_SIDE = 120  # px: a confusion matrix whose cells and numbers can be 
 SERVER_START_S = 90
 PAGE_LOAD_MS = 600_000  # the first visit may embed every image of the full data set
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-PAGES = ("", "explorer", "classify", "compare", "mistakes", "embedding")  # URL paths ("" = Overview)
+PAGES = ("", "explorer", "classify", "compare", "mistakes", "embedding", "samples")  # URL paths ("" = Overview)
 MAX_SHOT_HEIGHT = 12_000
 
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from spermlib.archs import ARCHS, DEFAULT_ARCH
-from spermlib.data.datasets import DATASETS
 from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
 
@@ -95,7 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="classify images and save them as a named sample")
     add.add_argument("name")
     add.add_argument("images", nargs="+", metavar="IMAGE")
-    add.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    add.add_argument("--dataset", required=True,
+                     help="smids, hushem, an own dataset's registered name, or its folder (one sub-folder per class)")
     add.add_argument("--arch", default=DEFAULT_ARCH, choices=ARCHS)
     add.add_argument("--checkpoints", default=str(default_checkpoints_dir()),
                      help="checkpoints folder (default: $SPERMLIB_CHECKPOINTS or checkpoints/)")
