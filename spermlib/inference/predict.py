@@ -178,18 +178,21 @@ class Predictor:
 
     def fold_probabilities(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None) -> np.ndarray:
         """Softmax of every (chosen) fold model, ``(F, B, C)``, temperature-scaled where the card has one."""
-        return self._score(batch_uint8, folds)[0]
+        return self._calibrated(self.forward(batch_uint8, folds), folds)
+
+    def _calibrated(self, outs: Sequence[ForwardOutput], folds: Sequence[int] | None) -> np.ndarray:
+        cards = [self.cards[i] for i in self.model_indices(folds)]
+        # A card's ``temperature`` (``python -m spermlib ood``) is there only when it lowered the out-of-fold ECE.
+        return np.stack([softmax_t(o.logits, c["temperature"]) if c.get("temperature") else o.probabilities
+                         for o, c in zip(outs, cards)])
 
     def _score(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """One core pass: calibrated fold probabilities ``(F, B, C)`` and normalised domain scores ``(F, B)``
         (``None`` when a fold model has no detector)."""
         outs = self.forward(batch_uint8, folds)
-        cards = [self.cards[i] for i in self.model_indices(folds)]
-        # A card's ``temperature`` (``python -m spermlib ood``) is there only when it lowered the out-of-fold ECE.
-        probs = np.stack([softmax_t(o.logits, c["temperature"]) if c.get("temperature") else o.probabilities
-                          for o, c in zip(outs, cards)])
-        detectors = self.detectors([int(c["fold"]) for c in cards])
+        probs = self._calibrated(outs, folds)
+        detectors = self.detectors(self.folds if folds is None else folds)
         scores = None if detectors is None else np.stack([d.score(o.features, o.logits)
                                                           for d, o in zip(detectors, outs)])
         return probs, scores
