@@ -111,7 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 decoded[size] = DecodedImages(root, manifest, size)
             data = load_fold_data(spec, root, manifest, k, recipe, size, decoded[size])
             card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
-                              pretrained=args.pretrained, weights_path=args.weights, device=args.device,
+                              pretrained=args.pretrained, weights_path=args.weights, init_from=args.init_from,
+                              device=args.device,
                               checkpoints_dir=Path(args.checkpoints), runs_dir=Path(args.runs))
             iv = card["inner_val"]
             print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
@@ -132,6 +133,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         runs[name] = Path(folder)
     comparison = compare_configs(spec, args.arch, runs)
     print(format_comparison(comparison))
+    if args.robustness:
+        from spermlib.evaluation.robustness import add_inner_robustness
+
+        print(add_inner_robustness(comparison, spec, resolve_data_root(spec, args.data_dir), runs, args.splits))
     if args.record:
         path = dataset_results_dir(spec.name, args.results) / TUNING_FILE
         print(f"wrote {record_comparison(comparison, path, merge=args.merge)}")
@@ -374,6 +379,7 @@ _RECIPE_OPTIONS: tuple[tuple[str, type, str | None], ...] = (
     ("batch_size", int, None), ("input_size", int, None), ("mixup_alpha", float, None),
     ("ema_decay", float, "validate, select and ship an EMA of the weights (e.g. 0.99); 0 = off"),
     ("rotate_deg", float, "random rotation on top of the 8 flips/90° turns (180 = any angle)"),
+    ("corrupt_p", float, "hardening: share of training images under one random corruption (0 = off)"),
     ("patience", int, None), ("seed", int, None),
 )
 
@@ -392,6 +398,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="auto", help="timm backbone name, or 'auto'")
     p.add_argument("--pretrained", default="auto", choices=["auto", "timm", "offline", "none"])
     p.add_argument("--weights", default=None, help="ImageNet weights file (.safetensors) for the backbone")
+    p.add_argument("--init-from", default=None, dest="init_from", metavar="FOLDER",
+                   help="start each fold from FOLDER's model of the same fold and split (a second stage, e.g. "
+                        "hardening: --init-from checkpoints --corrupt-p 0.5 --warmup-epochs 0)")
     for name, kind, help_text in _RECIPE_OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), type=kind, dest=name, help=help_text)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"])
@@ -404,7 +413,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    _add_data_args(p)
+    p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv); with --robustness")
+    p.add_argument("--robustness", action="store_true",
+                   help="also score each fold's inner validation under the corruption suite and choose, per fold, "
+                        "a run over the baseline by its own inner validation (nested); needs the images")
     p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                    help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")

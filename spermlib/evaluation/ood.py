@@ -33,11 +33,11 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from spermlib.data.corruptions import contrast, desaturate, zoom
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, DatasetSpec, get_dataset, is_full_dataset, resolve_data_root
 from spermlib.data.preprocess import load_uint8_batch, to_uint8_tensor
 from spermlib.data.splits import manifest_for_root
 from spermlib.errors import SpermlibError
-from spermlib.evaluation.corruptions import contrast, desaturate, zoom
 from spermlib.evaluation.evaluate import expected_calibration_error
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.inference.ood import (

@@ -16,18 +16,20 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
+from spermlib.data.corruptions import CORRUPTIONS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
-from spermlib.data.splits import manifest_for_root
-from spermlib.evaluation.corruptions import CORRUPTIONS
+from spermlib.data.splits import fold_parts, manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints, macro_f1
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
 from spermlib.store.cards import archs_with_checkpoints
+from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import ROBUSTNESS_FILE, results_to_update, write_json
 
 CLEAN = "clean"
+MIDDLE = 2  # the middle severity, at which the robustness targets are stated
 PROTOCOL = ("each image scored by the fold model that never saw it (out of fold), clean and under each corruption "
             "applied to the uint8 model input at three severities (deterministic; fixed noise seed); accuracy and "
             "macro-F1 pooled over all out-of-fold images; drop = clean minus corrupted")
@@ -106,3 +108,64 @@ def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = 
     })
     write_json(path, report)
     return report
+
+
+def inner_validation_robustness(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
+                                checkpoints_dir: Path, device: str | None = None) -> dict[int, dict]:
+    """Per fold that ``checkpoints_dir`` has: accuracy on the fold's inner-validation images (the split its early
+    stopping used, inside its training part; the test fold is never read), clean and averaged over every
+    corruption of the suite at the middle severity. What a recipe choice for that fold may look at."""
+    dev = pick_device(device)
+    out = {}
+    for k in available_folds(spec, arch, checkpoints_dir):
+        model, card = load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir))
+        if card.get("split_sha256") != manifest_sha:
+            raise CheckpointError(f"{checkpoints_dir}: {spec.name}/{arch} fold {k} was trained on another split")
+        fold_model = InferenceModel.from_card(model, card, dev)
+        _, val, _ = fold_parts(manifest, k, val_fraction=card["recipe"]["val_fraction"])
+        x = load_uint8_batch(root, list(val["path"]), fold_model.prep.input_size)
+        y = np.array([spec.class_dirs.index(c) for c in val["label"]])
+
+        def accuracy(images, fold_model=fold_model, y=y) -> float:
+            return float((fold_model(images, batch_size=EVAL_BATCH).predicted == y).mean())
+
+        corrupted = [accuracy(c.apply(x, c.severities[MIDDLE - 1])) for c in CORRUPTIONS.values()]
+        out[k] = {"n_inner_val": len(y), "clean_accuracy": accuracy(x), "corrupted_accuracy": float(np.mean(corrupted))}
+    return out
+
+
+def choose_per_fold(baseline: dict[int, dict], candidate: dict[int, dict]) -> list[int]:
+    """The folds where the candidate recipe wins under the nested rule, fixed before any result was seen: on that
+    fold's own inner validation, a higher mean accuracy under the corruptions (middle severity) and a clean
+    accuracy lower by at most one image (the resolution of ~26 HuSHeM inner-validation images: noise)."""
+    won = []
+    for k in sorted(set(baseline) & set(candidate)):
+        b, c = baseline[k], candidate[k]
+        if (c["corrupted_accuracy"] > b["corrupted_accuracy"]
+                and c["clean_accuracy"] >= b["clean_accuracy"] - 1 / c["n_inner_val"] - 1e-9):
+            won.append(k)
+    return won
+
+
+def add_inner_robustness(comparison: dict, spec: DatasetSpec, root: Path, runs: dict[str, Path],
+                         splits_path=None) -> str:
+    """Add each run's per-fold inner-validation robustness to ``tune``'s comparison, and to every run after the
+    first (the baseline) the folds it wins under :func:`choose_per_fold`; returns the lines to print."""
+    manifest, sha = manifest_for_root(spec, root, splits_path)
+    scores = {name: inner_validation_robustness(spec, root, manifest, sha, comparison["arch"], Path(folder))
+              for name, folder in runs.items()}
+    base = comparison["baseline"]
+    lines = [f"inner validation, clean / mean under the corruptions at severity {MIDDLE} (per fold):"]
+    for row in comparison["configs"]:
+        own = {k: v for k, v in scores[row["name"]].items() if k in row["folds"]}
+        row["inner_val_robustness"] = {str(k): v for k, v in own.items()}
+        row["inner_val_corrupted_accuracy"] = float(np.mean([v["corrupted_accuracy"] for v in own.values()]))
+        if row["name"] != base:
+            row["chosen_over_baseline_folds"] = choose_per_fold(scores[base], own)
+        lines.append(f"  {row['name']:<16} " + "  ".join(
+            f"f{k} {v['clean_accuracy']:.3f}/{v['corrupted_accuracy']:.3f}" for k, v in sorted(own.items()))
+            + (f"  → chosen on folds {row['chosen_over_baseline_folds']}" if row["name"] != base else ""))
+    comparison["robustness_protocol"] = (
+        f"per fold, its inner-validation images clean and under every corruption of the suite at severity {MIDDLE}; "
+        "a run is chosen over the baseline for fold k by fold k's inner validation alone (choose_per_fold)")
+    return "\n".join(lines)

@@ -65,12 +65,19 @@ class PredictBatch:
 
         from spermlib.inference.predict import Predictor
 
-        torch.set_num_threads(max(1, threads))
+        self.threads = max(1, threads)
+        torch.set_num_threads(self.threads)
         self.predictor = Predictor.from_checkpoints(spec, arch=arch, folds=folds,
                                                     checkpoints_dir=Path(checkpoints_dir), device=device)
         self.names = names  # the path Ray reports → the name the user gave (the local path's "path")
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        import torch
+
+        # Ray Data calls this on another thread than __init__, and OpenMP's thread count is per calling thread
+        # (it falls back to the OMP_NUM_THREADS=1 Ray gives a one-CPU actor): set it where the forward runs.
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         names = [self.names.get(p) or self.names.get("/" + p.lstrip("/"), p) for p in batch["path"]]
         preds = self.predictor.predict_sources(list(batch["bytes"]), names, keep_inputs=False)
         return rows_frame([prediction_row(p) for p in preds])

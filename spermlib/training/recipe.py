@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from spermlib.data.corruptions import random_corruptions
+
 
 @dataclass
 class Recipe:
@@ -41,6 +43,10 @@ class Recipe:
     scale: float = 0.1
     translate: float = 0.06
     color_jitter: float = 0.1
+    # Hardening: the share of training images put under one random corruption of the robustness suite's
+    # photometric and resolution families (JPEG, blur, noise, brightness, contrast, gamma, hue, grayscale,
+    # lower resolution) at a random strength; 0 disables it. See data/corruptions.py: random_corruptions.
+    corrupt_p: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
     precision: str = "auto"  # auto | bf16 | fp32
@@ -77,7 +83,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, r: Recipe) -> torch.Tensor:
     """Per-sample microscopy augmentation on a float ``[0,1]`` batch, in one ``grid_sample``.
 
     Orientation carries no class information in these patches, so: any of the 8 flips/90° rotations,
-    plus a small rotation, isotropic scale and shift; then mild brightness/contrast/saturation jitter.
+    plus a small rotation, isotropic scale and shift; then mild brightness/contrast/saturation jitter;
+    then, in a hardened recipe, a random corruption for a share ``corrupt_p`` of the images.
     """
     b = x.shape[0]
     u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
@@ -94,6 +101,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, r: Recipe) -> torch.Tensor:
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if r.color_jitter > 0:
         x = _color_jitter(x, gen, r.color_jitter)
+    if r.corrupt_p > 0:  # the corruptions work on uint8 images, as the camera and the suite make them
+        u8 = x.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu()
+        x = random_corruptions(u8, gen, r.corrupt_p).to(x.device, x.dtype).div_(255)
     return x
 
 

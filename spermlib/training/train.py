@@ -25,10 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from spermlib.data.datasets import DatasetSpec
-from spermlib.models import create_model
+from spermlib.models import ModelInfo, create_model
 from spermlib.runtime import pick_device, resolve_precision
-from spermlib.store.checkpoints import checkpoint_path, read_card, round_to_fp16_, save_checkpoint
-from spermlib.store.paths import RUNS_DIR, fold_run_dir
+from spermlib.store.checkpoints import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    read_card,
+    round_to_fp16_,
+    save_checkpoint,
+)
+from spermlib.store.paths import RUNS_DIR, fold_run_dir, project_relative
 from spermlib.training.card import build_card, git_commit, run_config
 from spermlib.training.fold_data import DecodedImages, FoldData, load_fold_data
 from spermlib.training.loop import LoopSettings, build_optimizer, evaluate_inner, make_ema, train_one_epoch
@@ -72,6 +79,7 @@ def train_fold(
     backbone: str = "auto",
     pretrained: str = "auto",
     weights_path: str | None = None,
+    init_from: Path | None = None,
     checkpoints_dir: Path | None = None,
     runs_dir: Path = RUNS_DIR,
     device: str | None = None,
@@ -82,7 +90,9 @@ def train_fold(
     """Train (or resume) one fold; write its checkpoint and card; return the card.
 
     ``max_epochs_this_call`` stops after that many epochs *without* finishing (used to test
-    resume); then ``None`` is returned and the run directory holds the resumable state. ``on_epoch`` gets each
+    resume); then ``None`` is returned and the run directory holds the resumable state. ``init_from`` (a
+    checkpoints folder) starts from that folder's model of this same fold and split instead of ImageNet
+    weights (a second stage, e.g. hardening a shipped model). ``on_epoch`` gets each
     epoch's record (inner-validation scores included) once its state is saved (``sweep`` reports it to Ray Tune).
     """
     r = recipe
@@ -91,11 +101,16 @@ def train_fold(
     run_dir = fold_run_dir(spec.name, arch, fold, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLog(run_dir / "train.log", progress) as log:
-        model, info = _initial_model(spec, arch, r, dev, backbone, pretrained, weights_path)
+        if init_from is None:
+            model, info = _initial_model(spec, arch, r, dev, backbone, pretrained, weights_path)
+            start = {}
+        else:
+            model, info, start = _start_from_checkpoint(spec, arch, fold, size, manifest_sha256, Path(init_from))
+            model = _to_device(model, r, dev)
         s = LoopSettings(r, dev, resolve_precision(r.precision, dev), info.mean, info.std,
                          r.warmup_epochs if model.has_backbone else 0, progress)
         state = TrainState(model, build_optimizer(model, r), make_ema(model, r),
-                           run_config(spec, arch, fold, r, size, info, manifest_sha256, data))
+                           {**run_config(spec, arch, fold, r, size, info, manifest_sha256, data), **start})
         _resume(state, run_dir, log)
         outcome = _run_epochs(state, data, s, run_dir, log, max_epochs_this_call, on_epoch)
         if outcome == INTERRUPTED:
@@ -111,10 +126,30 @@ def _initial_model(spec: DatasetSpec, arch: str, r: Recipe, dev: torch.device, b
     """(model on ``dev`` with its ImageNet backbone and a seeded new head, ModelInfo)."""
     torch.manual_seed(r.seed)
     model, info = create_model(arch, spec.num_classes, backbone, pretrained, weights_path)
+    return _to_device(model, r, dev), info
+
+
+def _to_device(model: torch.nn.Module, r: Recipe, dev: torch.device) -> torch.nn.Module:
     model.to(dev)
-    if r.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model, info
+    return model.to(memory_format=torch.channels_last) if r.channels_last else model
+
+
+def _start_from_checkpoint(spec: DatasetSpec, arch: str, fold: int, size: int, manifest_sha256: str,
+                           folder: Path) -> tuple[torch.nn.Module, ModelInfo, dict]:
+    """(the model of ``fold`` in ``folder``, its ModelInfo, the config fields that record where it came from).
+
+    Refused unless it was trained on this very split: fold ``fold`` of another split has other test
+    images, some of which the start weights would then have seen (leakage), and at this input size.
+    """
+    path = checkpoint_path(spec.name, arch, fold, folder)
+    model, card = load_checkpoint(path)
+    if card.get("split_sha256") != manifest_sha256 or card.get("fold") != fold:
+        raise CheckpointError(f"--init-from {path}: trained on another split or fold, so its weights may have "
+                              f"seen fold {fold}'s test images; start from a checkpoint of this split")
+    if card.get("input_size") != size:
+        raise CheckpointError(f"--init-from {path}: trained at {card.get('input_size')} px, this recipe at {size} px")
+    info = ModelInfo(arch, card["backbone"], card["pretrained_source"], tuple(card["mean"]), tuple(card["std"]))
+    return model, info, {"init_from": project_relative(folder), "init_weights_sha256": card["weights_sha256"]}
 
 
 def _resume(state: TrainState, run_dir: Path, log: RunLog) -> None:

@@ -27,7 +27,7 @@ PROTOCOL = ("inner-validation split of each fold's training part (the split earl
             "scores of the epoch early stopping kept, mean over the folds every configuration has; "
             "test folds never read")
 # Card fields besides the recipe that define a configuration.
-_CONFIG_FIELDS = ("backbone", "pretrained_source", "input_size")
+_CONFIG_FIELDS = ("backbone", "pretrained_source", "input_size", "init_from")
 
 
 def _config(card: dict) -> dict:
@@ -109,6 +109,7 @@ def record_comparison(comparison: dict, path: Path, merge: bool = False) -> Path
         configs.sort(key=lambda r: r["name"] != comparison["baseline"])  # baseline first, else stable
     data.setdefault("archs", {})[comparison["arch"]] = {
         "baseline": comparison["baseline"], "configs": configs,
+        **{k: comparison[k] for k in ("robustness_protocol",) if k in comparison},
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return write_json(path, data)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from spermlib.cli import main
+from spermlib.data.corruptions import CORRUPTIONS
 from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import list_images, manifest_for_root
-from spermlib.evaluation.corruptions import CORRUPTIONS
 from spermlib.evaluation.evaluate import oof_predictions
 from spermlib.evaluation.robustness import CLEAN, corrupted_predictions, robustness_dataset, robustness_summary
 from spermlib.store.results import load_robustness
@@ -136,3 +136,60 @@ def test_cli_on_the_bundled_sample_with_the_shipped_simplecnn(tmp_path, capsys):
 def test_cli_without_checkpoints_is_one_clear_error(tmp_path, capsys):
     assert main(["robustness", "--dataset", "hushem", "--checkpoints", str(tmp_path)]) == 2
     assert "no checkpoints for hushem" in capsys.readouterr().err
+
+
+def test_training_corruptions_are_seeded_and_cover_the_suite(sample_batch):
+    from spermlib.data.corruptions import TRAINING_FAMILIES, _random_parameter, random_corruptions
+
+    draw = lambda seed, p: random_corruptions(sample_batch, torch.Generator().manual_seed(seed), p)  # noqa: E731
+    assert torch.equal(draw(0, 0.0), sample_batch)  # p = 0 is off
+    assert torch.equal(draw(3, 1.0), draw(3, 1.0)) and not torch.equal(draw(3, 1.0), draw(4, 1.0))
+    hit = draw(3, 1.0)
+    assert hit.dtype == torch.uint8 and hit.shape == sample_batch.shape
+    assert all(_moved(hit[i], sample_batch[i]) > 0 for i in range(len(hit)))
+    gen = torch.Generator().manual_seed(0)
+    for name in TRAINING_FAMILIES:  # the suite's strongest severity lies inside the drawn range
+        params = np.abs([_random_parameter(name, gen) for _ in range(400)])
+        c = CORRUPTIONS[name]
+        strongest, ident = abs(c.severities[-1]), (95 if c.identity is None else abs(c.identity))
+        lo, hi = sorted((strongest, ident))
+        assert params.min() <= lo + 0.1 * (hi - lo) and params.max() >= hi - 0.1 * (hi - lo), name
+
+
+def test_nested_choice_needs_more_robustness_and_at_most_one_image_of_clean_accuracy():
+    from spermlib.evaluation.robustness import choose_per_fold
+
+    base = {k: {"n_inner_val": 25, "clean_accuracy": 0.92, "corrupted_accuracy": 0.70} for k in range(4)}
+    cand = {0: {"n_inner_val": 25, "clean_accuracy": 0.88, "corrupted_accuracy": 0.85},  # one image less: wins
+            1: {"n_inner_val": 25, "clean_accuracy": 0.84, "corrupted_accuracy": 0.90},  # two images less
+            2: {"n_inner_val": 25, "clean_accuracy": 0.96, "corrupted_accuracy": 0.70},  # not more robust
+            3: {"n_inner_val": 25, "clean_accuracy": 0.92, "corrupted_accuracy": 0.71}}
+    assert choose_per_fold(base, cand) == [0, 3]
+
+
+def test_tune_robustness_scores_inner_validation_only(toy_checkpoints, tmp_path, monkeypatch):
+    """``tune --robustness`` adds per-fold inner-validation robustness and a per-fold choice; the test folds'
+    images are never decoded for it."""
+    import json
+
+    import spermlib.evaluation.robustness as rob
+    from spermlib.training.tuning import compare_configs, record_comparison
+
+    manifest = pd.read_csv(toy_checkpoints["manifest"])
+    decoded = []  # the paths of each decoding call, in fold order
+    real = rob.load_uint8_batch
+    monkeypatch.setattr(rob, "load_uint8_batch",
+                        lambda root, paths, size: decoded.append(paths) or real(root, paths, size))
+    real_parts = rob.fold_parts  # the toy set has 5 images a class outside a fold: too few for 1/0.15 inner splits
+    monkeypatch.setattr(rob, "fold_parts", lambda m, k, val_fraction: real_parts(m, k, val_fraction=0.5))
+    runs = {"shipped": toy_checkpoints["checkpoints"], "again": toy_checkpoints["checkpoints"]}
+    comparison = compare_configs(TOY, "simplecnn", runs)
+    out = rob.add_inner_robustness(comparison, TOY, toy_checkpoints["data_root"], runs, toy_checkpoints["manifest"])
+    assert "chosen on folds []" in out  # the same checkpoints are not more robust than themselves
+    folds = dict(zip(manifest["path"], manifest["fold"]))
+    assert len(decoded) == 4  # two runs × two folds
+    for k, paths in zip([0, 1, 0, 1], decoded):  # fold k's pass decodes only images of its training part
+        assert paths and all(folds[p] != k for p in paths)
+    arch = json.loads(record_comparison(comparison, tmp_path / "tuning.json").read_text())["archs"]["simplecnn"]
+    assert "robustness_protocol" in arch and arch["configs"][1]["chosen_over_baseline_folds"] == []
+    assert set(arch["configs"][1]["inner_val_robustness"]) == {"0", "1"}

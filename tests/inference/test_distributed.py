@@ -102,3 +102,30 @@ def test_sweep_on_two_nodes_selects_per_fold_on_inner_validation(two_nodes, tmp_
         nested = read_card(checkpoint_path(spec, "simplecnn", k, Path(job.out) / NESTED))
         assert nested["inner_val"] == shipped["inner_val"] == scores[winner] and nested["fold"] == k
         assert shipped["recipe"]["lr"] == job.configs[winner]["lr"]
+
+
+def test_actor_forward_runs_with_the_actor_s_torch_threads(toy_checkpoints: dict, monkeypatch) -> None:
+    """Ray Data calls an actor on another thread than its constructor, and OpenMP's thread count is per
+    calling thread: the forward must still run with the threads the pool gave the actor (it once ran on one)."""
+    import threading
+
+    import torch
+
+    from spermlib.inference.distributed import PredictBatch
+
+    actor = PredictBatch(TOY, "simplecnn", [0], str(toy_checkpoints["checkpoints"]), "cpu", threads=1, names={})
+    seen = []
+    real = actor.predictor.predict_sources
+    monkeypatch.setattr(actor.predictor, "predict_sources",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    image = next(Path(toy_checkpoints["data_root"]).rglob("*.png"))
+    batch = pd.DataFrame({"path": [str(image)], "bytes": [image.read_bytes()]})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # what a fresh calling thread would use, not the actor's one thread
+        worker = threading.Thread(target=actor, args=(batch,))
+        worker.start()
+        worker.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

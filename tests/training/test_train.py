@@ -186,3 +186,39 @@ def test_state_from_another_configuration_is_not_resumed(tmp_path, tiny_data):
     assert card["epochs_run"] == 3 and [h["epoch"] for h in card["history"]] == [0, 1, 2]
     log = (tmp_path / "runs" / "toy" / "simplecnn" / "fold0" / "train.log").read_text()
     assert "another configuration; starting afresh" in log and "resuming" not in log
+
+
+def test_init_from_starts_at_the_same_fold_s_weights_and_refuses_another_split(tmp_path, tiny_data, monkeypatch):
+    from spermlib.store.checkpoints import CheckpointError
+    from spermlib.training import train as train_module
+
+    first = train_fold(TOY, "simplecnn", 1, tiny_data, Recipe.for_arch("simplecnn", **TINY), manifest_sha256="abc",
+                       checkpoints_dir=tmp_path / "ck", runs_dir=tmp_path / "runs", progress=False)
+    started = {}
+    real = train_module.TrainState
+
+    def spy(model, *a, **k):
+        started.update({n: p.detach().clone() for n, p in model.state_dict().items()})
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(train_module, "TrainState", spy)
+    hardened = Recipe.for_arch("simplecnn", **{**TINY, "epochs": 1}, corrupt_p=1.0)
+    card = train_fold(TOY, "simplecnn", 1, tiny_data, hardened, manifest_sha256="abc", init_from=tmp_path / "ck",
+                      checkpoints_dir=tmp_path / "ck2", runs_dir=tmp_path / "runs2", progress=False)
+    shipped, _ = load_checkpoint(tmp_path / "ck" / "toy" / "simplecnn" / "fold1.safetensors")
+    assert all(torch.equal(started[n], v.float()) for n, v in shipped.state_dict().items())
+    assert card["init_weights_sha256"] == first["weights_sha256"] and card["recipe"]["corrupt_p"] == 1.0
+    assert card["init_from"].endswith("ck")
+    for sha, fold in (("another split", 1), ("abc", 0)):  # other split; a fold the folder lacks
+        with pytest.raises(CheckpointError):
+            train_fold(TOY, "simplecnn", fold, tiny_data, hardened, manifest_sha256=sha, init_from=tmp_path / "ck",
+                       checkpoints_dir=tmp_path / "ck3", runs_dir=tmp_path / "runs3", progress=False)
+
+
+def test_hardened_augment_corrupts_a_share_of_the_batch():
+    x = torch.rand(64, 3, 32, 32)
+    plain = Recipe(rotate_deg=0.0, scale=0.0, translate=0.0, color_jitter=0.0)
+    same = augment(x, torch.Generator().manual_seed(0), plain)
+    hard = augment(x, torch.Generator().manual_seed(0), Recipe(**{**plain.__dict__, "corrupt_p": 0.5}))
+    changed = ((hard - same).abs().flatten(1).amax(1) > 2 / 255).float().mean()
+    assert 0.25 < changed < 0.75 and hard.min() >= 0 and hard.max() <= 1

@@ -1,5 +1,7 @@
-"""Image corruptions for the robustness suite: what other cameras, stains and users do to an image.
+"""Image corruptions: what other cameras, stains and users do to an image.
 
+The robustness suite (``evaluation/robustness.py``) scores models under them; a hardened training
+recipe (``Recipe.corrupt_p``) draws them at random while training (:func:`random_corruptions`).
 Each corruption maps a uint8 ``(B,3,H,W)`` batch (the model input, already at the card's size) and
 one parameter to a uint8 batch of the same shape, through torchvision's ``transforms.v2``
 functional ops (JPEG through Pillow). :data:`CORRUPTIONS` gives each one three parameters of
@@ -39,10 +41,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.gaussian_blur(x, kernel_size=[2 * half + 1] * 2, sigma=[sigma, sigma])
 
 
-def gaussian_noise(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Additive noise of std ``sigma`` (fraction of the 0–255 range), the same draw on every call."""
+def gaussian_noise(x: torch.Tensor, sigma: float, seed: int = NOISE_SEED) -> torch.Tensor:
+    """Additive noise of std ``sigma`` (fraction of the 0–255 range), the same draw for the same ``seed``."""
     with torch.random.fork_rng(devices=[]):  # a fixed seed without disturbing the caller's RNG
-        torch.manual_seed(NOISE_SEED)
+        torch.manual_seed(seed)
         noisy = F.gaussian_noise(F.to_dtype(x, torch.float32, scale=True), sigma=sigma)
     return F.to_dtype(noisy, torch.uint8, scale=True)
 
@@ -127,3 +129,45 @@ CORRUPTIONS: dict[str, Corruption] = {
     "zoom_out": Corruption(zoom, (0.87, 0.75, 0.6), "zoom factor", 1.0),
     "shift": Corruption(shift, (0.04, 0.08, 0.15), "shift (fraction of the side)", 0.0),
 }
+
+
+# The families a hardened recipe trains on: the photometric and resolution shifts. The geometric ones
+# (rotation, zoom, shift) are already the training augmentation's own affine warp (``Recipe.rotate_deg``,
+# ``scale``, ``translate``).
+TRAINING_FAMILIES = ("jpeg", "blur", "noise", "brightness", "contrast", "gamma", "hue", "grayscale", "downscale")
+_JPEG_BEST = 95  # the mildest JPEG quality drawn (the suite's family has no identity parameter)
+
+
+def _random_parameter(name: str, gen: torch.Generator) -> float:
+    """A parameter drawn uniformly between the family's identity and beyond its strongest suite severity.
+
+    The range reaches 1.25× past the strongest severity (towards more damage) so that the suite's own
+    three parameters are inside it, not at its edge; hue turns either way round the colour circle.
+    """
+    c = CORRUPTIONS[name]
+    u = float(torch.rand(1, generator=gen))
+    if name == "jpeg":
+        return round(_JPEG_BEST + u * (min(c.severities) - _JPEG_BEST))
+    start, strongest = c.identity, c.severities[-1]
+    end = start + 1.25 * (strongest - start)
+    if name in ("brightness", "contrast", "grayscale"):
+        end = max(end, 0.0)  # a factor below 0 is not an image any more
+    value = start + u * (end - start)
+    return -value if name == "hue" and float(torch.rand(1, generator=gen)) < 0.5 else value
+
+
+def random_corruptions(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    """Each image of a uint8 ``(B,3,H,W)`` batch, with probability ``p``, under one corruption of
+    :data:`TRAINING_FAMILIES` at a random parameter (:func:`_random_parameter`); all draws from ``gen``."""
+    out = x.clone()
+    hit = torch.rand(len(x), generator=gen) < p
+    families = torch.randint(0, len(TRAINING_FAMILIES), (len(x),), generator=gen)
+    for i in torch.nonzero(hit).flatten().tolist():
+        name = TRAINING_FAMILIES[int(families[i])]
+        param = _random_parameter(name, gen)
+        img = x[i : i + 1]
+        if name == "noise":  # a fresh noise draw each time, not the suite's fixed one
+            out[i] = gaussian_noise(img, param, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))[0]
+        else:
+            out[i] = CORRUPTIONS[name].apply(img, param)[0]
+    return out
