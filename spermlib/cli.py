@@ -99,6 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (*(name for name, _, _ in _RECIPE_OPTIONS), "precision")}
     if args.balanced:
         overrides["balanced_sampling"] = True
+    if args.keep_last:
+        overrides["keep_last"] = True
     decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
     for arch in archs:
         recipe = Recipe.for_arch(arch, spec.name, **overrides)
@@ -112,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data = load_fold_data(spec, root, manifest, k, recipe, size, decoded[size])
             card = train_fold(spec, arch, k, data, recipe, manifest_sha256=sha, backbone=args.backbone,
                               pretrained=args.pretrained, weights_path=args.weights, init_from=args.init_from,
-                              device=args.device,
+                              transfer_from=args.transfer_from, device=args.device,
                               checkpoints_dir=Path(args.checkpoints), runs_dir=Path(args.runs))
             iv = card["inner_val"]
             print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
@@ -219,7 +221,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from spermlib.evaluation.robustness import robustness_dataset
 
     spec = get_dataset(args.dataset)
-    report = robustness_dataset(spec, device=args.device, **_scoring_args(spec, args))
+    folds = None if args.folds is None else sorted({int(k) for k in args.folds.split(",") if k.strip()})
+    report = robustness_dataset(spec, device=args.device, folds=folds, **_scoring_args(spec, args))
     for arch, r in report["archs"].items():
         drops = " / ".join(f"{100 * d:.1f}" for d in r["mean_accuracy_drop"])
         print(f"{spec.name}/{arch}: clean accuracy {r['clean']['accuracy']:.4f}; mean accuracy drop in points "
@@ -401,10 +404,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", default=None, dest="init_from", metavar="FOLDER",
                    help="start each fold from FOLDER's model of the same fold and split (a second stage, e.g. "
                         "hardening: --init-from checkpoints --corrupt-p 0.5 --warmup-epochs 0)")
+    p.add_argument("--transfer-from", default=None, dest="transfer_from", metavar="CHECKPOINT",
+                   help="backbone (+CBAM) weights from another dataset's checkpoint instead of ImageNet's "
+                        "(e.g. checkpoints/smids/effnet_cbam/fold0.safetensors); the head starts new")
     for name, kind, help_text in _RECIPE_OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), type=kind, dest=name, help=help_text)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"])
     p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    p.add_argument("--keep-last", action="store_true", dest="keep_last",
+                   help="ship the last epoch, not the best inner-validation one (a fixed-length stage, e.g. hardening)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if present)")
     p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
@@ -475,7 +483,7 @@ def _faithfulness_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, _SUBSET_RESULTS_HELP)
 
 
-def _robustness_args(p: argparse.ArgumentParser) -> None:
+def _scoring_only_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     _add_checkpoints_arg(p)
     p.add_argument("--arch", default=None, choices=ARCHS)
@@ -484,8 +492,15 @@ def _robustness_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, _SUBSET_RESULTS_HELP)
 
 
+def _robustness_args(p: argparse.ArgumentParser) -> None:
+    _scoring_only_args(p)
+    p.add_argument("--folds", default=None, metavar="K,K",
+                   help="only these outer folds' test images (e.g. 0,1: a run that trained only those folds; "
+                        "write it with --results elsewhere); default every fold")
+
+
 def _ood_args(p: argparse.ArgumentParser) -> None:
-    _robustness_args(p)
+    _scoring_only_args(p)
     p.add_argument("--refit", action="store_true", help="fit the detectors and temperatures again even if stored")
 
 

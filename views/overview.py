@@ -33,7 +33,7 @@ from spermlib.dashboard.tables import (
     missing_results_message,
 )
 from spermlib.dashboard.triage import NORMAL_LABEL
-from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset
+from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset, listed_datasets
 from spermlib.data.imageio import load_rgb
 from spermlib.evaluation.worked_example import pick_example
 from spermlib.store.cards import available_folds, checkpoint_path
@@ -57,9 +57,10 @@ def _leaderboard(results: str, dataset: str, stamp: tuple) -> pd.DataFrame:
 
 
 def load_board() -> pd.DataFrame:
-    """Every dataset's leaderboard rows; one unreadable metrics.json must not hide the other dataset's."""
+    """Every listed dataset's leaderboard rows (the built-in ones, then own datasets with checkpoints); one
+    unreadable metrics.json must not hide another dataset's."""
     boards = []
-    for name in DATASETS:
+    for name in listed_datasets():
         try:
             boards.append(_leaderboard(str(default_results_dir()), name, results_stamp(name)))
         except ResultsError as err:
@@ -184,7 +185,7 @@ def results_tables(board: pd.DataFrame) -> None:
     )
     st.caption(f"**Paper** ({PAPER_TITLE}): {PAPER_PROTOCOL}. Its numbers are shown on the row of its model.")
     if not board["full_dataset"].all():
-        subset = sorted({DATASETS[d].folder for d in board.loc[~board["full_dataset"], "dataset"]})
+        subset = sorted({get_dataset(d).folder for d in board.loc[~board["full_dataset"], "dataset"]})
         st.warning(
             f"Results for {', '.join(subset)} come from a subset of the data (e.g. the bundled sample), not "
             "from the published protocol on the full dataset: they are not comparable with the paper."

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from spermlib.dashboard import palette
 from spermlib.dashboard.compare import heatmap_grid
-from spermlib.data.datasets import DATASETS, DatasetSpec
+from spermlib.data.datasets import DatasetSpec, get_dataset
 
 T = TypeVar("T")
 
@@ -100,9 +100,10 @@ def reliability_figure(rel: pd.DataFrame) -> go.Figure:
 def headline_figure(board: pd.DataFrame) -> go.Figure:
     """Out-of-fold accuracy with its 95 % CI, per model (rows) and dataset (panels), the paper's number
     marked on its model's row. ``board``: :func:`~spermlib.dashboard.tables.leaderboard` rows."""
-    datasets = [d for d in DATASETS if d in set(board["dataset"])]
+    datasets = list(dict.fromkeys(board["dataset"]))  # the board's order: built-in first, then own datasets
+    folders = {d: get_dataset(d).folder for d in datasets}
     fig = make_subplots(rows=len(datasets), cols=1, shared_xaxes=True, vertical_spacing=0.16,
-                        subplot_titles=[DATASETS[d].folder for d in datasets])
+                        subplot_titles=[folders[d] for d in datasets])
     for row, dataset in enumerate(datasets, start=1):
         for r in board[board["dataset"] == dataset].itertuples(index=False):
             fig.add_trace(go.Scatter(
@@ -110,7 +111,7 @@ def headline_figure(board: pd.DataFrame) -> go.Figure:
                 showlegend=False, marker={"size": 12, "color": palette.model_colour(r.arch)},
                 error_x={"type": "data", "symmetric": False, "array": [r.accuracy_ci_hi - r.accuracy_pooled],
                          "arrayminus": [r.accuracy_pooled - r.accuracy_ci_lo], "thickness": 2, "width": 6},
-                hovertemplate=f"{r.model} on {DATASETS[dataset].folder}: %{{x:.1%}} (95 % CI {r.accuracy_ci_lo:.1%}"
+                hovertemplate=f"{r.model} on {folders[dataset]}: %{{x:.1%}} (95 % CI {r.accuracy_ci_lo:.1%}"
                               f"–{r.accuracy_ci_hi:.1%}), {r.n_images} images<extra></extra>"), row=row, col=1)
             if pd.notna(r.paper_accuracy):
                 fig.add_trace(go.Scatter(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard.tables import PAPER_RESULTS, arch_title, pct
-from spermlib.data.datasets import DATASETS
+from spermlib.data.datasets import get_dataset
 from spermlib.store.results import is_tta
 
 
@@ -40,11 +40,11 @@ def key_figures(board: pd.DataFrame) -> list[KeyFigure]:
     out of fold and the number of models compared."""
     ours = board[board["arch"] == DEFAULT_ARCH]
     figures = []
-    for dataset in [d for d in DATASETS if d in set(ours["dataset"])]:
+    for dataset in dict.fromkeys(ours["dataset"]):  # the board's order: built-in first, then own datasets
         r = ours[ours["dataset"] == dataset].iloc[0]
         paper = PAPER_RESULTS.get(dataset, {}).get("accuracy")
         figures.append(KeyFigure(
-            f"{DATASETS[dataset].folder} accuracy", pct(r.accuracy_mean),
+            f"{get_dataset(dataset).folder} accuracy", pct(r.accuracy_mean),
             f"{100 * (r.accuracy_mean - paper):+.1f} pts vs paper".replace("-", "−") if paper else None,
             f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images)."
             + (f" The paper reports {pct(paper)} from one hold-out split." if paper else "")))

@@ -14,7 +14,7 @@ from pathlib import Path
 from spermlib import __version__
 from spermlib.archs import ARCHS
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import DATASETS
+from spermlib.data.datasets import get_dataset, listed_datasets
 from spermlib.store.cards import CheckpointError, fold_cards
 
 
@@ -32,7 +32,7 @@ class ModelVersions:
 
     def line(self) -> str:
         """E.g. ``SMIDS · EfficientNet + CBAM: 5 folds, spermlib 0.1.0, commits a, b (2026-11-25)``."""
-        where = f"{DATASETS[self.dataset].folder} · {arch_title(self.arch)}"
+        where = f"{get_dataset(self.dataset).folder} · {arch_title(self.arch)}"
         if self.error:
             return f"{where}: {self.error}"
         commits = ", ".join(self.commits) or "commit not recorded"
@@ -56,7 +56,7 @@ def span(dates: Sequence[str]) -> str:
 def model_versions(checkpoints_dir: Path | None = None) -> list[ModelVersions]:
     """One entry per dataset × arch with at least one fold card, in registry order."""
     out = []
-    for dataset in DATASETS:
+    for dataset in listed_datasets(checkpoints_dir):
         for arch in ARCHS:
             try:
                 cards = fold_cards(dataset, arch, checkpoints_dir)

@@ -227,6 +227,24 @@ def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
     lines += ["", f"Protocol: {tuning['protocol']}. The kept epoch is the best of several on this split, so "
               "these scores are optimistic and not comparable with the test-fold numbers above; they only "
               "rank configurations."]
+    return lines + _inner_robustness_lines(tuning)
+
+
+def _inner_robustness_lines(tuning: dict) -> list[str]:
+    """``tune --robustness``: each run's inner-validation accuracy under the corruption suite, and the folds
+    where a run was chosen over the baseline by that fold's own inner validation (nested)."""
+    lines = []
+    for arch in arch_order(tuning["archs"]):
+        comp = tuning["archs"][arch]
+        rows = [r for r in comp["configs"] if "inner_val_corrupted_accuracy" in r]
+        if not rows:
+            continue
+        lines += ["", f"{_model_name(arch)}, inner validation under the corruption suite (`tune --robustness`): "
+                  + "; ".join(f"{r['name']} {100 * r['inner_val_corrupted_accuracy']:.1f} %"
+                              + (f" (chosen over {comp['baseline']} on folds "
+                                 f"{', '.join(map(str, r['chosen_over_baseline_folds'])) or 'none'})"
+                                 if "chosen_over_baseline_folds" in r else "") for r in rows)
+                  + f". Protocol: {comp.get('robustness_protocol', '')}."]
     return lines
 
 

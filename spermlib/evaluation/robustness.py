@@ -20,6 +20,7 @@ from spermlib.data.corruptions import CORRUPTIONS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import fold_parts, manifest_for_root
+from spermlib.errors import SpermlibError
 from spermlib.evaluation.evaluate import fold_checkpoints, macro_f1
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
@@ -89,10 +90,15 @@ def robustness_summary(preds: pd.DataFrame, corruptions: dict | None = None) -> 
 
 def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
                        device: str | None = None, checkpoints_dir: Path | None = None,
-                       results_base: Path | None = None) -> dict:
-    """Run the suite for ``archs`` (default: every arch with checkpoints) and (re)write robustness.json."""
+                       results_base: Path | None = None, folds: list[int] | None = None) -> dict:
+    """Run the suite for ``archs`` (default: every arch with checkpoints) and (re)write robustness.json; with
+    ``folds``, only those outer folds' test images, each still by its own fold model."""
     checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
     manifest, sha = manifest_for_root(spec, root, splits_path)
+    if folds is not None:  # the other folds' images are left out, not re-assigned: the sha stays the split's
+        manifest = manifest[manifest["fold"].isin(folds)]
+        if manifest.empty:
+            raise SpermlibError(f"--folds {folds}: the split has no such fold")
     archs = archs_with_checkpoints(spec, archs, checkpoints_dir)
     path, report = results_to_update(spec, root, ROBUSTNESS_FILE, sha, results_base)
     for arch in archs:
@@ -100,7 +106,7 @@ def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = 
         report["archs"][arch] = {**robustness_summary(preds), "inference": run}
     report.update({
         "dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,
-        "full_dataset": is_full_dataset(root), "protocol": PROTOCOL,
+        "full_dataset": is_full_dataset(root), "protocol": PROTOCOL, "folds": folds or "all",
         "corruptions": {name: {"parameter": c.parameter, "severities": list(c.severities)}
                         for name, c in CORRUPTIONS.items()},
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

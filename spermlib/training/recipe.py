@@ -47,6 +47,9 @@ class Recipe:
     # photometric and resolution families (JPEG, blur, noise, brightness, contrast, gamma, hue, grayscale,
     # lower resolution) at a random strength; 0 disables it. See data/corruptions.py: random_corruptions.
     corrupt_p: float = 0.0
+    # Ship the last epoch instead of the best inner-validation one: for a fixed-length second stage such as
+    # hardening, where the clean inner-validation score would pick the least-hardened epoch.
+    keep_last: bool = False
     val_fraction: float = 0.15
     seed: int = 0
     precision: str = "auto"  # auto | bf16 | fp32

@@ -90,13 +90,14 @@ class TrainState:
         """The weights validated, selected and shipped: the EMA's when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
-    def record_epoch(self, record: dict, metrics: dict, seconds: float) -> bool:
-        """Append ``record`` (epoch ``record["epoch"]``); keep the scored weights if ``metrics`` are the best yet."""
+    def record_epoch(self, record: dict, metrics: dict, seconds: float, keep_last: bool = False) -> bool:
+        """Append ``record`` (epoch ``record["epoch"]``); keep the scored weights if ``metrics`` are the best yet
+        (or always, with ``keep_last``: the recipe ships its last epoch)."""
         self.epoch = record["epoch"]
         self.history.append(record)
         self.train_seconds += seconds
         # Ties broken by lower validation loss, so a plateau still selects the better-calibrated epoch.
-        improved = metrics["macro_f1"] > self.best["macro_f1"] or (
+        improved = keep_last or metrics["macro_f1"] > self.best["macro_f1"] or (
             metrics["macro_f1"] == self.best["macro_f1"] and metrics["nll"] < self.best.get("nll", float("inf")))
         if improved:
             self.best = {"epoch": self.epoch, **metrics}

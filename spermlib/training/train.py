@@ -80,6 +80,7 @@ def train_fold(
     pretrained: str = "auto",
     weights_path: str | None = None,
     init_from: Path | None = None,
+    transfer_from: Path | None = None,
     checkpoints_dir: Path | None = None,
     runs_dir: Path = RUNS_DIR,
     device: str | None = None,
@@ -92,7 +93,9 @@ def train_fold(
     ``max_epochs_this_call`` stops after that many epochs *without* finishing (used to test
     resume); then ``None`` is returned and the run directory holds the resumable state. ``init_from`` (a
     checkpoints folder) starts from that folder's model of this same fold and split instead of ImageNet
-    weights (a second stage, e.g. hardening a shipped model). ``on_epoch`` gets each
+    weights (a second stage, e.g. hardening a shipped model); ``transfer_from`` (a checkpoint of another
+    dataset, same arch and backbone) replaces the ImageNet backbone (and CBAM) weights with its own, the
+    head starting new (domain transfer). ``on_epoch`` gets each
     epoch's record (inner-validation scores included) once its state is saved (``sweep`` reports it to Ray Tune).
     """
     r = recipe
@@ -103,7 +106,7 @@ def train_fold(
     with RunLog(run_dir / "train.log", progress) as log:
         if init_from is None:
             model, info = _initial_model(spec, arch, r, dev, backbone, pretrained, weights_path)
-            start = {}
+            start = {} if transfer_from is None else _transfer(model, spec, arch, Path(transfer_from))
         else:
             model, info, start = _start_from_checkpoint(spec, arch, fold, size, manifest_sha256, Path(init_from))
             model = _to_device(model, r, dev)
@@ -132,6 +135,26 @@ def _initial_model(spec: DatasetSpec, arch: str, r: Recipe, dev: torch.device, b
 def _to_device(model: torch.nn.Module, r: Recipe, dev: torch.device) -> torch.nn.Module:
     model.to(dev)
     return model.to(memory_format=torch.channels_last) if r.channels_last else model
+
+
+def _transfer(model: torch.nn.Module, spec: DatasetSpec, arch: str, path: Path) -> dict:
+    """Copy the backbone (and CBAM) weights of another dataset's checkpoint into ``model``; its head stays new.
+
+    Refused for the same dataset: a fold model of it has seen other folds' test images (leakage).
+    Returns the config fields that record where the weights came from.
+    """
+    source, card = load_checkpoint(path)
+    if card.get("dataset") == spec.name:
+        raise CheckpointError(f"--transfer-from {path} is a {spec.name} model: its training images include other "
+                              f"folds' test images; use --init-from for a second stage on the same split")
+    if card["arch"] != arch or card["backbone"] != getattr(model, "backbone_name", None):
+        raise CheckpointError(f"--transfer-from {path} is {card['arch']} / {card['backbone']}, not this {arch} model's")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("head.")}
+    loaded = model.load_state_dict(state, strict=False)
+    if loaded.unexpected_keys or any(not k.startswith("head.") for k in loaded.missing_keys):
+        raise CheckpointError(f"--transfer-from {path} does not fit this model ({loaded})")
+    return {"transfer_from": project_relative(path), "transfer_weights_sha256": card["weights_sha256"],
+            "transfer_dataset": card["dataset"]}
 
 
 def _start_from_checkpoint(spec: DatasetSpec, arch: str, fold: int, size: int, manifest_sha256: str,
@@ -196,7 +219,7 @@ def _epoch(state: TrainState, data: FoldData, s: LoopSettings, epoch: int, log: 
     secs = time.perf_counter() - t0
     record = {"epoch": epoch, "train_loss": loss, **{f"val_{k}": v for k, v in vm.items()}, "frozen": frozen,
               "seconds": round(secs, 2)}
-    state.record_epoch(record, vm, secs)
+    state.record_epoch(record, vm, secs, keep_last=s.recipe.keep_last)
     log(f"fold {state.config['fold']} epoch {epoch + 1}/{s.recipe.epochs} loss {loss:.4f} "
         f"val_acc {vm['accuracy']:.4f} val_f1 {vm['macro_f1']:.4f} {'(frozen) ' if frozen else ''}{secs:.1f}s")
 

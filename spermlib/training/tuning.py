@@ -27,7 +27,7 @@ PROTOCOL = ("inner-validation split of each fold's training part (the split earl
             "scores of the epoch early stopping kept, mean over the folds every configuration has; "
             "test folds never read")
 # Card fields besides the recipe that define a configuration.
-_CONFIG_FIELDS = ("backbone", "pretrained_source", "input_size", "init_from")
+_CONFIG_FIELDS = ("backbone", "pretrained_source", "input_size", "init_from", "transfer_dataset")
 
 
 def _config(card: dict) -> dict:

@@ -142,3 +142,33 @@ def test_worked_example_is_recomputed_when_its_checkpoint_was_retrained(app_env,
     at = AppTest.from_file(APP, default_timeout=180).run()
     assert not at.exception, at.exception
     assert re.fullmatch(r"Left to right: the image · Grad-CAM\+\+ for \w+ · CBAM attention", _example_caption(at))
+
+
+def test_an_own_dataset_with_checkpoints_and_results_joins_the_leaderboard(app_env, tmp_path, monkeypatch):
+    """The Overview lists every dataset the app offers: the built-in ones, then a registered own dataset."""
+    from spermlib.data.datasets import folder_dataset, register_dataset
+    from spermlib.store.paths import DATASETS_ENV
+
+    monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets.json"))
+    own = tmp_path / "MyLab"
+    image = next((Path(APP).parent / "sample_data" / "HuSHeM" / "01_Normal").iterdir())
+    for cls in ("normal", "tapered"):
+        (own / cls).mkdir(parents=True)
+        shutil.copyfile(image, own / cls / "a.bmp")
+    register_dataset(folder_dataset(own, name="lab"))
+    checkpoints, results = tmp_path / "checkpoints", tmp_path / "results"
+    shutil.copytree(app_env["checkpoints"], checkpoints)
+    shutil.copytree(app_env["results"], results)
+    (checkpoints / "lab" / "simplecnn").mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(checkpoints / "hushem" / "simplecnn" / f"fold0{suffix}",
+                        checkpoints / "lab" / "simplecnn" / f"fold0{suffix}")
+    (results / "lab").mkdir()
+    shutil.copyfile(results / "hushem" / "metrics.json", results / "lab" / "metrics.json")
+    monkeypatch.setenv("SPERMLIB_CHECKPOINTS", str(checkpoints))
+    monkeypatch.setenv("SPERMLIB_RESULTS", str(results))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    boards = leaderboards(at, ["SMIDS", "HuSHeM", "MyLab"])
+    assert len(boards["MyLab"]) == 3
+    assert "MyLab accuracy" in [m.label for m in at.metric]

@@ -122,6 +122,16 @@ def test_robustness_json_schema(toy_checkpoints, tmp_path):
             assert r["macro_f1_drop"] == pytest.approx(entry["clean"]["macro_f1"] - r["macro_f1"])
     assert np.mean([rows[1]["accuracy_drop"] for rows in entry["corruptions"].values()]) == pytest.approx(
         entry["mean_accuracy_drop"][1])
+    assert saved["folds"] == "all"
+
+
+def test_robustness_on_some_folds_scores_only_their_test_images(toy_checkpoints, tmp_path):
+    manifest = pd.read_csv(toy_checkpoints["manifest"])
+    report = robustness_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"],
+                                splits_path=toy_checkpoints["manifest"], device="cpu", folds=[1],
+                                checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path)
+    assert report["folds"] == [1] and report["split_sha256"] == toy_checkpoints["sha"]
+    assert report["archs"]["simplecnn"]["n_images"] == int((manifest["fold"] == 1).sum())
 
 
 def test_cli_on_the_bundled_sample_with_the_shipped_simplecnn(tmp_path, capsys):

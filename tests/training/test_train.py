@@ -222,3 +222,35 @@ def test_hardened_augment_corrupts_a_share_of_the_batch():
     hard = augment(x, torch.Generator().manual_seed(0), Recipe(**{**plain.__dict__, "corrupt_p": 0.5}))
     changed = ((hard - same).abs().flatten(1).amax(1) > 2 / 255).float().mean()
     assert 0.25 < changed < 0.75 and hard.min() >= 0 and hard.max() <= 1
+
+
+def test_transfer_from_another_dataset_copies_backbone_and_cbam_not_the_head(tmp_path, tiny_data, monkeypatch):
+    import dataclasses
+
+    from spermlib.store.checkpoints import CheckpointError
+    from spermlib.training import train as train_module
+
+    r = Recipe.for_arch("effnet_cbam", **{**TINY, "epochs": 1}, warmup_epochs=1)
+    kw = dict(backbone="tf_efficientnet_lite0", pretrained="none", progress=False)
+    train_fold(TOY, "effnet_cbam", 0, tiny_data, r, manifest_sha256="abc", checkpoints_dir=tmp_path / "ck",
+               runs_dir=tmp_path / "runs", **kw)
+    source_path = tmp_path / "ck" / "toy" / "effnet_cbam" / "fold0.safetensors"
+    source, source_card = load_checkpoint(source_path)
+    other = dataclasses.replace(TOY, name="other")
+    started = {}
+    real = train_module.TrainState
+
+    def spy(model, *a, **k):
+        started.update({n: p.detach().clone() for n, p in model.state_dict().items()})
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(train_module, "TrainState", spy)
+    card = train_fold(other, "effnet_cbam", 0, tiny_data, r, manifest_sha256="xyz", transfer_from=source_path,
+                      checkpoints_dir=tmp_path / "ck", runs_dir=tmp_path / "runs", **kw)
+    for name, value in source.state_dict().items():
+        same = torch.equal(started[name].float(), value.float())
+        assert same != name.startswith("head."), name  # backbone and CBAM copied, head new
+    assert card["transfer_dataset"] == "toy" and card["transfer_weights_sha256"] == source_card["weights_sha256"]
+    with pytest.raises(CheckpointError, match="use --init-from"):  # the same dataset: leakage
+        train_fold(TOY, "effnet_cbam", 1, tiny_data, r, manifest_sha256="abc", transfer_from=source_path,
+                   checkpoints_dir=tmp_path / "ck2", runs_dir=tmp_path / "runs2", **kw)
