@@ -26,7 +26,9 @@ from spermlib.errors import SpermlibError
 from spermlib.inference.predict import Prediction
 
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-RAY_BATCH = 64  # images per actor call: the local path's batch size
+# Images per actor call: four of the predictor's batches of 64, so that each call's fixed cost (moving the
+# batch through the object store, scheduling) is spread over more images.
+RAY_BATCH = 256
 
 
 def table_format(out: str | Path) -> str:
