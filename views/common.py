@@ -48,6 +48,7 @@ from spermlib.store.results import (
     load_faithfulness,
     load_metrics,
     load_oofs,
+    load_robustness,
 )
 
 if TYPE_CHECKING:
@@ -256,6 +257,11 @@ def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | Non
     return load_faithfulness(dataset, results)
 
 
+@st.cache_data(show_spinner=False)
+def _cached_robustness(dataset: str, results: str, stamp: tuple) -> dict | None:
+    return load_robustness(dataset, results)
+
+
 def _or_error(load, dataset: str, missing):
     """``load(dataset, results folder, stamp)``; an unreadable results file becomes one st.error and ``missing``."""
     try:
@@ -273,6 +279,11 @@ def cached_metrics(dataset: str) -> dict | None:
 def cached_faithfulness(dataset: str) -> dict | None:
     """faithfulness.json of ``dataset`` (``None`` if not scored; an st.error if unreadable)."""
     return _or_error(_cached_faithfulness, dataset, None)
+
+
+def cached_robustness(dataset: str) -> dict | None:
+    """robustness.json of ``dataset`` (``None`` if not run; an st.error if unreadable)."""
+    return _or_error(_cached_robustness, dataset, None)
 
 
 def cached_oofs(dataset: str) -> dict:

@@ -32,7 +32,7 @@ from spermlib.dashboard.tables import (
     roc_table,
 )
 from spermlib.store.results import is_tta
-from views.common import cached_faithfulness, cached_metrics, dataset_picker, default_first
+from views.common import cached_faithfulness, cached_metrics, cached_robustness, dataset_picker, default_first
 
 
 def open_in_mistakes(dataset: str, arch: str, cell: Cell) -> None:
@@ -145,3 +145,16 @@ else:
                "imputed minus when the most relevant are (higher = more faithful). CamMult Δconfidence: change "
                "in confidence when the image is multiplied by its map. The control scores each image with "
                "another image's map: a faithful explanation beats it.")
+
+st.subheader("How much does a changed image cost? (robustness)")
+robust = cached_robustness(spec.name)
+if robust is None:
+    st.info(f"Not run yet: `python -m spermlib robustness --dataset {spec.name}` writes it.")
+else:
+    st.plotly_chart(charts.robustness_figure(robust), width="stretch", key="compare_robustness")
+    params = "; ".join(f"{name} {' / '.join(f'{v:g}' for v in c['severities'])} ({c['parameter']})"
+                       for name, c in robust["corruptions"].items())
+    st.caption("Points of out-of-fold accuracy lost against clean images, per corruption and severity (negative: "
+               "a gain). Clean accuracy: " + ", ".join(
+                   f"{arch_title(a)} {100 * e['clean']['accuracy']:.1f} %" for a, e in robust["archs"].items())
+               + f". Parameters (mild / middle / strong): {params}. {robust.get('protocol', '').capitalize()}.")

@@ -32,6 +32,7 @@ CLASS_COLOURS: dict[str, dict[str, str]] = {
 FALLBACK = ("#0072B2", "#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#009E73", "#D55E00", "#000000")
 
 HEATMAP_SCALE = "Blues"  # confusion matrices: one sequential scale, darker = more images
+DROP_SCALE = "Reds"  # robustness: darker = more accuracy lost under a corruption
 PAPER_COLOUR = "#222222"  # the paper's published number
 REFERENCE_COLOUR = "#9E9E9E"  # chance / perfect-calibration diagonals
 LIMIT_COLOUR = "#B2182B"  # a clinical reference limit (WHO 2021 normal forms)

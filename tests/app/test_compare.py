@@ -106,3 +106,29 @@ def test_faithfulness_section_shows_the_numbers_of_faithfulness_json(app_env, tm
     assert row["ROAD combined: map beats control"] == "85 %"
     at.selectbox(key="compare_dataset").set_value("smids").run()
     assert any("python -m spermlib faithfulness --dataset smids" in i.value for i in at.info)
+
+
+def test_robustness_panel_shows_robustness_json_or_says_how_to_make_it(app_env, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from spermlib.data.corruptions import CORRUPTIONS
+
+    results = tmp_path / "results"
+    shutil.copytree(app_env["results"], results)
+    monkeypatch.setenv("SPERMLIB_RESULTS", str(results))
+    rows = [{"severity": i + 1, "parameter": p, "accuracy": 0.5, "macro_f1": 0.5, "accuracy_drop": 0.1 * (i + 1),
+             "macro_f1_drop": 0.1} for i, p in enumerate((1, 2, 3))]
+    report = {"archs": {"effnet_cbam": {"clean": {"accuracy": 0.9, "macro_f1": 0.9},
+                                        "corruptions": {n: rows for n in CORRUPTIONS}}},
+              "corruptions": {n: {"parameter": c.parameter, "severities": list(c.severities)}
+                              for n, c in CORRUPTIONS.items()}, "protocol": "out of fold"}
+    (results / "smids" / "robustness.json").write_text(json.dumps(report))
+    (results / "hushem" / "robustness.json").unlink(missing_ok=True)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("views/compare.py")
+    at.session_state["compare_dataset"] = "smids"
+    at.run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Points of out-of-fold accuracy lost" in captions and "EfficientNet + CBAM 90.0 %" in captions
