@@ -152,9 +152,10 @@ if robust is None:
     st.info(f"Not run yet: `python -m spermlib robustness --dataset {spec.name}` writes it.")
 else:
     st.plotly_chart(charts.robustness_figure(robust), width="stretch", key="compare_robustness")
+    protocol = robust.get("protocol", "")
     params = "; ".join(f"{name} {' / '.join(f'{v:g}' for v in c['severities'])} ({c['parameter']})"
                        for name, c in robust["corruptions"].items())
     st.caption("Points of out-of-fold accuracy lost against clean images, per corruption and severity (negative: "
                "a gain). Clean accuracy: " + ", ".join(
                    f"{arch_title(a)} {100 * e['clean']['accuracy']:.1f} %" for a, e in robust["archs"].items())
-               + f". Parameters (mild / middle / strong): {params}. {robust.get('protocol', '').capitalize()}.")
+               + f". Parameters (mild / middle / strong): {params}. {protocol[:1].upper() + protocol[1:]}.")

@@ -114,7 +114,8 @@ def robustness_figure(report: dict) -> go.Figure:
         z = [[100 * r["accuracy_drop"] for r in rows[n]] for n in names]
         fig.add_trace(go.Heatmap(
             z=z, x=list(SEVERITIES), y=names, zmin=0, zmax=30, colorscale=palette.DROP_SCALE,
-            text=[[f"{round(v, 1) + 0:.1f}" for v in row] for row in z],  # + 0: no "-0.0" texttemplate="%{text}", showscale=col == len(archs),
+            text=[[f"{round(v, 1) + 0:.1f}" for v in row] for row in z],  # + 0: no "-0.0"
+            texttemplate="%{text}", showscale=col == len(archs),
             colorbar={"title": {"text": "points lost"}, "thickness": 12},
             hovertemplate=f"{arch_title(arch)}, %{{y}} (%{{x}}): %{{z:.1f}} points lost<extra></extra>"),
             row=1, col=col)

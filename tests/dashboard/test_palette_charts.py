@@ -92,3 +92,16 @@ def test_probability_bars_in_class_colours_with_the_prediction_singled_out():
     (bars,) = fig.data
     assert list(bars.marker.color) == [palette.class_colour(SMIDS, c) for c in SMIDS.class_dirs]
     assert list(bars.marker.opacity) == [1.0, palette.MUTED, palette.MUTED]
+
+
+def test_robustness_figure_one_labelled_heat_map_per_arch():
+    from spermlib.dashboard.charts import robustness_figure
+
+    rows = [{"severity": i + 1, "accuracy_drop": d} for i, d in enumerate((-0.0004, 0.05, 0.2))]
+    report = {"archs": {a: {"corruptions": {"jpeg": rows, "blur": rows}} for a in ("effnet_cbam", "effnet")},
+              "corruptions": {"jpeg": {}, "blur": {}}}
+    fig = robustness_figure(report)
+    assert [t.type for t in fig.data] == ["heatmap", "heatmap"]
+    assert [a.text for a in fig.layout.annotations] == ["EfficientNet", "EfficientNet + CBAM"]
+    assert all(t.texttemplate == "%{text}" for t in fig.data)
+    assert list(fig.data[0].text[0]) == ["0.0", "5.0", "20.0"]  # no "-0.0" for a gain that rounds to nothing
