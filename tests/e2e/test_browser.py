@@ -225,7 +225,11 @@ def test_every_chart_is_legible(shipped_server, browser, name, path, action, wid
         n_charts = page.locator(".js-plotly-plot").count()
         assert n_charts > 0, f"{name}: no chart drawn"
         if name == "compare-smids-tta":
-            assert page.locator(".js-plotly-plot .hm").count() == 6  # a confusion matrix per entry, TTA included
+            from spermlib.store.results import load_robustness
+
+            robust = load_robustness("smids")  # the robustness panel: one more heat map per arch it scored
+            # a confusion matrix per entry, TTA included
+            assert page.locator(".js-plotly-plot .hm").count() == 6 + (len(robust["archs"]) if robust else 0)
         assert shots.chart_problems(page) == [], f"{name} at {width} px"
     finally:
         context.close()
