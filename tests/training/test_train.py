@@ -188,12 +188,10 @@ def test_state_from_another_configuration_is_not_resumed(tmp_path, tiny_data):
     assert "another configuration; starting afresh" in log and "resuming" not in log
 
 
-def test_init_from_starts_at_the_same_fold_s_weights_and_refuses_another_split(tmp_path, tiny_data, monkeypatch):
-    from spermlib.store.checkpoints import CheckpointError
+def _record_start_weights(monkeypatch) -> dict:
+    """The weights ``train_fold`` starts training from (filled in when its TrainState is built)."""
     from spermlib.training import train as train_module
 
-    first = train_fold(TOY, "simplecnn", 1, tiny_data, Recipe.for_arch("simplecnn", **TINY), manifest_sha256="abc",
-                       checkpoints_dir=tmp_path / "ck", runs_dir=tmp_path / "runs", progress=False)
     started = {}
     real = train_module.TrainState
 
@@ -202,6 +200,15 @@ def test_init_from_starts_at_the_same_fold_s_weights_and_refuses_another_split(t
         return real(model, *a, **k)
 
     monkeypatch.setattr(train_module, "TrainState", spy)
+    return started
+
+
+def test_init_from_starts_at_the_same_fold_s_weights_and_refuses_another_split(tmp_path, tiny_data, monkeypatch):
+    from spermlib.store.checkpoints import CheckpointError
+
+    first = train_fold(TOY, "simplecnn", 1, tiny_data, Recipe.for_arch("simplecnn", **TINY), manifest_sha256="abc",
+                       checkpoints_dir=tmp_path / "ck", runs_dir=tmp_path / "runs", progress=False)
+    started = _record_start_weights(monkeypatch)
     hardened = Recipe.for_arch("simplecnn", **{**TINY, "epochs": 1}, corrupt_p=1.0)
     card = train_fold(TOY, "simplecnn", 1, tiny_data, hardened, manifest_sha256="abc", init_from=tmp_path / "ck",
                       checkpoints_dir=tmp_path / "ck2", runs_dir=tmp_path / "runs2", progress=False)
@@ -228,7 +235,6 @@ def test_transfer_from_another_dataset_copies_backbone_and_cbam_not_the_head(tmp
     import dataclasses
 
     from spermlib.store.checkpoints import CheckpointError
-    from spermlib.training import train as train_module
 
     r = Recipe.for_arch("effnet_cbam", **{**TINY, "epochs": 1}, warmup_epochs=1)
     kw = dict(backbone="tf_efficientnet_lite0", pretrained="none", progress=False)
@@ -237,14 +243,7 @@ def test_transfer_from_another_dataset_copies_backbone_and_cbam_not_the_head(tmp
     source_path = tmp_path / "ck" / "toy" / "effnet_cbam" / "fold0.safetensors"
     source, source_card = load_checkpoint(source_path)
     other = dataclasses.replace(TOY, name="other")
-    started = {}
-    real = train_module.TrainState
-
-    def spy(model, *a, **k):
-        started.update({n: p.detach().clone() for n, p in model.state_dict().items()})
-        return real(model, *a, **k)
-
-    monkeypatch.setattr(train_module, "TrainState", spy)
+    started = _record_start_weights(monkeypatch)
     card = train_fold(other, "effnet_cbam", 0, tiny_data, r, manifest_sha256="xyz", transfer_from=source_path,
                       checkpoints_dir=tmp_path / "ck", runs_dir=tmp_path / "runs", **kw)
     for name, value in source.state_dict().items():
