@@ -233,6 +233,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
 def cmd_ood(args: argparse.Namespace) -> int:
     from spermlib.evaluation.ood import ood_dataset
+    from spermlib.evaluation.report import temperature_use
 
     spec = get_dataset(args.dataset)
     report = ood_dataset(spec, device=args.device, refit=args.refit, **_scoring_args(spec, args))
@@ -241,7 +242,7 @@ def cmd_ood(args: argparse.Namespace) -> int:
         print(f"{spec.name}/{arch}: {r['detector']} detector; flagged: test folds {r['test_folds']['flagged']:.1%}, "
               f"other dataset {o['flagged']:.1%} (AUROC {o['auroc']:.3f}), natural photographs {n['flagged']:.1%} "
               f"(AUROC {n['auroc']:.3f}); out-of-fold ECE {c['ece_before']:.3f} → {c['ece_after']:.3f} with "
-              f"temperature scaling ({'used' if c['applied'] else 'not used'} by predict)")
+              f"temperature scaling ({temperature_use(c)})")
     print(f"wrote {report['written_to']}")
     return 0
 

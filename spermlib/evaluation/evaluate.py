@@ -34,7 +34,6 @@ from spermlib.store.checkpoints import (
     checkpoint_path,
     fold_cards,
     load_checkpoint,
-    trained_on,
 )
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import (
@@ -163,6 +162,18 @@ def fold_checkpoints(spec: DatasetSpec, manifest: pd.DataFrame, manifest_sha: st
         yield k, model, card
 
 
+def training_devices(cards) -> str | None:
+    """Where the fold models trained: ``"cuda"``, ``"cpu"``, or ``"cuda+cpu"`` when a first stage (``init_device``)
+    or some folds ran elsewhere (devices in first-seen order, first stages first)."""
+    seen: list[str] = []
+    for card in cards:
+        for dev in (card.get("init_device"), card.get("device")):
+            kind = str(dev).split(":")[0] if dev else None
+            if kind and kind not in seen:
+                seen.append(kind)
+    return "+".join(seen) or None
+
+
 def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
                     checkpoints_dir: Path | None = None, tta: bool = False,
                     device: str | None = None) -> tuple[pd.DataFrame, dict]:
@@ -216,8 +227,9 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
         card = cards[min(cards)]
         m.update({"backbone": card["backbone"], "pretrained_source": card["pretrained_source"],
                   "input_size": card["input_size"], "tta": tta, "inference": run,
-                  "training_device": trained_on(card),
-                  "training_seconds_total": sum(c.get("training_seconds", 0) for c in cards.values())})
+                  "training_device": training_devices(cards.values()),
+                  "training_seconds_total": sum(c.get("training_seconds", 0) + c.get("init_training_seconds", 0)
+                                                for c in cards.values())})
         metrics["archs"][name] = m
     oofs = load_oofs(spec, out_dir.parent)
     metrics["mcnemar"] = {f"{a} vs {b}": mcnemar(oofs[a], oofs[b]) for a, b in itertools.combinations(oofs, 2)}

@@ -14,9 +14,11 @@ split comes from ``training.fold_data``, exactly as training made it) gives feat
   images, (d) natural photographs (scikit-image's sample images and their quadrants). (b) and (d) are
   scored by every fold model (their scores share one scale), and also as ``predict`` does (the ensemble
   mean).
-* **Temperature**: fitted per fold on inner-validation logits; out-of-fold ECE and NLL pooled over the
-  test folds before and after. When the ECE is lower after, the temperature goes into each fold's card
-  and ``Predictor`` divides the logits by it.
+* **Temperature**: fitted per fold on inner-validation logits and written into that fold's card (``Predictor``
+  divides the logits by it), unless the inner validation does not identify one: with no mistake on it the
+  NLL keeps falling as T → 0 (likewise a fit at a bound of the range), so the fold keeps T = 1. Whether
+  a temperature is used is decided from inner validation alone; the out-of-fold ECE and NLL pooled over the
+  test folds, before and after, only report the outcome.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from spermlib.inference.ood import (
     ensemble_domain,
     fit_detector,
     fit_temperature,
+    identified_temperature,
     load_detector,
     nll,
     softmax_t,
@@ -81,8 +84,9 @@ PROTOCOL = (
     "= every test-fold image scored by the fold model that never saw it; other dataset and natural "
     "photographs scored by every fold model (flag rate also for the ensemble mean, as predict); synthetic "
     "shifts of each test-fold image scored by its fold model; AUROC with the in-domain test-fold images as "
-    "positives; temperature per fold fitted on inner-validation logits (NLL, L-BFGS), ECE pooled over the "
-    "out-of-fold test images")
+    "positives; temperature per fold fitted on inner-validation logits (NLL, L-BFGS) and used where they identify "
+    "one (an inner validation without a mistake, or a fit at the range's bound, keeps T = 1), ECE pooled "
+    "over the out-of-fold test images")
 
 
 def other_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -242,7 +246,9 @@ def evaluate_detectors(passes: list[FoldPass], dets: list[Detector]) -> dict:
 
 def calibration(passes: list[FoldPass]) -> dict:
     """Temperature per fold on inner validation; out-of-fold ECE and NLL pooled over the test folds."""
-    temps = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
+    fitted = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
+    used = {p.fold: t for p in passes if (t := identified_temperature(p.sets["val"][1], p.y["val"])) is not None}
+    temps = {k: used.get(k, 1.0) for k in fitted}
     y = np.concatenate([p.y["test"] for p in passes])
     logits = [p.sets["test"][1] for p in passes]
     before = np.concatenate([softmax_t(lg) for lg in logits])
@@ -250,19 +256,21 @@ def calibration(passes: list[FoldPass]) -> dict:
     ece_before, ece_after = expected_calibration_error(before, y)[0], expected_calibration_error(after, y)[0]
     nll_fold = [(nll(lg, p.y["test"]), nll(lg, p.y["test"], temps[p.fold]), len(lg)) for p, lg in zip(passes, logits)]
     w = np.array([n for *_, n in nll_fold], float)
-    return {"temperatures": {str(k): t for k, t in temps.items()},
+    return {"temperatures": {str(k): t for k, t in fitted.items()},
+            "applied_folds": sorted(used),
             "ece_before": ece_before, "ece_after": ece_after,
             "nll_before": float(np.average([b for b, _, _ in nll_fold], weights=w)),
             "nll_after": float(np.average([a for _, a, _ in nll_fold], weights=w)),
-            "applied": bool(ece_after < ece_before),
+            "applied": bool(used),  # decided on inner validation (identified fits), never on the test folds
             "where": "fold cards (`temperature`): Predictor divides each fold model's logits by it"}
 
 
 def store_temperatures(spec: DatasetSpec, arch: str, checkpoints_dir: Path, calib: dict) -> None:
-    """Write each fold's temperature into its card when calibration helped out of fold, else remove it."""
+    """Write each fold's temperature into its card where its inner-validation fit identified one, else remove it."""
+    applied = set(calib.get("applied_folds", []))
     for fold, t in calib["temperatures"].items():
         set_card_field(checkpoint_path(spec, arch, int(fold), checkpoints_dir), "temperature",
-                       t if calib["applied"] else None)
+                       t if int(fold) in applied else None)
 
 
 def load_images(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, size: int) -> Images:

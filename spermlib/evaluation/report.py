@@ -32,11 +32,21 @@ CAM_MULT_BLIND_STD = 1e-3
 
 
 # Training ran on 2 CPU cores unless a card says otherwise; minutes on a lent GPU are not comparable.
-_WHERE = {"cuda": " (GPU)"}
+_WHERE = {"cuda": " (GPU)", "cuda+cpu": " (GPU, then 2 CPU cores)", "cpu+cuda": " (2 CPU cores and GPU)"}
 
 
 def _minutes(seconds: float | None, device: str | None = None) -> str:
     return "—" if not seconds else f"{seconds / 60:.0f} min{_WHERE.get(device, '')}"
+
+
+def temperature_use(calib: dict) -> str:
+    """How ``predict`` uses the temperatures: 'used by predict', '… on folds 0, 3', or 'not used by predict'."""
+    if not calib.get("applied"):
+        return "not used by predict"
+    folds = calib.get("applied_folds")  # absent in results written before temperatures were chosen per fold
+    if folds is None or len(folds) == len(calib.get("temperatures", {})):
+        return "used by predict"
+    return f"used by predict on fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}"
 
 
 def _p(p: float) -> str:
@@ -201,7 +211,7 @@ def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
                            f"{100 * e['natural_photographs']['flagged_ensemble']:.1f} %"),
              row("out-of-fold ECE before → after temperature scaling",
                  lambda e: f"{e['calibration']['ece_before']:.3f} → {e['calibration']['ece_after']:.3f} "
-                           f"({'used' if e['calibration']['applied'] else 'not used'} by predict)")]
+                           f"({temperature_use(e['calibration'])})")]
     lines += ["", f"Protocol: {ood['protocol']}."]
     return lines
 

@@ -188,13 +188,29 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())
 
 
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T minimising the NLL of held-out logits (Guo et al., ICML 2017), by L-BFGS on log T."""
+    """The T minimising the NLL of held-out logits (Guo et al., ICML 2017): L-BFGS on log T in ``TEMPERATURE_RANGE``."""
     from scipy.optimize import minimize
 
     res = minimize(lambda t: nll(logits, labels, float(np.exp(t[0]))), x0=[0.0], method="L-BFGS-B",
-                   bounds=[(np.log(0.05), np.log(20.0))])
+                   bounds=[tuple(np.log(TEMPERATURE_RANGE))])
     return float(np.exp(res.x[0]))
+
+
+def identified_temperature(logits: np.ndarray, labels: np.ndarray, rel: float = 0.02) -> float | None:
+    """:func:`fit_temperature`, or ``None`` where the held-out logits do not identify a temperature.
+
+    With no mistake among them every sample's NLL falls monotonically as T → 0, so there is no optimum: the fit
+    only reflects where the search (or the optimiser's tolerance) stopped. The same holds for a fit at a bound.
+    """
+    if (np.asarray(logits).argmax(1) == np.asarray(labels)).all():
+        return None
+    t = fit_temperature(logits, labels)
+    lo, hi = TEMPERATURE_RANGE
+    return t if lo * (1 + rel) < t < hi / (1 + rel) else None
 
 
 def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

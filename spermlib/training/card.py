@@ -56,6 +56,6 @@ def build_card(spec: DatasetSpec, state: TrainState, inner_val: dict, stopped_ea
         "git_commit": git_commit(), "spermlib_version": __version__, "torch_version": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         # A second-stage run (train --init-from) or a transfer (--transfer-from): what it started from.
-        **{k: c[k] for k in ("init_from", "init_weights_sha256", "transfer_from", "transfer_weights_sha256",
-                             "transfer_dataset") if k in c},
+        **{k: c[k] for k in ("init_from", "init_weights_sha256", "init_training_seconds", "init_device",
+                             "transfer_from", "transfer_weights_sha256", "transfer_dataset") if k in c},
     }

@@ -172,7 +172,11 @@ def _start_from_checkpoint(spec: DatasetSpec, arch: str, fold: int, size: int, m
     if card.get("input_size") != size:
         raise CheckpointError(f"--init-from {path}: trained at {card.get('input_size')} px, this recipe at {size} px")
     info = ModelInfo(arch, card["backbone"], card["pretrained_source"], tuple(card["mean"]), tuple(card["std"]))
-    return model, info, {"init_from": project_relative(folder), "init_weights_sha256": card["weights_sha256"]}
+    # The first stage's time and device, so that results state what the shipped model cost in all.
+    first = {"init_training_seconds": round(card.get("training_seconds", 0) + card.get("init_training_seconds", 0), 1),
+             "init_device": card.get("init_device") or card.get("device")}
+    return model, info, {"init_from": project_relative(folder), "init_weights_sha256": card["weights_sha256"],
+                         **{k: v for k, v in first.items() if v}}
 
 
 def _resume(state: TrainState, run_dir: Path, log: RunLog) -> None:

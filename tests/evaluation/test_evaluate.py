@@ -10,7 +10,13 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from spermlib.evaluation.evaluate import compute_metrics, evaluate_dataset, expected_calibration_error, mcnemar
+from spermlib.evaluation.evaluate import (
+    compute_metrics,
+    evaluate_dataset,
+    expected_calibration_error,
+    mcnemar,
+    training_devices,
+)
 from spermlib.runtime import hardware, precision_policy
 from spermlib.store.checkpoints import CheckpointError
 from spermlib.store.results import entry_name, oof_path
@@ -65,6 +71,18 @@ def test_mcnemar_exact():
     assert (t["a_right_b_wrong"], t["a_wrong_b_right"]) == (10, 0)
     assert t["p_value"] == pytest.approx(2 * 0.5**10)
     assert mcnemar(a, a)["p_value"] == 1.0
+
+
+@pytest.mark.parametrize(("cards", "expected"), [
+    ([{"device": "cpu"}, {"device": "cpu"}], "cpu"),
+    ([{"device": "cuda:0"}], "cuda"),
+    # a second stage on the CPU after a first stage on a GPU (hardening), and folds that differ
+    ([{"device": "cpu", "init_device": "cuda"}], "cuda+cpu"),
+    ([{"device": "cuda"}, {"device": "cpu", "init_device": "cuda"}], "cuda+cpu"),
+    ([{}], None),
+])
+def test_training_devices_name_every_stage(cards, expected):
+    assert training_devices(cards) == expected
 
 
 def test_evaluate_dataset_end_to_end(toy_checkpoints, tmp_path):

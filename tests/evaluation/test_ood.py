@@ -63,9 +63,10 @@ def test_detectors_and_temperatures_are_stored_beside_the_checkpoints(toy_ood):
         assert meta["method"] == entry["detector"] and meta["weights_sha256"] == card["weights_sha256"]
         assert f"fold {fold}" in meta["fitted_on"]
         calib = entry["calibration"]
-        assert ("temperature" in card) == calib["applied"]
-        if calib["applied"]:
+        assert ("temperature" in card) == (fold in calib["applied_folds"])
+        if fold in calib["applied_folds"]:
             assert card["temperature"] == pytest.approx(calib["temperatures"][str(fold)])
+    assert calib["applied"] == bool(calib["applied_folds"])
 
 
 def test_a_second_run_reuses_the_stored_detectors_unless_refit(toy_ood):
@@ -183,3 +184,17 @@ def test_readme_block_shows_the_numbers_of_ood_json(tmp_path):
     assert "| (c) test folds, inverted | 0.992 / 98.6 % |" in text
     assert "0.058 → 0.092 (not used by predict)" in text and "Protocol: the protocol." in text
     assert _ood_lines("smids", tmp_path) == []  # no ood.json: no block
+
+
+def test_a_temperature_is_used_only_where_inner_validation_identifies_one():
+    from spermlib.inference.ood import fit_temperature, identified_temperature, nll
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 40)
+    # no mistake on the held-out split: the NLL falls monotonically as T -> 0, so there is no optimum to use
+    separable = np.eye(3)[y] * 4.0
+    assert nll(separable, y, 0.5) < nll(separable, y, 1.0) and identified_temperature(separable, y) is None
+    # overconfident logits with mistakes: an interior optimum above 1, used as fitted
+    noisy = np.eye(3)[np.where(rng.random(40) < 0.3, (y + 1) % 3, y)] * 8.0
+    t = identified_temperature(noisy, y)
+    assert t is not None and t > 1.5 and t == pytest.approx(fit_temperature(noisy, y))

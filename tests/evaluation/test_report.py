@@ -105,3 +105,24 @@ def test_report_shows_the_robustness_table_of_robustness_json(tmp_path):
     assert "Inference: fp32 on cpu." in md
     (tmp_path / "hushem" / "robustness.json").unlink()
     assert "Robustness" not in results_markdown(tmp_path)  # no JSON, no section
+
+
+def test_training_time_says_where_each_stage_ran():
+    from spermlib.evaluation.report import _minutes
+
+    assert _minutes(600, "cpu") == "10 min"
+    assert _minutes(600, "cuda") == "10 min (GPU)"
+    assert _minutes(600, "cuda+cpu") == "10 min (GPU, then 2 CPU cores)"
+    assert _minutes(None) == "—"
+
+
+def test_temperature_use_names_the_folds_that_use_one():
+    from spermlib.evaluation.report import temperature_use
+
+    temps = {str(k): 0.8 for k in range(5)}
+    assert temperature_use({"applied": False, "temperatures": temps}) == "not used by predict"
+    assert temperature_use({"applied": True, "temperatures": temps}) == "used by predict"  # older results
+    assert temperature_use({"applied": True, "applied_folds": [0, 1, 2, 3, 4], "temperatures": temps}) == \
+        "used by predict"
+    assert temperature_use({"applied": True, "applied_folds": [0, 3], "temperatures": temps}) == \
+        "used by predict on folds 0, 3"

@@ -216,6 +216,8 @@ def test_init_from_starts_at_the_same_fold_s_weights_and_refuses_another_split(t
     assert all(torch.equal(started[n], v.float()) for n, v in shipped.state_dict().items())
     assert card["init_weights_sha256"] == first["weights_sha256"] and card["recipe"]["corrupt_p"] == 1.0
     assert card["init_from"].endswith("ck")
+    # the first stage's cost travels with the model, so results can state what it took in all
+    assert card["init_training_seconds"] == first["training_seconds"] and card["init_device"] == first["device"]
     for sha, fold in (("another split", 1), ("abc", 0)):  # other split; a fold the folder lacks
         with pytest.raises(CheckpointError):
             train_fold(TOY, "simplecnn", fold, tiny_data, hardened, manifest_sha256=sha, init_from=tmp_path / "ck",
