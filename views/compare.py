@@ -31,7 +31,7 @@ from spermlib.dashboard.tables import (
     reliability_table,
     roc_table,
 )
-from spermlib.store.results import is_tta
+from spermlib.store.results import arch_order, is_tta
 from views.common import cached_faithfulness, cached_metrics, cached_robustness, dataset_picker, default_first
 
 
@@ -151,7 +151,9 @@ robust = cached_robustness(spec.name)
 if robust is None:
     st.info(f"Not run yet: `python -m spermlib robustness --dataset {spec.name}` writes it.")
 else:
-    st.plotly_chart(charts.robustness_figure(robust), width="stretch", key="compare_robustness")
+    for col, arch in grid(list(arch_order(robust["archs"]))):
+        col.plotly_chart(charts.robustness_figure(robust, arch), width="stretch",
+                         key=f"compare_robustness_{spec.name}_{arch}")
     protocol = robust.get("protocol", "")
     params = "; ".join(f"{name} {' / '.join(f'{v:g}' for v in c['severities'])} ({c['parameter']})"
                        for name, c in robust["corruptions"].items())

@@ -20,7 +20,6 @@ from spermlib.dashboard import palette
 from spermlib.dashboard.compare import heatmap_grid
 from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DatasetSpec, get_dataset
-from spermlib.store.results import arch_order
 
 T = TypeVar("T")
 
@@ -102,25 +101,21 @@ def reliability_figure(rel: pd.DataFrame) -> go.Figure:
 SEVERITIES = ("mild", "middle", "strong")
 
 
-def robustness_figure(report: dict) -> go.Figure:
-    """Out-of-fold accuracy drop in points (clean minus corrupted) per corruption (rows) and severity
-    (columns), one heat map per arch side by side; gains are shown as 0 colour, with their value."""
-    archs = list(arch_order(report["archs"]))
+def robustness_figure(report: dict, arch: str) -> go.Figure:
+    """Out-of-fold accuracy drop in points (clean minus corrupted) of one arch, per corruption (rows) and
+    severity (columns); gains are shown as 0 colour, with their value. One figure per arch, so that a page
+    can lay them out in its grid (side by side on a wide screen, one under the other on a phone)."""
     names = list(report["corruptions"])
-    fig = make_subplots(rows=1, cols=len(archs), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[arch_title(a) for a in archs])
-    for col, arch in enumerate(archs, start=1):
-        rows = report["archs"][arch]["corruptions"]
-        z = [[100 * r["accuracy_drop"] for r in rows[n]] for n in names]
-        fig.add_trace(go.Heatmap(
-            z=z, x=list(SEVERITIES), y=names, zmin=0, zmax=30, colorscale=palette.DROP_SCALE,
-            text=[[f"{round(v, 1) + 0:.1f}" for v in row] for row in z],  # + 0: no "-0.0"
-            texttemplate="%{text}", showscale=col == len(archs),
-            colorbar={"title": {"text": "points lost"}, "thickness": 12},
-            hovertemplate=f"{arch_title(arch)}, %{{y}} (%{{x}}): %{{z:.1f}} points lost<extra></extra>"),
-            row=1, col=col)
+    rows = report["archs"][arch]["corruptions"]
+    z = [[100 * r["accuracy_drop"] for r in rows[n]] for n in names]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(SEVERITIES), y=names, zmin=0, zmax=30, colorscale=palette.DROP_SCALE,
+        text=[[f"{round(v, 1) + 0:.1f}" for v in row] for row in z],  # + 0: no "-0.0"
+        texttemplate="%{text}", colorbar={"title": {"text": "points lost"}, "thickness": 12},
+        hovertemplate=f"{arch_title(arch)}, %{{y}} (%{{x}}): %{{z:.1f}} points lost<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=28 * len(names) + 110, margin={**MARGIN, "t": 40})
+    fig.update_layout(title={"text": arch_title(arch), "font": {"size": 14}}, height=28 * len(names) + 120,
+                      margin={**MARGIN, "t": 40})
     return fig
 
 

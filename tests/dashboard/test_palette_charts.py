@@ -100,8 +100,8 @@ def test_robustness_figure_one_labelled_heat_map_per_arch():
     rows = [{"severity": i + 1, "accuracy_drop": d} for i, d in enumerate((-0.0004, 0.05, 0.2))]
     report = {"archs": {a: {"corruptions": {"jpeg": rows, "blur": rows}} for a in ("effnet_cbam", "effnet")},
               "corruptions": {"jpeg": {}, "blur": {}}}
-    fig = robustness_figure(report)
-    assert [t.type for t in fig.data] == ["heatmap", "heatmap"]
-    assert [a.text for a in fig.layout.annotations] == ["EfficientNet", "EfficientNet + CBAM"]
-    assert all(t.texttemplate == "%{text}" for t in fig.data)
-    assert list(fig.data[0].text[0]) == ["0.0", "5.0", "20.0"]  # no "-0.0" for a gain that rounds to nothing
+    for arch, title in (("effnet", "EfficientNet"), ("effnet_cbam", "EfficientNet + CBAM")):
+        fig = robustness_figure(report, arch)
+        assert [t.type for t in fig.data] == ["heatmap"] and fig.layout.title.text == title
+        assert fig.data[0].texttemplate == "%{text}" and list(fig.data[0].y) == ["jpeg", "blur"]
+        assert list(fig.data[0].text[0]) == ["0.0", "5.0", "20.0"]  # no "-0.0" for a gain that rounds to nothing
