@@ -28,6 +28,7 @@ from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
+from spermlib.store.cards import training_devices
 from spermlib.store.checkpoints import (
     CheckpointError,
     available_folds,
@@ -160,18 +161,6 @@ def fold_checkpoints(spec: DatasetSpec, manifest: pd.DataFrame, manifest_sha: st
                 f"({str(card.get('split_sha256'))[:12]}…); its test fold is not this one's — retrain it"
             )
         yield k, model, card
-
-
-def training_devices(cards) -> str | None:
-    """Where the fold models trained: ``"cuda"``, ``"cpu"``, or ``"cuda+cpu"`` when a first stage (``init_device``)
-    or some folds ran elsewhere (devices in first-seen order, first stages first)."""
-    seen: list[str] = []
-    for card in cards:
-        for dev in (card.get("init_device"), card.get("device")):
-            kind = str(dev).split(":")[0] if dev else None
-            if kind and kind not in seen:
-                seen.append(kind)
-    return "+".join(seen) or None
 
 
 def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,

@@ -247,7 +247,8 @@ def evaluate_detectors(passes: list[FoldPass], dets: list[Detector]) -> dict:
 def calibration(passes: list[FoldPass]) -> dict:
     """Temperature per fold on inner validation; out-of-fold ECE and NLL pooled over the test folds."""
     fitted = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
-    used = {p.fold: t for p in passes if (t := identified_temperature(p.sets["val"][1], p.y["val"])) is not None}
+    used = {p.fold: t for p in passes
+            if (t := identified_temperature(p.sets["val"][1], p.y["val"], fitted[p.fold])) is not None}
     temps = {k: used.get(k, 1.0) for k in fitted}
     y = np.concatenate([p.y["test"] for p in passes])
     logits = [p.sets["test"][1] for p in passes]

@@ -200,15 +200,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(res.x[0]))
 
 
-def identified_temperature(logits: np.ndarray, labels: np.ndarray, rel: float = 0.02) -> float | None:
-    """:func:`fit_temperature`, or ``None`` where the held-out logits do not identify a temperature.
+def identified_temperature(logits: np.ndarray, labels: np.ndarray, fitted: float | None = None,
+                           rel: float = 0.02) -> float | None:
+    """:func:`fit_temperature` (or ``fitted``, its result if already at hand), or ``None`` where the held-out
+    logits do not identify a temperature.
 
     With no mistake among them every sample's NLL falls monotonically as T → 0, so there is no optimum: the fit
     only reflects where the search (or the optimiser's tolerance) stopped. The same holds for a fit at a bound.
     """
     if (np.asarray(logits).argmax(1) == np.asarray(labels)).all():
         return None
-    t = fit_temperature(logits, labels)
+    t = fit_temperature(logits, labels) if fitted is None else fitted
     lo, hi = TEMPERATURE_RANGE
     return t if lo * (1 + rel) < t < hi / (1 + rel) else None
 

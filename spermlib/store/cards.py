@@ -73,6 +73,17 @@ def trained_on(card: dict) -> str | None:
     return str(card["device"]).split(":")[0] if card.get("device") else None
 
 
+def training_devices(cards) -> str | None:
+    """Where fold models trained, every stage counted: ``"cuda"``, ``"cpu"``, or ``"cuda+cpu"`` when a first stage
+    (``init_device``, see ``train --init-from``) or some folds ran elsewhere (first-seen order, first stages first)."""
+    seen: list[str] = []
+    for card in cards:
+        for kind in (trained_on({"device": card.get("init_device")}), trained_on(card)):
+            if kind and kind not in seen:
+                seen.append(kind)
+    return "+".join(seen) or None
+
+
 def read_card(path: Path) -> dict:
     cpath = card_path(path)
     if not cpath.is_file():

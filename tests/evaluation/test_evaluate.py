@@ -10,14 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from spermlib.evaluation.evaluate import (
-    compute_metrics,
-    evaluate_dataset,
-    expected_calibration_error,
-    mcnemar,
-    training_devices,
-)
+from spermlib.evaluation.evaluate import compute_metrics, evaluate_dataset, expected_calibration_error, mcnemar
 from spermlib.runtime import hardware, precision_policy
+from spermlib.store.cards import training_devices
 from spermlib.store.checkpoints import CheckpointError
 from spermlib.store.results import entry_name, oof_path
 from tests.model_fixtures import FOLD_CLASS, TOY, swapped_folds_manifest

@@ -21,16 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from spermlib.training.loop import val_metrics
+
 PRIORITY = ("l0", "l0s1", "l1", "l2", "l2s1")  # incumbent first
 ARCH_PREFIX = {"effnet_cbam": "cbam", "effnet": "eff"}
 N_FOLDS = 5
 
 
 def inner_val_scores(d: dict) -> tuple[float, float]:
-    """(accuracy, mean NLL) of one fold model's inner-validation probabilities."""
-    p, y = np.asarray(d["val_p"]), np.asarray(d["val_y"])
-    nll = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1)).mean())
-    return float((p.argmax(1) == y).mean()), nll
+    """(accuracy, mean NLL) of one fold model's inner-validation probabilities, as training scores them."""
+    m = val_metrics(np.asarray(d["val_p"]), np.asarray(d["val_y"]))
+    return m["accuracy"], m["nll"]
 
 
 def choose(probs_dir: Path) -> dict:

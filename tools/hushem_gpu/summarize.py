@@ -14,25 +14,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
+
+from spermlib.training.loop import val_metrics
 
 
 def pooled(parts: list[tuple[Path, int]]) -> dict:
-    y, plain, tta = [], [], []
-    for path, k in parts:
-        d = json.loads(path.read_text())[str(k)]
-        y += d["test_y"]
-        plain += list(np.argmax(d["test_p"], 1))
-        tta += list(np.argmax(d["test_p_tta"], 1))
-    y, plain, tta = map(np.asarray, (y, plain, tta))
-    def acc(p) -> float:
-        return round(float((p == y).mean()), 4)
-
-    def f1(p) -> float:
-        return round(float(f1_score(y, p, average="macro")), 4)
-
-    return {"n_test_images": len(y), "accuracy": acc(plain), "macro_f1": f1(plain),
-            "tta_accuracy": acc(tta), "tta_macro_f1": f1(tta)}
+    """Accuracy and macro-F1 over the test images of ``parts`` (probability file, fold), plain and with TTA."""
+    folds = [json.loads(path.read_text())[str(k)] for path, k in parts]
+    y = np.concatenate([d["test_y"] for d in folds])
+    plain, tta = (val_metrics(np.concatenate([d[key] for d in folds]), y) for key in ("test_p", "test_p_tta"))
+    return {"n_test_images": len(y), "accuracy": round(plain["accuracy"], 4), "macro_f1": round(plain["macro_f1"], 4),
+            "tta_accuracy": round(tta["accuracy"], 4), "tta_macro_f1": round(tta["macro_f1"], 4)}
 
 
 def main() -> None:
