@@ -296,7 +296,7 @@ def _check_table_file(out: str) -> None:
 
 
 def _predict_on_ray(args: argparse.Namespace, spec, paths: list[str]) -> int:
-    """``predict --ray``: Ray Data reads, a pool of actors classifies, one table file is written."""
+    """``predict --ray``: Ray Data hands out the files, a pool of actors reads and classifies them; one table."""
     from spermlib.inference.distributed import predict_on_ray, write_table
 
     if args.cam or not args.out:

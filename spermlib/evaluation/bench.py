@@ -214,10 +214,10 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def ray_prediction_row(s: Setting) -> Row | None:
-    """Archive prediction on Ray (Ray Data reads the files, a pool of actors each loads the model once and
-    classifies) against the single-process batch path (``Predictor.from_checkpoints`` + ``predict_files``, as the
+    """Archive prediction on Ray (Ray Data hands out the file list, a pool of actors each loads the model once,
+    then reads and classifies) against the single-process batch path (``Predictor.from_checkpoints`` + ``predict_files``, as the
     CLI runs it), on the same files (the bundled sample, repeated), same model, same machine. Both are timed end to
-    end from the checkpoint on disk, in two interleaved rounds, the faster of each kept. Ray runs on a local cluster
+    end from the checkpoint on disk, in three interleaved rounds, the fastest of each kept. Ray runs on a local cluster
     already started and warmed up by one small job (an archive job joins a running cluster); it is timed on N and
     2N files: the row's value is the steady-state throughput (the N files the
     longer job adds, what an archive of 10⁵ files sees), its name the fixed cost per job (actors start, each loads the
@@ -241,7 +241,7 @@ def ray_prediction_row(s: Setting) -> Row | None:
     paths = (files * (2 * n // len(files) + 1))[: 2 * n]
     ray = connect()
     predict_on_ray(files, s.spec, s.arch, ckpts)  # warm-up: worker processes, Ray Data's first execution
-    # Two rounds of (single process, Ray on N, Ray on 2N), interleaved, the fastest of each kept: this VM's
+    # Three rounds of (single process, Ray on N, Ray on 2N), interleaved, the fastest of each kept: this VM's
     # speed drifts by tens of percent over minutes, so timing one path long after the other would compare
     # the machine with itself. The single-process path runs while the idle Ray cluster waits.
     jobs = {"local": lambda: Predictor.from_checkpoints(s.spec, s.arch, checkpoints_dir=ckpts,
@@ -249,7 +249,7 @@ def ray_prediction_row(s: Setting) -> Row | None:
             "half": lambda: predict_on_ray(paths[:n], s.spec, s.arch, ckpts),
             "full": lambda: predict_on_ray(paths, s.spec, s.arch, ckpts)}
     times = {name: [] for name in jobs}
-    for _ in range(2):
+    for _ in range(3):
         for name, job in jobs.items():
             times[name].append(_timed(job))
     t_local, t_half, t_ray = (min(times[name]) for name in jobs)
