@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
 
@@ -32,6 +33,7 @@ from spermlib.data.datasets import DATASETS, PROJECT_ROOT, SAMPLE_DATA_ROOT, Dat
 from spermlib.data.preprocess import load_uint8_batch, normalize
 from spermlib.errors import SpermlibError
 from spermlib.inference.explain import Explainer
+from spermlib.inference.ood import fit_detector
 from spermlib.inference.predict import Predictor
 from spermlib.models import build_model
 from spermlib.runtime import FP32, Precision, bf16_available, pick_device, precision_policy
@@ -122,11 +124,27 @@ def _predictor(s: Setting, n_folds: int) -> Predictor:
                      precision=s.precision)
 
 
+def _with_domain_check(s: Setting, n_folds: int) -> Predictor:
+    """A predictor whose fold models carry a ``multilayer`` out-of-domain detector, as the shipped checkpoints
+    do, so that predict also takes the early-map statistics and scores them. Fitted on the bundled sample
+    (half for the fit, half for the threshold): the time does not depend on what the detector learned."""
+    p = _predictor(s, n_folds)
+    x = load_uint8_batch(s.sample_root, list(list_images(s.spec, s.sample_root)["path"]), s.size)
+    half = len(x) // 2
+    for k, fold_model in zip(p.folds, p.fold_models):
+        out = fold_model(x, stats=True)
+        p._detectors[k] = fit_detector("multilayer", out.features[:half], np.zeros(half, int), out.features[half:],
+                                       out.logits[half:], train_stats=out.stats[:half], val_stats=out.stats[half:],
+                                       stats_sizes=out.stats_sizes)
+    return p
+
+
 def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
-    """One uploaded file: predict, predict + Grad-CAM++, and the 5-fold ensemble, against bare batch-1 forwards."""
+    """One uploaded file: predict (without and with the out-of-domain check), predict + Grad-CAM++, and the
+    5-fold ensemble, against bare batch-1 forwards."""
     file_bytes = (s.sample_root / list_images(s.spec, s.sample_root)["path"].iloc[0]).read_bytes()
     t_bare = {k: _median_time(lambda b=b, x=b.tensor(1, s.size): b(x), s.reps) for k, b in bare.items()}
-    one, five = _predictor(s, 1), _predictor(s, 5)
+    one, five, checked = _predictor(s, 1), _predictor(s, 5), _with_domain_check(s, 1)
     explainer = Explainer(one)
 
     def predict_and_cam():
@@ -134,12 +152,15 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
         explainer.explain(p.model_input, class_idx=one.classes.index(p.label))
 
     t_pred = _median_time(lambda: one.predict_sources([file_bytes], ["x"]), s.reps)
+    t_checked = _median_time(lambda: checked.predict_sources([file_bytes], ["x"]), s.reps)
     t_cam = _median_time(predict_and_cam, max(5, s.reps // 3))
     t_ens = _median_time(lambda: five.predict_sources([file_bytes], ["x"]), max(5, s.reps // 2))
     base = "bare timm forward, batch 1"
     return [
         compared("predict one image (decode+preprocess+forward+softmax)", "s", t_pred, t_bare["same"],
                  t_bare["fp32"], base, "≤ 1.3×", s.precision),
+        compared("… the same with the out-of-domain check (multilayer detector, as shipped)", "s", t_checked,
+                 t_bare["same"], t_bare["fp32"], base, "—", s.precision),
         compared("predict + Grad-CAM++ one image", "s", t_cam, t_bare["same"], t_bare["fp32"], base, "≤ 3×",
                  s.precision),
         compared("5-fold ensemble predict one image", "s", t_ens, 5 * t_bare["same"], 5 * t_bare["fp32"],
@@ -214,14 +235,15 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def ray_prediction_row(s: Setting) -> Row | None:
-    """Archive prediction on Ray (Ray Data hands out the file list, a pool of actors each loads the model once,
-    then reads and classifies) against the single-process batch path (``Predictor.from_checkpoints`` + ``predict_files``, as the
-    CLI runs it), on the same files (the bundled sample, repeated), same model, same machine. Both are timed end to
-    end from the checkpoint on disk, in three interleaved rounds, the fastest of each kept. Ray runs on a local cluster
-    already started and warmed up by one small job (an archive job joins a running cluster); it is timed on N and
-    2N files: the row's value is the steady-state throughput (the N files the
-    longer job adds, what an archive of 10⁵ files sees), its name the fixed cost per job (actors start, each loads the
-    model) and the end-to-end ratio on 2N files. ``None`` when Ray is not installed."""
+    """Archive prediction on Ray (Ray Data hands out the file list, a pool of actors each loads the model
+    once, then reads and classifies) against the single-process batch path (``Predictor.from_checkpoints`` +
+    ``predict_files``, as the CLI runs it), on the same files (the bundled sample, repeated), same model, same
+    machine. Both are timed end to end from the checkpoint on disk, in three interleaved rounds, the fastest
+    of each kept. Ray runs on a local cluster already started and warmed up by one small job (an archive job
+    joins a running cluster); it is timed on N and 2N files: the row's value is the steady-state throughput
+    (the N files the longer job adds, what an archive of 10⁵ files sees), its name the fixed cost per job
+    (actors start, each loads the model) and the end-to-end ratio on 2N files. ``None`` when Ray is not
+    installed."""
     from spermlib.cluster import require_ray
     from spermlib.store.checkpoints import save_checkpoint
 

@@ -39,7 +39,8 @@ EXCLUDED = "excluded (conflicting labels)"
 UNKNOWN = "unknown (not in the split manifest)"
 
 ProgressFn = Callable[[int, int], None]
-CACHED_ARRAYS = ("features", "probabilities", "coords")  # per image; features kept for other projections
+CACHED_ARRAYS = ("features", "probabilities", "coords", "stats")  # per image; features kept for other projections,
+# stats (early-map statistics) for the out-of-domain detector
 
 
 @dataclass
@@ -71,15 +72,16 @@ def split_of(folds: pd.Series, model_fold: int) -> pd.Series:
 
 
 def embed(predictor: Predictor, fold: int, root: Path, paths: Sequence[str], batch_size: int = 32,
-          progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Pooled pre-logit features ``(N_ok, D)``, softmax ``(N_ok, C)`` of the fold-``fold`` model, errors per path.
+          progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str], np.ndarray]:
+    """Pooled pre-logit features ``(N_ok, D)``, softmax ``(N_ok, C)`` of the fold-``fold`` model, errors per path,
+    and the early-map statistics ``(N_ok, S)`` its out-of-domain detector may score.
 
     Images are decoded one batch at a time (the full SMIDS would take ~0.2 GB as one tensor). The
     features and probabilities come from one inference-core pass (``predictor.forward``, which holds
     ``predictor.lock``), so the softmax is the one every other path gives for the image.
     """
     fold_model = predictor.fold_model(fold)  # CheckpointError if that fold is not loaded
-    feats, probs, errors = [], [], {}
+    feats, probs, stats, errors = [], [], [], {}
     for start in range(0, len(paths), batch_size):
         images = []
         for p in paths[start : start + batch_size]:
@@ -88,14 +90,16 @@ def embed(predictor: Predictor, fold: int, root: Path, paths: Sequence[str], bat
             except ImageError as err:
                 errors[p] = str(err)
         if images:
-            (out,) = predictor.forward(predictor.preprocess(images), folds=[fold])
+            (out,) = predictor.forward(predictor.preprocess(images), folds=[fold], stats=True)
             feats.append(out.features)
             probs.append(out.probabilities)
+            stats.append(out.stats)
         if progress:
             progress(min(start + batch_size, len(paths)), len(paths))
     features = np.concatenate(feats) if feats else np.zeros((0, fold_model.model.num_features), np.float32)
     softmax = np.concatenate(probs) if probs else np.zeros((0, len(predictor.classes)), np.float32)
-    return features.astype(np.float32), softmax.astype(np.float32), errors
+    summary = np.concatenate(stats) if stats else np.zeros((0, 0), np.float32)
+    return features.astype(np.float32), softmax.astype(np.float32), errors, summary.astype(np.float32)
 
 
 def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,14 +120,18 @@ def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords.astype(np.float32), ratio
 
 
-def domain_scores(predictor: Predictor, fold: int, features: np.ndarray) -> np.ndarray:
+def domain_scores(predictor: Predictor, fold: int, features: np.ndarray, stats: np.ndarray | None = None
+                  ) -> np.ndarray:
     """Each image's domain score by the fold-``fold`` model's out-of-domain detector (``inference.ood``;
-    higher = more typical of its training images, < 0 = flagged), from the features the map already has;
-    NaN when that model has no detector (or one that needs logits, which the map does not keep)."""
+    higher = more typical of its training images, < 0 = flagged), from the features (and early-map
+    statistics) the map already has; NaN when that model has no detector (or one that needs logits, which
+    the map does not keep)."""
     detectors = predictor.detectors([fold])
     if detectors is None or detectors[0].needs_logits or not len(features):
         return np.full(len(features), np.nan)
-    return detectors[0].score(features)
+    if detectors[0].needs_stats and (stats is None or len(stats) != len(features)):
+        return np.full(len(features), np.nan)
+    return detectors[0].score(features, None, stats)
 
 
 @dataclass
@@ -163,7 +171,8 @@ def _plan(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, splits
 
 
 def _assemble(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int, softmax: np.ndarray,
-              coords: np.ndarray, explained: np.ndarray, errors: dict[str, str], features: np.ndarray) -> EmbeddingMap:
+              coords: np.ndarray, explained: np.ndarray, errors: dict[str, str], features: np.ndarray,
+              stats: np.ndarray | None = None) -> EmbeddingMap:
     ok = plan.table[~plan.table["path"].isin(errors)].reset_index(drop=True)
     pred_idx = softmax.argmax(1) if len(softmax) else np.zeros(0, int)
     frame = ok.assign(
@@ -171,7 +180,7 @@ def _assemble(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int, s
         pred=[spec.display(predictor.classes[i]) for i in pred_idx],
         confidence=softmax.max(1) if len(softmax) else np.zeros(0),
         split=split_of(ok["fold"], fold).to_numpy(),
-        x=coords[:, 0], y=coords[:, 1], domain_score=domain_scores(predictor, fold, features),
+        x=coords[:, 0], y=coords[:, 1], domain_score=domain_scores(predictor, fold, features, stats),
     )
     return EmbeddingMap(frame, np.asarray(explained), errors, plan.warnings)
 
@@ -196,11 +205,11 @@ def embedding_map(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int
             cached, note = None, f"{err}: embedded the images again."
         if cached is not None:
             return cached
-    features, softmax, errors = embed(predictor, fold, root, list(plan.table["path"]), batch_size, progress)
+    features, softmax, errors, stats = embed(predictor, fold, root, list(plan.table["path"]), batch_size, progress)
     coords, explained = pca_2d(features)
-    emap = _assemble(predictor, spec, plan, fold, softmax, coords, explained, errors, features)
+    emap = _assemble(predictor, spec, plan, fold, softmax, coords, explained, errors, features, stats)
     if path is not None and len(features):
-        note = _save(path, plan.key, emap, features, softmax, coords) or note
+        note = _save(path, plan.key, emap, features, softmax, coords, stats) or note
     emap.note = note
     return emap
 
@@ -216,16 +225,16 @@ def _from_cache(predictor: Predictor, spec: DatasetSpec, plan: _Plan, fold: int,
         raise EmbeddingCacheError(f"embedding cache {path.name} lists other images than the data folder holds")
     a = entry.arrays
     return _assemble(predictor, spec, plan, fold, a["probabilities"], a["coords"], np.asarray(entry.meta["explained"]),
-                     errors, a["features"])
+                     errors, a["features"], a["stats"])
 
 
 def _save(path: Path, key: str, emap: EmbeddingMap, features: np.ndarray, softmax: np.ndarray,
-          coords: np.ndarray) -> str | None:
+          coords: np.ndarray, stats: np.ndarray) -> str | None:
     """Write the cache entry; a message instead of an error when the folder is not writable."""
     meta = {"key": key, "paths": list(emap.frame["path"]), "errors": emap.errors,
             "explained": [float(v) for v in emap.explained]}
     try:
-        write_embedding(path, CachedEmbedding(dict(zip(CACHED_ARRAYS, (features, softmax, coords))), meta))
+        write_embedding(path, CachedEmbedding(dict(zip(CACHED_ARRAYS, (features, softmax, coords, stats))), meta))
     except OSError as err:
         return f"Could not save the embedding cache ({err.strerror or err}): the next view embeds again."
     return None

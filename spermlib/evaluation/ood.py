@@ -125,14 +125,16 @@ class Images:
 
 @dataclass
 class FoldPass:
-    """(features, logits) of one fold model on every image set, and the labels of its own parts."""
+    """(features, logits, early-map statistics) of one fold model on every image set, and the labels of its
+    own parts."""
 
     fold: int
-    sets: dict[str, tuple[np.ndarray, np.ndarray]]
+    sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     y: dict[str, np.ndarray]
     card: dict
     split_as_trained: bool = True  # the train/inner-val parts have the sizes the card records
     run: dict = field(default_factory=dict)
+    stats_sizes: tuple[int, ...] = ()  # width of each early map's part of the statistics
 
     def features(self, name: str) -> np.ndarray:
         return self.sets[name][0]
@@ -140,10 +142,16 @@ class FoldPass:
     def scores(self, det: Detector, name: str) -> np.ndarray:
         return det.score(*self.sets[name])
 
+    def fit(self, method: str) -> Detector:
+        """``method`` fitted on this fold's training part, its threshold on the inner validation."""
+        (train, _, train_stats), (val, val_logits, val_stats) = self.sets["train"], self.sets["val"]
+        return fit_detector(method, train, self.y["train"], val, val_logits, train_stats=train_stats,
+                            val_stats=val_stats, stats_sizes=self.stats_sizes)
 
-def _outputs(model: InferenceModel, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    out = model(x, batch_size=EVAL_BATCH)
-    return out.features, out.logits
+
+def _outputs(model: InferenceModel, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    out = model(x, batch_size=EVAL_BATCH, stats=True)
+    return out.features, out.logits, out.stats
 
 
 def fold_pass(spec: DatasetSpec, root: Path, images: Images, model: InferenceModel, card: dict) -> FoldPass:
@@ -153,9 +161,10 @@ def fold_pass(spec: DatasetSpec, root: Path, images: Images, model: InferenceMod
     data = load_fold_data(spec, root, images.manifest, k, r, images.decoded.size, images.decoded)
     test = images.manifest[images.manifest["fold"] == k]
     x_test = images.decoded.take(list(test["path"]))
-    feats, logits = _outputs(model, torch.cat([data.x_train, data.x_val, x_test]))
+    out = model(torch.cat([data.x_train, data.x_val, x_test]), batch_size=EVAL_BATCH, stats=True)
+    feats, logits, stats = out.features, out.logits, out.stats
     cuts = np.cumsum([len(data.y_train), len(data.y_val)])
-    sets = {name: (feats[a:b], logits[a:b]) for name, a, b in
+    sets = {name: (feats[a:b], logits[a:b], stats[a:b]) for name, a, b in
             (("train", 0, cuts[0]), ("val", cuts[0], cuts[1]), ("test", cuts[1], len(feats)))}
     sets["other"], sets["natural"] = _outputs(model, images.other), _outputs(model, images.natural)
     for name, shift in SHIFTS.items():
@@ -166,7 +175,7 @@ def fold_pass(spec: DatasetSpec, root: Path, images: Images, model: InferenceMod
     # The card counts the images training used: equal counts say this is the split the model was trained on
     # (on a subset such as the bundled sample it is not, and the JSON says so).
     same_split = (len(data.y_train), len(data.y_val)) == (card.get("n_train"), card.get("n_inner_val"))
-    return FoldPass(k, sets, y, card, same_split)
+    return FoldPass(k, sets, y, card, same_split, stats_sizes=out.stats_sizes)
 
 
 def auroc(in_domain: np.ndarray, out_domain: np.ndarray) -> float:
@@ -181,7 +190,7 @@ def compare_methods(passes: list[FoldPass]) -> dict:
     for method in METHODS:
         vs_other, vs_shift = [], []
         for p in passes:
-            det = fit_detector(method, p.features("train"), p.y["train"], *p.sets["val"])
+            det = p.fit(method)
             val = p.scores(det, "val")
             vs_other.append(auroc(val, p.scores(det, "other")))
             vs_shift.append(auroc(val, np.concatenate([p.scores(det, f"val_shift:{s}") for s in SHIFTS])))
@@ -204,11 +213,12 @@ def fold_detectors(passes: list[FoldPass], method: str, spec: DatasetSpec, arch:
             return stored, False  # type: ignore[return-value]
     fitted = []
     for p, path in zip(passes, paths):
-        det = fit_detector(method, p.features("train"), p.y["train"], *p.sets["val"])
+        det = p.fit(method)
         det.meta = {"weights_sha256": p.card.get("weights_sha256"), "split_sha256": p.card.get("split_sha256"),
                     "fitted_on": f"training part of fold {p.fold} ({len(p.y['train'])} images)",
                     "threshold_on": f"inner validation of fold {p.fold} ({len(p.y['val'])} images)",
                     "flag_rate": FLAG_RATE, "feature_dim": int(p.features("train").shape[1]),
+                    **({"early_map_stats": list(p.stats_sizes)} if det.needs_stats else {}),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         write_detector(path, det.to_stored())
         fitted.append(det)

@@ -11,6 +11,15 @@ Detectors (established ones; ``python -m spermlib ood`` picks one per dataset an
 * ``gaussian`` — the same with one Gaussian for all training images (class-agnostic Mahalanobis).
 * ``energy`` — log-sum-exp of the logits (Liu et al., NeurIPS 2020); needs no fitted parameters.
 * ``knn`` — minus the distance to the k-th nearest training feature (Sun et al., ICML 2022).
+* ``multilayer`` — one class-agnostic Gaussian per layer, summed (the feature ensemble of Lee et al.,
+  NeurIPS 2018, with feature statistics as in Sastry & Oore, ICML 2020): the pre-logit features as in
+  ``gaussian``, plus, for each early feature map of the model (``forward_features_and_taps``), the
+  per-channel mean and standard deviation over its positions (``core.channel_stats``), standardised with
+  the training part's mean and std. Each layer's raw score is centred and scaled on the held-out
+  in-domain images (median, std) before the sum, so no layer dominates by its dimension. Early maps
+  carry what a domain shift changes first — stain, contrast, noise, magnification — which the pre-logit
+  features, trained to ignore nuisance variation, partly discard: on the shipped models the pre-logit
+  Gaussian separated the other dataset at AUROC 0.89–0.97, the early-map statistics at ~1.0 (ood.json).
 
 Features are L2-normalised first for every feature-based detector (kNN by definition; for the
 Gaussians it raised AUROC on natural photographs from 0.94 to 0.99 on HuSHeM, see ood.json). A
@@ -37,8 +46,8 @@ from spermlib.store.ood import DetectorFileError, StoredDetector, read_detector
 if TYPE_CHECKING:  # scikit-learn is imported where a detector is fitted or a kNN bank searched: predict stays light
     from sklearn.neighbors import NearestNeighbors
 
-METHODS = ("mahalanobis", "gaussian", "energy", "knn")
-FEATURE_METHODS = ("mahalanobis", "gaussian", "knn")
+METHODS = ("mahalanobis", "gaussian", "energy", "knn", "multilayer")
+FEATURE_METHODS = ("mahalanobis", "gaussian", "knn", "multilayer")
 FLAG_RATE = 0.05  # share of held-out in-domain images flagged
 RANK = 64  # eigen-directions of a covariance kept exactly (the rest: their mean eigenvalue)
 KNN_K = 5
@@ -85,8 +94,24 @@ def _squared_distances(z: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarr
     return np.stack(out, 1)
 
 
-def fit_arrays(method: str, features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The parameters of ``method`` fitted on one fold's training features (and class labels)."""
+def _gaussian_arrays(z: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
+    """One class-agnostic Gaussian of rows ``z``: its mean and low-rank LedoitWolf covariance."""
+    means = z.mean(0, keepdims=True)
+    return {f"{prefix}{k}": v for k, v in {"means": means, **_low_rank_gaussian(z - means)}.items()}
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _layer_count(arrays: dict[str, np.ndarray]) -> int:
+    return sum(1 for k in arrays if k.startswith("L") and k.endswith(".shift"))
+
+
+def fit_arrays(method: str, features: np.ndarray, labels: np.ndarray, stats: np.ndarray | None = None,
+               stats_sizes: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """The parameters of ``method`` fitted on one fold's training features (and class labels; for
+    ``multilayer`` also its early-map ``stats``, split into layers by ``stats_sizes``)."""
     if method not in METHODS:
         raise ValueError(f"unknown detector {method!r}; choose from {', '.join(METHODS)}")
     if method == "energy":
@@ -97,11 +122,35 @@ def fit_arrays(method: str, features: np.ndarray, labels: np.ndarray) -> dict[st
         if len(z) > KNN_BANK:
             keep = np.sort(np.random.default_rng(SEED).choice(len(z), KNN_BANK, replace=False))
         return {"bank": z[keep]}
+    if method == "multilayer":
+        if stats is None or not stats_sizes:
+            raise ValueError("the multilayer detector needs the early-map statistics of the training images")
+        arrays = _gaussian_arrays(z, "P.")
+        for i, part in enumerate(np.split(np.asarray(stats, np.float64), np.cumsum(stats_sizes)[:-1], axis=1)):
+            shift, scale = part.mean(0), part.std(0) + 1e-6
+            arrays |= {f"L{i}.shift": shift, f"L{i}.scale": scale,
+                       **_gaussian_arrays((part - shift) / scale, f"L{i}.")}
+        return arrays
     labels = np.asarray(labels) if method == "mahalanobis" else np.zeros(len(z), int)
     classes = np.unique(labels)
     means = np.stack([z[labels == c].mean(0) for c in classes])
     centred = z - means[np.searchsorted(classes, labels)]
     return {"means": means, **_low_rank_gaussian(centred)}
+
+
+def layer_scores(arrays: dict[str, np.ndarray], features: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """``(N, 1 + L)`` raw scores of the ``multilayer`` detector's layers: pre-logit features, then each early map."""
+    n_layers = _layer_count(arrays)
+    widths = [len(arrays[f"L{i}.shift"]) for i in range(n_layers)]
+    stats = np.asarray(stats, np.float64)
+    if stats.ndim != 2 or stats.shape[1] != sum(widths):
+        raise ValueError(f"the multilayer detector expects {sum(widths)} early-map statistics per image, got "
+                         f"{stats.shape[-1] if stats.ndim else 0}: refit it for this model")
+    cols = [-_squared_distances(l2_normalise(features), _prefixed(arrays, "P.")).min(1)]
+    for i, part in enumerate(np.split(stats, np.cumsum(widths)[:-1], axis=1)):
+        a = _prefixed(arrays, f"L{i}.")
+        cols.append(-_squared_distances((part - a["shift"]) / a["scale"], a).min(1))
+    return np.stack(cols, 1)
 
 
 @dataclass
@@ -119,12 +168,23 @@ class Detector:
     def needs_logits(self) -> bool:
         return self.method == "energy"
 
-    def raw(self, features: np.ndarray | None, logits: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def needs_stats(self) -> bool:
+        """Whether it scores the early-map statistics (``core.forward(stats=True)``) besides the features."""
+        return self.method == "multilayer"
+
+    def raw(self, features: np.ndarray | None, logits: np.ndarray | None = None,
+            stats: np.ndarray | None = None) -> np.ndarray:
         """Higher = more typical of the training part."""
         if self.method == "energy":
             if logits is None:
                 raise ValueError("the energy detector scores logits, and none were given")
             return logsumexp(logits)
+        if self.method == "multilayer":
+            if stats is None:
+                raise ValueError("the multilayer detector scores early-map statistics, and none were given")
+            layers = layer_scores(self.arrays, features, stats)
+            return ((layers - self.arrays["layer_centre"]) / self.arrays["layer_spread"]).sum(1)
         z = l2_normalise(features)
         if self.method == "knn":
             if self._knn is None:
@@ -135,9 +195,10 @@ class Detector:
             return -self._knn.kneighbors(z)[0][:, -1]
         return -_squared_distances(z, self.arrays).min(1)
 
-    def score(self, features: np.ndarray | None, logits: np.ndarray | None = None) -> np.ndarray:
+    def score(self, features: np.ndarray | None, logits: np.ndarray | None = None,
+              stats: np.ndarray | None = None) -> np.ndarray:
         """Domain score: 0 at the threshold, 1 for a typical held-out in-domain image; ≥ 0 = in domain."""
-        return (self.raw(features, logits) - self.threshold) / self.scale
+        return (self.raw(features, logits, stats) - self.threshold) / self.scale
 
     def set_threshold(self, held_out_raw: np.ndarray, flag_rate: float = FLAG_RATE) -> Detector:
         """Threshold at the ``flag_rate`` quantile of held-out in-domain raw scores; scale to their median."""
@@ -162,10 +223,21 @@ class Detector:
 
 def fit_detector(method: str, train_features: np.ndarray, train_labels: np.ndarray,
                  val_features: np.ndarray | None, val_logits: np.ndarray | None = None,
-                 flag_rate: float = FLAG_RATE) -> Detector:
-    """Fit on the training part, set the threshold on held-out in-domain images (inner validation)."""
-    det = Detector(method, fit_arrays(method, train_features, train_labels))
-    return det.set_threshold(det.raw(val_features, val_logits), flag_rate)
+                 flag_rate: float = FLAG_RATE, *, train_stats: np.ndarray | None = None,
+                 val_stats: np.ndarray | None = None, stats_sizes: tuple[int, ...] = ()) -> Detector:
+    """Fit on the training part, set the threshold on held-out in-domain images (inner validation).
+
+    ``multilayer`` also takes the early-map statistics of both; its per-layer centre and spread come from
+    the same held-out images as the threshold (never from a test fold or out-of-domain images).
+    """
+    det = Detector(method, fit_arrays(method, train_features, train_labels, train_stats, stats_sizes))
+    if method == "multilayer":
+        if val_stats is None:
+            raise ValueError("the multilayer detector needs the early-map statistics of the held-out images")
+        layers = layer_scores(det.arrays, val_features, val_stats)
+        det.arrays["layer_centre"] = np.median(layers, 0)
+        det.arrays["layer_spread"] = np.maximum(layers.std(0), 1e-12)
+    return det.set_threshold(det.raw(val_features, val_logits, val_stats), flag_rate)
 
 
 def ensemble_domain(fold_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -171,10 +171,12 @@ class Predictor:
         """The normalised tensor every fold model sees."""
         return self.prep.model_input(batch_uint8, self.device, self.precision)
 
-    def forward(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None) -> list[ForwardOutput]:
-        """One core pass per chosen fold model (all by default), under ``self.lock``."""
+    def forward(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None,
+                stats: bool = False) -> list[ForwardOutput]:
+        """One core pass per chosen fold model (all by default), under ``self.lock``; ``stats``: with the
+        early-map statistics an out-of-domain detector may need (``core.channel_stats``)."""
         with self.lock:
-            return [self.fold_models[i](batch_uint8) for i in self.model_indices(folds)]
+            return [self.fold_models[i](batch_uint8, stats=stats) for i in self.model_indices(folds)]
 
     def fold_probabilities(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None) -> np.ndarray:
         """Softmax of every (chosen) fold model, ``(F, B, C)``, temperature-scaled where the card has one."""
@@ -190,10 +192,10 @@ class Predictor:
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """One core pass: calibrated fold probabilities ``(F, B, C)`` and normalised domain scores ``(F, B)``
         (``None`` when a fold model has no detector)."""
-        outs = self.forward(batch_uint8, folds)
-        probs = self._calibrated(outs, folds)
         detectors = self.detectors(self.folds if folds is None else folds)
-        scores = None if detectors is None else np.stack([d.score(o.features, o.logits)
+        outs = self.forward(batch_uint8, folds, stats=detectors is not None and any(d.needs_stats for d in detectors))
+        probs = self._calibrated(outs, folds)
+        scores = None if detectors is None else np.stack([d.score(o.features, o.logits, o.stats)
                                                           for d, o in zip(detectors, outs)])
         return probs, scores
 

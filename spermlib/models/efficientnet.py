@@ -16,6 +16,7 @@ from torch import nn
 
 class EfficientNetClassifier(nn.Module):
     has_backbone = True
+    DOMAIN_TAPS = 4  # early feature maps ``forward_features_and_taps`` returns: the stem and blocks 0-2
 
     def __init__(self, backbone: str, num_classes: int, cbam: bool = False, drop_rate: float = 0.2):
         super().__init__()
@@ -34,6 +35,14 @@ class EfficientNetClassifier(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.attention(self.backbone.forward_features(x))
+
+    def forward_features_and_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward_features(x)`` and the feature maps of the early stages (the stem and the first
+        ``DOMAIN_TAPS - 1`` blocks), from one pass (timm's ``forward_intermediates``: the same operations,
+        no hook). Out-of-domain detection summarises those maps: stain, contrast and magnification show there
+        before the later blocks abstract them away."""
+        final, taps = self.backbone.forward_intermediates(x, indices=list(range(self.DOMAIN_TAPS)), extra_blocks=True)
+        return self.attention(final), taps
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)

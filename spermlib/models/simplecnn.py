@@ -22,6 +22,7 @@ class SimpleCNN(nn.Module):
     """Input any size ≥ 16 px; output ``num_classes`` logits. Follows the timm model contract."""
 
     has_backbone = False
+    DOMAIN_TAPS = 2  # early feature maps ``forward_features_and_taps`` returns: the first two blocks
 
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256), drop_rate: float = 0.3):
         super().__init__()
@@ -34,6 +35,15 @@ class SimpleCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def forward_features_and_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward_features(x)`` and the maps of the first ``DOMAIN_TAPS`` blocks, from one pass."""
+        taps = []
+        for i, block in enumerate(self.features):
+            x = block(x)
+            if i < self.DOMAIN_TAPS:
+                taps.append(x)
+        return x, taps
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         # As in timm's ClassifierHead: pre-logits are pooled features after dropout (a no-op in eval),

@@ -24,7 +24,7 @@ from spermlib.errors import SpermlibError
 from spermlib.store.paths import RUNS_DIR
 
 EMBEDDINGS_ENV = "SPERMLIB_EMBEDDINGS"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries also hold the early-map statistics (out-of-domain scores)
 
 
 class EmbeddingCacheError(SpermlibError):

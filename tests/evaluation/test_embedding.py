@@ -39,10 +39,11 @@ def toy_paths(toy_checkpoints):  # noqa: F811
 def test_features_are_the_pooled_pre_logits_and_probabilities_match_the_model(predictor, toy_checkpoints,  # noqa: F811
                                                                                 toy_paths):
     root = toy_checkpoints["data_root"]
-    feats, probs, errors = embed(predictor, 1, root, toy_paths, batch_size=7)
+    feats, probs, errors, stats = embed(predictor, 1, root, toy_paths, batch_size=7)
     assert errors == {}
     model = predictor.models[1]
     assert feats.shape == (30, model.num_features) and feats.dtype == np.float32
+    assert stats.shape[0] == 30 and stats.shape[1] > 0 and stats.dtype == np.float32  # for the domain detector
     # The fold-1 model's own pre-logits and softmax at the predictor's precision (a direct forward).
     u8 = load_uint8_batch(root, toy_paths, predictor.input_size)
     x = predictor.model_input(u8)

@@ -198,3 +198,25 @@ def test_a_temperature_is_used_only_where_inner_validation_identifies_one():
     noisy = np.eye(3)[np.where(rng.random(40) < 0.3, (y + 1) % 3, y)] * 8.0
     t = identified_temperature(noisy, y)
     assert t is not None and t > 1.5 and t == pytest.approx(fit_temperature(noisy, y))
+
+
+@pytest.mark.parametrize("dataset", ["smids", "hushem"])
+def test_shipped_cards_and_detectors_are_the_ones_ood_json_reports(dataset):
+    """What predict uses (each card's temperature, each detector file) is what the committed ood.json measured:
+    a temperature only on the folds whose inner validation identified one, and detectors fitted on these weights."""
+    from spermlib.inference.ood import load_detector
+
+    report = load_ood(dataset)
+    if report is None or not report.get("full_dataset"):
+        pytest.skip(f"no committed full-data ood.json for {dataset}")
+    spec = get_dataset(dataset)
+    for arch, entry in report["archs"].items():
+        calib = entry["calibration"]
+        for fold, fitted in calib["temperatures"].items():
+            card = read_card(checkpoint_path(spec, arch, int(fold)))
+            if int(fold) in calib["applied_folds"]:
+                assert card.get("temperature") == pytest.approx(fitted), (arch, fold)
+            else:
+                assert card.get("temperature") is None, (arch, fold)
+            det = load_detector(detector_path(spec, arch, int(fold)), card["weights_sha256"])
+            assert det is not None and det.method == entry["detector"], (arch, fold)

@@ -41,6 +41,31 @@ def test_one_pass_gives_exactly_the_models_logits(arch, policy):
     assert out.precision == policy.name
 
 
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_pass_with_early_map_statistics_changes_nothing_else(arch, policy):
+    """``stats=True`` runs ``forward_features_and_taps`` instead of ``forward_features``: the same logits bit for
+    bit, plus each early map's per-channel mean and std (what out-of-domain detection reads)."""
+    torch.manual_seed(0)
+    model = build_model(arch, 3, "tf_efficientnet_lite0").eval()
+    prep = Preprocessing(64, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    fm = InferenceModel(model, prep, CPU, policy)
+    plain, tapped = fm(x), fm(x, stats=True)
+    assert plain.stats is None and plain.stats_sizes == ()
+    np.testing.assert_array_equal(tapped.logits, plain.logits)
+    np.testing.assert_array_equal(tapped.features, plain.features)
+    with torch.inference_mode(), policy.autocast(CPU):
+        maps = model.forward_features_and_taps(prep.model_input(x, CPU, policy))[1]
+    assert len(maps) == model.DOMAIN_TAPS and tapped.stats_sizes == tuple(2 * m.shape[1] for m in maps)
+    first = maps[0].float()
+    np.testing.assert_allclose(tapped.stats[:, : first.shape[1]], first.mean((2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tapped.stats[:, first.shape[1] : 2 * first.shape[1]],
+                               first.std((2, 3), correction=0).numpy(), rtol=1e-5, atol=1e-6)
+    assert tapped.stats.shape == (3, sum(tapped.stats_sizes)) and np.isfinite(tapped.stats).all()
+    assert fm(x[:0], stats=True).stats.shape[0] == 0
+
+
 def test_tta_is_the_mean_over_the_eight_views_and_differs_from_one_view(toy_checkpoints):
     model, card = load_checkpoint(checkpoint_path(TOY, "simplecnn", 0, toy_checkpoints["checkpoints"]))
     fm = InferenceModel.from_card(model, card, CPU)

@@ -26,6 +26,7 @@ from spermlib.inference.ood import (
 from spermlib.store.ood import DetectorFileError, detector_meta_path, detector_path, read_detector, write_detector
 
 DIM, N_CLASSES = 32, 3
+STATS_SIZES = (4, 6)  # two early maps' statistics (2 × channels each)
 
 
 def _features(n: int, rng: np.random.Generator, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +39,12 @@ def _features(n: int, rng: np.random.Generator, shift: float = 0.0) -> tuple[np.
     return x, y
 
 
+def _stats(n: int, rng: np.random.Generator, shift: float = 0.0) -> np.ndarray:
+    """Early-map statistics: correlated within each map's part; ``shift`` moves them (a stain or contrast change)."""
+    mix = np.random.default_rng(7).normal(0, 0.5, (sum(STATS_SIZES), sum(STATS_SIZES)))
+    return rng.normal(0, 1, (n, sum(STATS_SIZES))) @ (np.eye(sum(STATS_SIZES)) + mix) + 2.0 + shift
+
+
 @pytest.fixture(scope="module")
 def data() -> dict:
     rng = np.random.default_rng(0)
@@ -45,27 +52,41 @@ def data() -> dict:
     val, _ = _features(400, rng)
     held_out, _ = _features(4000, rng)
     shifted, _ = _features(400, rng, shift=3.0)
-    return {"train": train, "y_train": y_train, "val": val, "held_out": held_out, "shifted": shifted}
+    stats = {f"stats_{name}": _stats(len(x), rng, 3.0 if name == "shifted" else 0.0)
+             for name, x in (("train", train), ("val", val), ("held_out", held_out), ("shifted", shifted))}
+    return {"train": train, "y_train": y_train, "val": val, "held_out": held_out, "shifted": shifted, **stats}
 
 
 def _logits(features: np.ndarray) -> np.ndarray:
     return features[:, :N_CLASSES] * 2.0
 
 
+def _fit(method: str, data: dict, **kw) -> Detector:
+    """``method`` fitted on the training set, threshold on ``val`` (statistics given to every method; only
+    ``multilayer`` reads them)."""
+    return fit_detector(method, data["train"], data["y_train"], data["val"], _logits(data["val"]),
+                        train_stats=data["stats_train"], val_stats=data["stats_val"], stats_sizes=STATS_SIZES, **kw)
+
+
+def _score(det: Detector, data: dict, name: str) -> np.ndarray:
+    return det.score(data[name], _logits(data[name]), data[f"stats_{name}"])
+
+
 @pytest.mark.parametrize("method", FEATURE_METHODS)
 def test_detector_separates_shifted_features_and_flags_about_five_percent(data, method):
-    det = fit_detector(method, data["train"], data["y_train"], data["val"], _logits(data["val"]))
-    held = det.score(data["held_out"], _logits(data["held_out"]))
-    shifted = det.score(data["shifted"], _logits(data["shifted"]))
+    det = _fit(method, data)
+    held = _score(det, data, "held_out")
+    shifted = _score(det, data, "shifted")
     labels = np.r_[np.ones(len(held)), np.zeros(len(shifted))]
     assert roc_auc_score(labels, np.r_[held, shifted]) > 0.95
     assert 0.02 <= (held < 0).mean() <= 0.09  # threshold set on other held-out images: about FLAG_RATE
     assert (shifted < 0).mean() > 0.8
 
 
-def test_scores_are_zero_at_the_threshold_and_one_at_the_held_out_median(data):
-    det = fit_detector("gaussian", data["train"], data["y_train"], data["val"])
-    val = det.score(data["val"])
+@pytest.mark.parametrize("method", ["gaussian", "multilayer"])
+def test_scores_are_zero_at_the_threshold_and_one_at_the_held_out_median(data, method):
+    det = _fit(method, data)
+    val = _score(det, data, "val")
     assert np.quantile(val, FLAG_RATE) == pytest.approx(0.0, abs=1e-9)
     assert np.median(val) == pytest.approx(1.0)
 
@@ -103,9 +124,31 @@ def test_unknown_method_is_refused():
     assert set(FEATURE_METHODS) < set(METHODS)
 
 
+def test_multilayer_sees_a_shift_of_the_early_maps_that_the_pre_logit_features_do_not(data):
+    """A stain or contrast change the classifier learned to ignore: features as in domain, early maps shifted."""
+    stain = {**data, "stats_stain": data["stats_shifted"], "stain": data["held_out"][:400]}
+    multi, gauss = _fit("multilayer", stain), _fit("gaussian", stain)
+    assert (_score(multi, stain, "stain") < 0).mean() > 0.9
+    assert (_score(gauss, stain, "stain") < 0).mean() < 0.15  # the features alone cannot tell
+    assert 0.02 <= (_score(multi, stain, "held_out") < 0).mean() <= 0.09
+    assert multi.needs_stats and not gauss.needs_stats
+    layers = [k for k in multi.arrays if k.endswith(".shift")]
+    assert [len(multi.arrays[k]) for k in sorted(layers)] == list(STATS_SIZES)
+
+
+def test_multilayer_without_statistics_or_with_other_widths_says_what_is_wrong(data):
+    det = _fit("multilayer", data)
+    with pytest.raises(ValueError, match="early-map statistics"):
+        det.score(data["val"])
+    with pytest.raises(ValueError, match="refit it for this model"):
+        det.score(data["val"], None, data["stats_val"][:, :7])
+    with pytest.raises(ValueError, match="early-map statistics"):
+        fit_detector("multilayer", data["train"], data["y_train"], data["val"])
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_safetensors_round_trip_gives_the_same_scores(tmp_path, data, method):
-    det = fit_detector(method, data["train"], data["y_train"], data["val"], _logits(data["val"]))
+    det = _fit(method, data)
     det.meta = {"weights_sha256": "abc", "fitted_on": "train"}
     path = detector_path("hushem", "effnet", 3, tmp_path)
     write_detector(path, det.to_stored())
@@ -113,9 +156,7 @@ def test_safetensors_round_trip_gives_the_same_scores(tmp_path, data, method):
     with safe_open(str(path), framework="np") as f:  # fp32 arrays, no pickle anywhere
         assert all(str(f.get_slice(k).get_dtype()) == "F32" for k in f.keys())  # noqa: SIM118 - safe_open is not iterable
     back = load_detector(path, "abc")
-    probe = data["shifted"][:20]
-    np.testing.assert_allclose(back.score(probe, _logits(probe)), det.score(probe, _logits(probe)), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(_score(back, data, "shifted"), _score(det, data, "shifted"), rtol=1e-4, atol=1e-4)
     assert back.method == method and back.meta["fitted_on"] == "train"
 
 
