@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from spermlib.allocator import tune_malloc
 from spermlib.archs import ARCHS, DEFAULT_ARCH
 from spermlib.data.datasets import PROJECT_ROOT, get_dataset, resolve_data_root
 from spermlib.errors import SpermlibError
@@ -630,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. A failure the user can fix ends in one ``error: …`` line and exit code 2;
     anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
+    tune_malloc()  # batch work runs ~1.5× faster with large blocks kept in the heap (allocator.tune_malloc)
     try:
         return args.func(args)
     except SpermlibError as err:

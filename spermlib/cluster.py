@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from spermlib.allocator import MALLOC_KEEP
 from spermlib.data.datasets import PROJECT_ROOT
 from spermlib.errors import SpermlibError
 
+# The allocator policy of ``allocator.tune_malloc``, as glibc reads it when a worker process starts (before any of
+# its threads allocates, which a later ``mallopt`` call in an actor's constructor cannot undo).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MALLOC_KEEP), "MALLOC_TRIM_THRESHOLD_": str(MALLOC_KEEP),
+              "MALLOC_ARENA_MAX": "1"}
 INSTALL_HINT = "pip install -e '.[scale]' (or pip install -r requirements-scale.txt)"
 
 
@@ -28,7 +33,7 @@ def runtime_env() -> dict:
     """Workers of a local cluster import this checkout's ``spermlib`` and see the same store redirections."""
     env = {k: v for k, v in os.environ.items() if k.startswith(("SPERMLIB_", "SPERM_DATA_DIR"))}
     path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": {**env, "PYTHONPATH": path}}
+    return {"env_vars": {**env, **MALLOC_ENV, "PYTHONPATH": path}}
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> Any:

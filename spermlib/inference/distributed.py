@@ -74,8 +74,10 @@ class PredictBatch:
                  device: str | None, threads: int):
         import torch
 
+        from spermlib.allocator import tune_malloc
         from spermlib.inference.predict import Predictor
 
+        tune_malloc()  # as the CLI does (the job's runtime env sets it at process start too: cluster.MALLOC_ENV)
         self.threads = max(1, threads)
         torch.set_num_threads(self.threads)
         self.predictor = Predictor.from_checkpoints(spec, arch=arch, folds=folds,
