@@ -136,24 +136,27 @@ CORRUPTIONS: dict[str, Corruption] = {
 # ``scale``, ``translate``).
 TRAINING_FAMILIES = ("jpeg", "blur", "noise", "brightness", "contrast", "gamma", "hue", "grayscale", "downscale")
 _JPEG_BEST = 95  # the mildest JPEG quality drawn (the suite's family has no identity parameter)
+_SIGNED = ("hue", "rotate", "shift")  # drawn either way round / either direction
 
 
-def _random_parameter(name: str, gen: torch.Generator) -> float:
-    """A parameter drawn uniformly between the family's identity and beyond its strongest suite severity.
+def _random_parameter(name: str, gen: torch.Generator, severity: int = 2, reach: float = 1.25) -> float:
+    """A parameter drawn uniformly between the family's identity and ``reach`` × its ``severity`` parameter.
 
-    The range reaches 1.25× past the strongest severity (towards more damage) so that the suite's own
-    three parameters are inside it, not at its edge; hue turns either way round the colour circle.
+    Training (the defaults) reaches 1.25× past the strongest severity (towards more damage) so that the
+    suite's own three parameters are inside the range, not at its edge; the out-of-domain detector's
+    nuisance views (:func:`nuisance_views`) reach exactly the mild one. Hue turns either way round the
+    colour circle, and so do rotation and shift.
     """
     c = CORRUPTIONS[name]
     u = float(torch.rand(1, generator=gen))
-    if name == "jpeg":
-        return round(_JPEG_BEST + u * (min(c.severities) - _JPEG_BEST))
-    start, strongest = c.identity, c.severities[-1]
-    end = start + 1.25 * (strongest - start)
+    if name == "jpeg":  # quality has no identity: from nearly lossless down to the target quality
+        return round(_JPEG_BEST + u * (c.severities[severity] - _JPEG_BEST))
+    start, target = c.identity, c.severities[severity]
+    end = start + reach * (target - start)
     if name in ("brightness", "contrast", "grayscale"):
         end = max(end, 0.0)  # a factor below 0 is not an image any more
     value = start + u * (end - start)
-    return -value if name == "hue" and float(torch.rand(1, generator=gen)) < 0.5 else value
+    return -value if name in _SIGNED and float(torch.rand(1, generator=gen)) < 0.5 else value
 
 
 def random_corruptions(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
@@ -164,10 +167,34 @@ def random_corruptions(x: torch.Tensor, gen: torch.Generator, p: float) -> torch
     families = torch.randint(0, len(TRAINING_FAMILIES), (len(x),), generator=gen)
     for i in torch.nonzero(hit).flatten().tolist():
         name = TRAINING_FAMILIES[int(families[i])]
-        param = _random_parameter(name, gen)
-        img = x[i : i + 1]
-        if name == "noise":  # a fresh noise draw each time, not the suite's fixed one
-            out[i] = gaussian_noise(img, param, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))[0]
-        else:
-            out[i] = CORRUPTIONS[name].apply(img, param)[0]
+        out[i] = _apply_drawn(name, x[i : i + 1], _random_parameter(name, gen), gen)[0]
     return out
+
+
+def _apply_drawn(name: str, img: torch.Tensor, param: float, gen: torch.Generator) -> torch.Tensor:
+    """Corruption ``name`` at a drawn ``param``; noise gets a fresh draw from ``gen``, not the suite's fixed seed."""
+    if name == "noise":
+        return gaussian_noise(img, param, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    return CORRUPTIONS[name].apply(img, param)
+
+
+def nuisance_views(x: torch.Tensor, gen: torch.Generator, views: int = 1, reach: float = 1.0) -> torch.Tensor:
+    """``views`` copies of a uint8 ``(B,3,H,W)`` batch, each image under one corruption of the whole suite
+    (every family of :data:`CORRUPTIONS`, geometric ones included) at a random parameter between none and
+    the family's mild severity; all draws from ``gen``. Returns ``(views·B,3,H,W)``, view by view.
+
+    These are the variations a model is expected to shrug off (a camera's JPEG, a slightly soft focus, a
+    few degrees of rotation): the out-of-domain detector is fitted on them beside the clean images so that
+    it does not call them foreign.
+    """
+    names = list(CORRUPTIONS)
+    out = []
+    for _ in range(views):
+        view = x.clone()
+        families = torch.randint(0, len(names), (len(x),), generator=gen)
+        for i in range(len(x)):
+            name = names[int(families[i])]
+            param = _random_parameter(name, gen, severity=0, reach=reach)
+            view[i] = _apply_drawn(name, x[i : i + 1], param, gen)[0]
+        out.append(view)
+    return torch.cat(out)

@@ -4,14 +4,25 @@
 Per fold model, one inference-core pass over its training, inner-validation and test images (the
 split comes from ``training.fold_data``, exactly as training made it) gives features and logits:
 
-* **Choice of detector, without test folds**: every method of ``inference.ood.METHODS`` is fitted on
-  the fold's training part with its threshold on the inner validation (5 % flagged), and scored by
-  AUROC of inner-validation images against (i) the other dataset's images and (ii) the synthetic
-  shifts of the inner-validation images. The method with the best mean over folds of (i) and (ii) is
-  kept and stored. Natural photographs and every test fold play no part in the choice.
+* **Nuisance views**: a model is expected to shrug off a camera's JPEG, a slightly soft focus, a few
+  degrees of rotation. Each image of the training part and of the inner validation is also seen under
+  random corruptions of the robustness suite at up to :data:`NUISANCE_REACH` × its mild severity
+  (``corruptions.nuisance_views``). The detector is fitted on the training part *and* its views, and its
+  threshold flags 5 % of the held-out in-domain images, i.e. the inner validation *and* its views. Fitted
+  on clean images only, the early-map detector flagged 91 % of HuSHeM's inner-validation images under the
+  suite's mild corruptions (JPEG quality 50: 99 %); with the views, ~9 %, while the other dataset and the
+  synthetic shifts stayed at AUROC ≥ 0.998 and 100 % flagged (4 CBAM folds, inner validation only).
+* **Choice of detector, without test folds**: every method of ``inference.ood.METHODS`` is fitted as
+  above and scored by AUROC of inner-validation images against (i) the other dataset's images and
+  (ii) the synthetic shifts of the inner-validation images, and by the share of inner-validation images
+  it flags under each of the suite's mild corruptions. Among the methods that flag at most
+  :data:`MAX_MILD_FLAGGED` of those on average, the one with the best mean over folds of (i) and (ii) is
+  kept and stored (none: the one that flags fewest). Natural photographs and every test fold play no part
+  in the choice.
 * **Evaluation**: AUROC (in-domain = the test folds, each image through the fold model that never saw
   it) and flag rates on (a) the test folds, (b) the other dataset, (c) synthetic shifts of the test-fold
-  images, (d) natural photographs (scikit-image's sample images and their quadrants). (b) and (d) are
+  images, (d) natural photographs (scikit-image's sample images and their quadrants), and the flag rate
+  of the test folds under each of the suite's mild corruptions. (b) and (d) are
   scored by every fold model (their scores share one scale), and also as ``predict`` does (the ensemble
   mean).
 * **Temperature**: fitted per fold on inner-validation logits and written into that fold's card (``Predictor``
@@ -35,7 +46,7 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from spermlib.data.corruptions import contrast, desaturate, zoom
+from spermlib.data.corruptions import CORRUPTIONS, contrast, desaturate, nuisance_views, zoom
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, DatasetSpec, get_dataset, is_full_dataset, resolve_data_root
 from spermlib.data.preprocess import load_uint8_batch, to_uint8_tensor
 from spermlib.data.splits import manifest_for_root
@@ -76,17 +87,26 @@ NATURAL_PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", 
                   "hubble_deep_field", "moon", "page", "retina", "rocket", "text")
 SHIPPED_CHECKPOINTS = PROJECT_ROOT / "checkpoints"
 TARGETS = {"min_auroc": 0.95, "min_flagged_ood": 0.90, "max_flagged_in_domain": 0.10}
+NUISANCE_REACH = 1.5  # nuisance views reach this multiple of each corruption's mild severity
+NUISANCE_ROWS = 600  # views per image: enough for about this many rows, 1 to 3
+MAX_MILD_FLAGGED = 0.20  # a detector may flag at most this share of mildly corrupted inner-validation images
+NUISANCE_SEED = 1000  # + fold: the views' draws (training part), + 1 more offset for the inner validation
 PROTOCOL = (
-    "per fold model: detector fitted on the features of its training part only, threshold at the 5th percentile "
-    "of its inner-validation scores (5 % of held-out in-domain images flagged); detector chosen among "
+    "per fold model: detector fitted on the features of its training part only, together with nuisance views of "
+    f"those images (each under one random corruption of the robustness suite, up to {NUISANCE_REACH:g}x its mild "
+    "severity); threshold at the 5th percentile of the scores of the held-out in-domain images, i.e. its inner "
+    "validation and nuisance views of it (5 % of them flagged); detector chosen among "
     f"{', '.join(METHODS)} by the mean AUROC of inner-validation images against the other dataset and against "
-    "synthetic shifts of the inner-validation images (no test fold, no natural photograph used); in-domain "
+    "synthetic shifts of the inner-validation images, among those flagging at most "
+    f"{100 * MAX_MILD_FLAGGED:.0f} % of the inner-validation images under the suite's mild corruptions (no test "
+    "fold, no natural photograph used); in-domain "
     "= every test-fold image scored by the fold model that never saw it; other dataset and natural "
     "photographs scored by every fold model (flag rate also for the ensemble mean, as predict); synthetic "
     "shifts of each test-fold image scored by its fold model; AUROC with the in-domain test-fold images as "
     "positives; temperature per fold fitted on inner-validation logits (NLL, L-BFGS) and used where they identify "
     "one (an inner validation without a mistake, or a fit at the range's bound, keeps T = 1), ECE pooled "
-    "over the out-of-fold test images")
+    "over the out-of-fold test images; mild corruptions: each test-fold image under each corruption of the suite "
+    "at its mild severity, scored by its fold model")
 
 
 def other_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -143,10 +163,32 @@ class FoldPass:
         return det.score(*self.sets[name])
 
     def fit(self, method: str) -> Detector:
-        """``method`` fitted on this fold's training part, its threshold on the inner validation."""
-        (train, _, train_stats), (val, val_logits, val_stats) = self.sets["train"], self.sets["val"]
-        return fit_detector(method, train, self.y["train"], val, val_logits, train_stats=train_stats,
-                            val_stats=val_stats, stats_sizes=self.stats_sizes)
+        """``method`` fitted on this fold's training part and its nuisance views, its threshold on the inner
+        validation and its nuisance views."""
+        train, (val, val_logits, val_stats) = self.training_rows(), self.held_out_rows()
+        views = len(train[0]) // len(self.y["train"])
+        return fit_detector(method, train[0], np.tile(self.y["train"], views), val, val_logits,
+                            train_stats=train[2], val_stats=val_stats, stats_sizes=self.stats_sizes)
+
+    def training_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _concat(self.sets["train"], self.sets["train_views"])
+
+    def held_out_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _concat(self.sets["val"], self.sets["val_views"])
+
+
+def _concat(*parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
+
+
+def views_per_image(n: int) -> int:
+    """Nuisance views per image: about :data:`NUISANCE_ROWS` rows in all, 1 to 3 per image."""
+    return int(np.clip(np.ceil(NUISANCE_ROWS / max(n, 1)), 1, 3))
+
+
+def _views(model: InferenceModel, x: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    gen = torch.Generator().manual_seed(seed)
+    return _outputs(model, nuisance_views(x, gen, views_per_image(len(x)), NUISANCE_REACH))
 
 
 def _outputs(model: InferenceModel, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,6 +212,11 @@ def fold_pass(spec: DatasetSpec, root: Path, images: Images, model: InferenceMod
     for name, shift in SHIFTS.items():
         sets[f"shift:{name}"] = _outputs(model, shift(x_test))
         sets[f"val_shift:{name}"] = _outputs(model, shift(data.x_val))
+    sets["train_views"] = _views(model, data.x_train, NUISANCE_SEED + k)
+    sets["val_views"] = _views(model, data.x_val, 2 * NUISANCE_SEED + k)
+    for name, corruption in CORRUPTIONS.items():  # the suite's mild severity: what the detector should let by
+        sets[f"val_mild:{name}"] = _outputs(model, corruption.apply(data.x_val, corruption.severities[0]))
+        sets[f"mild:{name}"] = _outputs(model, corruption.apply(x_test, corruption.severities[0]))
     cls = {c: i for i, c in enumerate(spec.class_dirs)}
     y = {"train": data.y_train.numpy(), "val": data.y_val.numpy(), "test": test["label"].map(cls).to_numpy()}
     # The card counts the images training used: equal counts say this is the split the model was trained on
@@ -185,21 +232,26 @@ def auroc(in_domain: np.ndarray, out_domain: np.ndarray) -> float:
 
 
 def compare_methods(passes: list[FoldPass]) -> dict:
-    """Every method fitted per fold; its mean selection AUROCs (inner validation only) and the winner."""
+    """Every method fitted per fold; its mean selection AUROCs and mild-corruption flag rate (inner validation
+    only) and the winner."""
     table = {}
     for method in METHODS:
-        vs_other, vs_shift = [], []
+        vs_other, vs_shift, mild = [], [], []
         for p in passes:
             det = p.fit(method)
             val = p.scores(det, "val")
             vs_other.append(auroc(val, p.scores(det, "other")))
             vs_shift.append(auroc(val, np.concatenate([p.scores(det, f"val_shift:{s}") for s in SHIFTS])))
+            mild.append(np.mean([(p.scores(det, f"val_mild:{c}") < 0).mean() for c in CORRUPTIONS]))
         a, b = float(np.mean(vs_other)), float(np.mean(vs_shift))
         table[method] = {"auroc_inner_val_vs_other_dataset": a, "auroc_inner_val_vs_shifted_inner_val": b,
-                         "criterion": (a + b) / 2}
-    chosen = max(table, key=lambda m: table[m]["criterion"])
-    return {"rule": "highest mean of the two inner-validation AUROCs, averaged over folds", "candidates": table,
-            "chosen": chosen}
+                         "criterion": (a + b) / 2, "inner_val_mild_corruptions_flagged": float(np.mean(mild))}
+    tolerant = [m for m in table if table[m]["inner_val_mild_corruptions_flagged"] <= MAX_MILD_FLAGGED]
+    chosen = (max(tolerant, key=lambda m: table[m]["criterion"]) if tolerant
+              else min(table, key=lambda m: table[m]["inner_val_mild_corruptions_flagged"]))
+    return {"rule": "highest mean of the two inner-validation AUROCs, averaged over folds, among the methods that "
+                    f"flag at most {100 * MAX_MILD_FLAGGED:.0f} % of the mildly corrupted inner-validation images "
+                    "(none: the method that flags fewest)", "candidates": table, "chosen": chosen}
 
 
 def fold_detectors(passes: list[FoldPass], method: str, spec: DatasetSpec, arch: str, checkpoints_dir: Path,
@@ -215,8 +267,11 @@ def fold_detectors(passes: list[FoldPass], method: str, spec: DatasetSpec, arch:
     for p, path in zip(passes, paths):
         det = p.fit(method)
         det.meta = {"weights_sha256": p.card.get("weights_sha256"), "split_sha256": p.card.get("split_sha256"),
-                    "fitted_on": f"training part of fold {p.fold} ({len(p.y['train'])} images)",
-                    "threshold_on": f"inner validation of fold {p.fold} ({len(p.y['val'])} images)",
+                    "fitted_on": f"training part of fold {p.fold} ({len(p.y['train'])} images) and "
+                                 f"{len(p.sets['train_views'][0])} nuisance views of them",
+                    "threshold_on": f"inner validation of fold {p.fold} ({len(p.y['val'])} images) and "
+                                    f"{len(p.sets['val_views'][0])} nuisance views of them",
+                    "nuisance_reach": NUISANCE_REACH,
                     "flag_rate": FLAG_RATE, "feature_dim": int(p.features("train").shape[1]),
                     **({"early_map_stats": list(p.stats_sizes)} if det.needs_stats else {}),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -242,8 +297,15 @@ def evaluate_detectors(passes: list[FoldPass], dets: list[Detector]) -> dict:
     for name in SHIFTS:
         s = np.concatenate([p.scores(d, f"shift:{name}") for p, d in zip(passes, dets)])
         shifts[name] = {"n_images": int(len(s)), "auroc": auroc(test, s), "flagged": float((s < 0).mean())}
+    held = np.concatenate([det.score(*p.held_out_rows()) for p, det in zip(passes, dets)])
+    mild = {name: float(np.concatenate([(p.scores(d, f"mild:{name}") < 0) for p, d in zip(passes, dets)]).mean())
+            for name in CORRUPTIONS}
     out = {"test_folds": {"n_images": int(len(test)), "flagged": float((test < 0).mean()),
-                          "inner_val_flagged": float((val < 0).mean())},
+                          "inner_val_flagged": float((val < 0).mean()),
+                          "inner_val_and_views_flagged": float((held < 0).mean())},
+           "mild_corruptions": {"flagged": mild, "mean": float(np.mean(list(mild.values()))),
+                                "worst": max(mild, key=mild.get),
+                                "parameters": {n: c.severities[0] for n, c in CORRUPTIONS.items()}},
            "other_dataset": _foreign(passes, dets, "other", test), "shifts": shifts,
            "natural_photographs": _foreign(passes, dets, "natural", test)}
     t = TARGETS

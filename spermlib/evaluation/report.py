@@ -180,6 +180,14 @@ def _auroc_flagged(entry: dict, targets: dict | None = None) -> str:
     return f"{entry['auroc']:.3f} / {100 * entry['flagged']:.1f} %{mark}"
 
 
+def _mild_flagged(entry: dict) -> str:
+    mild = entry.get("mild_corruptions")
+    if mild is None:  # an ood.json written before the mild corruptions were measured
+        return "—"
+    worst = mild["worst"]
+    return f"{100 * mild['mean']:.1f} % / {100 * mild['flagged'][worst]:.0f} % ({worst.replace('_', ' ')})"
+
+
 def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
     ood = load_ood(name, results_dir)
     if ood is None:
@@ -195,7 +203,8 @@ def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
     test_mark = {True: " ✓", False: " ✗"}
     ood_target = f"(target ≥ {t['min_auroc']} / ≥ {100 * t['min_flagged_ood']:.0f} %)"
     lines = ["", "Out-of-domain detection (`python -m spermlib ood`): AUROC against the in-domain test-fold images / "
-             "share flagged (each fold model's threshold flags 5 % of its inner-validation images):", "",
+             "share flagged (each fold model's threshold flags 5 % of its inner-validation images and their "
+             "nuisance views):", "",
              "| image set | " + " | ".join(_model_name(a) for a in archs) + " |", "|---|" + "---|" * len(archs),
              row("detector (chosen on inner validation)", lambda e: f"`{e['detector']}`"),
              row(f"(a) own test folds, flagged (target ≤ {100 * t['max_flagged_in_domain']:.0f} %)",
@@ -206,6 +215,7 @@ def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
                for shift in ood["sets"]["shifts"]],
              row(f"(d) natural photographs, {entries[0]['natural_photographs']['n_images']} {ood_target}",
                  lambda e: _auroc_flagged(e["natural_photographs"], t)),
+             row("(e) test folds under the suite's mild corruptions, flagged: mean / worst", _mild_flagged),
              row("(b) / (d) flagged by the fold ensemble, as `predict` decides",
                  lambda e: f"{100 * e['other_dataset']['flagged_ensemble']:.1f} % / "
                            f"{100 * e['natural_photographs']['flagged_ensemble']:.1f} %"),

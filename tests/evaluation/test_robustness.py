@@ -166,6 +166,22 @@ def test_training_corruptions_are_seeded_and_cover_the_suite(sample_batch):
         assert params.min() <= lo + 0.1 * (hi - lo) and params.max() >= hi - 0.1 * (hi - lo), name
 
 
+def test_nuisance_views_are_seeded_stay_within_the_mild_reach_and_cover_the_whole_suite(sample_batch):
+    from spermlib.data.corruptions import _random_parameter, nuisance_views
+
+    views = lambda seed: nuisance_views(sample_batch, torch.Generator().manual_seed(seed), 2, 1.5)  # noqa: E731
+    assert views(0).shape == (2 * len(sample_batch), *sample_batch.shape[1:]) and views(0).dtype == torch.uint8
+    assert torch.equal(views(0), views(0)) and not torch.equal(views(0), views(1))
+    gen = torch.Generator().manual_seed(0)
+    for name, c in CORRUPTIONS.items():  # never past 1.5x the mild severity, and reaching close to it
+        params = np.abs([_random_parameter(name, gen, severity=0, reach=1.5) for _ in range(400)])
+        ident = 95 if c.identity is None else abs(c.identity)
+        end = c.severities[0] if c.identity is None else abs(ident + 1.5 * (c.severities[0] - ident))
+        lo, hi = sorted((ident, end))
+        assert params.min() >= lo - 1e-9 and params.max() <= hi + 1e-9, name
+        assert params.min() <= lo + 0.1 * (hi - lo) and params.max() >= hi - 0.1 * (hi - lo), name
+
+
 def test_nested_choice_needs_more_robustness_and_at_most_one_image_of_clean_accuracy():
     from spermlib.evaluation.robustness import choose_per_fold
 
