@@ -238,7 +238,8 @@ for column, (arch, predictor) in zip(columns, predictors.items()):
                        side_by_side=len(predictors) > 1)
 st.caption(
     "Warnings: out of domain (the models' out-of-domain detector, threshold set so that 5 % of held-out "
-    f"training-like images are flagged); confidence below {triage.LOW_CONFIDENCE:.0%}; fewer than "
+    "training-like images, some mildly compressed, blurred or recoloured, are flagged); "
+    f"confidence below {triage.LOW_CONFIDENCE:.0%}; fewer than "
     f"{triage.MIN_AGREEMENT:.0%} of the fold "
     "models agreeing; for SMIDS, P(Non-Sperm) ≥ "
     f"{triage.NON_SPERM_PROB:.0%}; for HuSHeM, an image that is not a ~131 px square head crop."
