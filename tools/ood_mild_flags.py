@@ -4,7 +4,7 @@ middle corruptions, each image scored by the fold model that never saw it.
     python -m tools.ood_mild_flags --dataset hushem --arch effnet_cbam [--data-dir ../shared/data]
 
 Prints one line per corruption and severity. It measures how strict a detector is with shifts the model itself
-shrugs off (README: the multilayer detector's known limitation).
+shrugs off; ``ood.json`` carries the mild rates too (README: "A detector that lets nuisance by").
 """
 
 from __future__ import annotations
