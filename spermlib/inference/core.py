@@ -132,16 +132,26 @@ def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
     the mean over the 8 flip/rotation views. With ``stats`` the output also carries the early-map
     statistics (:func:`channel_stats` of ``forward_features_and_taps``).
     """
-    model.eval()
+    ensure_eval(model)
     if not len(x_uint8):
         empty = np.zeros((0, model.num_classes), np.float32)
         return ForwardOutput(empty, empty.copy(), np.zeros((0, model.num_features), np.float32), precision.name,
                              str(device), np.zeros((0, 0), np.float32) if stats else None)
     views = tta_views(x_uint8) if tta else [x_uint8]
     per_view = [_one_view(model, v.contiguous(), prep, device, precision, batch_size, stats) for v in views]
-    probs, logits, feats, summary = (np.mean(f, axis=0) for f in zip(*[fields for fields, _ in per_view]))
+    probs, logits, feats, summary = (f[0] if len(f) == 1 else np.mean(f, axis=0)
+                                     for f in zip(*[fields for fields, _ in per_view]))
     return ForwardOutput(probs, logits, feats, precision.name, str(device), summary if stats else None,
                          per_view[0][1])
+
+
+def ensure_eval(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode. ``nn.Module.eval()`` walks every submodule through ``__setattr__`` (~1.8 ms
+    for EfficientNet-Lite0 + CBAM, a fifth of a one-image prediction on 2 cores), so it runs only when the
+    model is in training mode; ``train()``/``eval()`` always set the whole tree, so the root's flag says it."""
+    if model.training:
+        model.eval()
+    return model
 
 
 def ready_model(model: nn.Module, device: torch.device, precision: Precision) -> nn.Module:

@@ -28,6 +28,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from torch import nn
 
+from spermlib.inference.core import ensure_eval
 from spermlib.inference.predict import Prediction, Predictor
 
 
@@ -83,7 +84,7 @@ def gradcam_pp(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int] | Non
     coarse for the second-order Grad-CAM++ weights. Same maps as pytorch-grad-cam on the whole model
     with ``model.cam_target_layer`` (tested), one backbone forward instead of forward + backward.
     """
-    model.eval()
+    ensure_eval(model)
     with torch.no_grad():
         feats = model.forward_features(x.float())
         if class_idx is None:
@@ -105,7 +106,7 @@ def gradcam_pp_full_model(model: nn.Module, x: torch.Tensor, class_idx: Sequence
 
 def explain_batch(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
     """Grad-CAM++ and (for CBAM models) the spatial-attention map, from one backbone forward pass."""
-    model.eval()
+    ensure_eval(model)
     size = tuple(x.shape[-2:])
     att = None
     with torch.no_grad():
@@ -205,7 +206,7 @@ def faithfulness_scores(model: nn.Module, x: torch.Tensor, cams: np.ndarray, cla
     from pytorch_grad_cam.metrics.road import ROADCombined
 
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in class_idx]
-    model.eval()
+    ensure_eval(model)
     with torch.no_grad():
         road = ROADCombined(percentiles=list(percentiles))(x.float(), cams, targets, model)
         mult = CamMultImageConfidenceChange()(x.float(), cams, targets, model)

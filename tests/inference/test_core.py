@@ -41,6 +41,21 @@ def test_one_pass_gives_exactly_the_models_logits(arch, policy):
     assert out.precision == policy.name
 
 
+def test_a_model_left_in_training_mode_is_put_in_eval_mode_and_an_eval_model_is_not_walked_again(monkeypatch):
+    """Dropout and batch-norm statistics must never act at inference, and ``eval()`` (a walk over every
+    submodule) must not run on every call."""
+    torch.manual_seed(0)
+    model = build_model("effnet_cbam", 3, "tf_efficientnet_lite0").train()
+    prep = Preprocessing(64, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    first = forward(model, x, prep, CPU, FP32)
+    assert not any(m.training for m in model.modules())
+    calls = []
+    monkeypatch.setattr(type(model), "eval", lambda self: calls.append(self) or self)
+    again = forward(model, x, prep, CPU, FP32)
+    assert calls == [] and np.array_equal(first.logits, again.logits)
+
+
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_pass_with_early_map_statistics_changes_nothing_else(arch, policy):
