@@ -29,6 +29,23 @@ def test_fast_gradcampp_matches_the_full_model_reference(arch):
     assert all(float(m.max()) > float(m.min()) for m in fast)  # not constant
 
 
+def test_a_map_leaves_the_model_in_its_mode_and_does_not_walk_an_eval_model(monkeypatch):
+    from spermlib.inference.explain import gradcam_pp_from_features
+
+    model = _model("effnet_cbam")
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 3, 64, 64))
+    expected = gradcam_pp_from_features(model, feats, [1], (64, 64))
+    walks = []
+    monkeypatch.setattr(type(model), "train", lambda self, mode=True: walks.append(mode) or self)
+    again = gradcam_pp_from_features(model, feats, [1], (64, 64))
+    assert walks == [] and np.array_equal(expected, again)  # eval model: no walk over its ~300 submodules
+    monkeypatch.undo()
+    model.train()
+    assert np.allclose(gradcam_pp_from_features(model, feats, [1], (64, 64)), expected, atol=1e-6)
+    assert model.training and all(m.training for m in model.modules())  # put back as it was given
+
+
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
