@@ -12,13 +12,13 @@ split comes from ``training.fold_data``, exactly as training made it) gives feat
   on clean images only, the early-map detector flagged 91 % of HuSHeM's inner-validation images under the
   suite's mild corruptions (JPEG quality 50: 99 %); with the views, ~9 %, while the other dataset and the
   synthetic shifts stayed at AUROC ≥ 0.998 and 100 % flagged (4 CBAM folds, inner validation only).
-* **Choice of detector, without test folds**: every method of ``inference.ood.METHODS`` is fitted as
-  above and scored by AUROC of inner-validation images against (i) the other dataset's images and
-  (ii) the synthetic shifts of the inner-validation images, and by the share of inner-validation images
+* **Choice of detector, nested**: for fold k, every method of ``inference.ood.METHODS`` is fitted as
+  above and scored on fold k's own inner validation by AUROC against (i) the other dataset's images and
+  (ii) the synthetic shifts of its inner-validation images, and by the share of its inner-validation images
   it flags under each of the suite's mild corruptions. Among the methods that flag at most
-  :data:`MAX_MILD_FLAGGED` of those on average, the one with the best mean over folds of (i) and (ii) is
-  kept and stored (none: the one that flags fewest). Natural photographs and every test fold play no part
-  in the choice.
+  :data:`MAX_MILD_FLAGGED` of those on average, the one with the best mean of (i) and (ii) is fold k's
+  detector (none: the one that flags fewest). Only fold k's training part decides for fold k (another
+  fold's inner validation holds fold k's test images); natural photographs and test folds play no part.
 * **Evaluation**: AUROC (in-domain = the test folds, each image through the fold model that never saw
   it) and flag rates on (a) the test folds, (b) the other dataset, (c) synthetic shifts of the test-fold
   images, (d) natural photographs (scikit-image's sample images and their quadrants), and the flag rate
@@ -98,8 +98,8 @@ PROTOCOL = (
     "validation and nuisance views of it (5 % of them flagged); detector chosen among "
     f"{', '.join(METHODS)} by the mean AUROC of inner-validation images against the other dataset and against "
     "synthetic shifts of the inner-validation images, among those flagging at most "
-    f"{100 * MAX_MILD_FLAGGED:.0f} % of the inner-validation images under the suite's mild corruptions (no test "
-    "fold, no natural photograph used); in-domain "
+    f"{100 * MAX_MILD_FLAGGED:.0f} % of the inner-validation images under the suite's mild corruptions, chosen per "
+    "fold on that fold's own inner validation (nested: no test fold, no natural photograph used); in-domain "
     "= every test-fold image scored by the fold model that never saw it; other dataset and natural "
     "photographs scored by every fold model (flag rate also for the ensemble mean, as predict); synthetic "
     "shifts of each test-fold image scored by its fold model; AUROC with the in-domain test-fold images as "
@@ -231,41 +231,54 @@ def auroc(in_domain: np.ndarray, out_domain: np.ndarray) -> float:
     return float(roc_auc_score(labels, np.r_[in_domain, out_domain]))
 
 
+def selection_scores(p: FoldPass, method: str) -> dict[str, float]:
+    """``method`` fitted on fold ``p``'s training part, scored on its own inner validation only."""
+    det = p.fit(method)
+    val = p.scores(det, "val")
+    a = auroc(val, p.scores(det, "other"))
+    b = auroc(val, np.concatenate([p.scores(det, f"val_shift:{s}") for s in SHIFTS]))
+    mild = float(np.mean([(p.scores(det, f"val_mild:{c}") < 0).mean() for c in CORRUPTIONS]))
+    return {"auroc_inner_val_vs_other_dataset": a, "auroc_inner_val_vs_shifted_inner_val": b,
+            "criterion": (a + b) / 2, "inner_val_mild_corruptions_flagged": mild}
+
+
+def choose_method(scores: dict[str, dict[str, float]]) -> str:
+    """Best criterion among the methods flagging at most :data:`MAX_MILD_FLAGGED` of the mildly corrupted
+    inner-validation images; none: the method that flags fewest."""
+    tolerant = [m for m in scores if scores[m]["inner_val_mild_corruptions_flagged"] <= MAX_MILD_FLAGGED]
+    if tolerant:
+        return max(tolerant, key=lambda m: scores[m]["criterion"])
+    return min(scores, key=lambda m: scores[m]["inner_val_mild_corruptions_flagged"])
+
+
 def compare_methods(passes: list[FoldPass]) -> dict:
-    """Every method fitted per fold; its mean selection AUROCs and mild-corruption flag rate (inner validation
-    only) and the winner."""
-    table = {}
-    for method in METHODS:
-        vs_other, vs_shift, mild = [], [], []
-        for p in passes:
-            det = p.fit(method)
-            val = p.scores(det, "val")
-            vs_other.append(auroc(val, p.scores(det, "other")))
-            vs_shift.append(auroc(val, np.concatenate([p.scores(det, f"val_shift:{s}") for s in SHIFTS])))
-            mild.append(np.mean([(p.scores(det, f"val_mild:{c}") < 0).mean() for c in CORRUPTIONS]))
-        a, b = float(np.mean(vs_other)), float(np.mean(vs_shift))
-        table[method] = {"auroc_inner_val_vs_other_dataset": a, "auroc_inner_val_vs_shifted_inner_val": b,
-                         "criterion": (a + b) / 2, "inner_val_mild_corruptions_flagged": float(np.mean(mild))}
-    tolerant = [m for m in table if table[m]["inner_val_mild_corruptions_flagged"] <= MAX_MILD_FLAGGED]
-    chosen = (max(tolerant, key=lambda m: table[m]["criterion"]) if tolerant
-              else min(table, key=lambda m: table[m]["inner_val_mild_corruptions_flagged"]))
-    return {"rule": "highest mean of the two inner-validation AUROCs, averaged over folds, among the methods that "
-                    f"flag at most {100 * MAX_MILD_FLAGGED:.0f} % of the mildly corrupted inner-validation images "
-                    "(none: the method that flags fewest)", "candidates": table, "chosen": chosen}
+    """Every method fitted per fold and scored on that fold's inner validation; each fold's own choice (nested),
+    and the scores averaged over folds (reported, not used to choose)."""
+    per_fold = {p.fold: {m: selection_scores(p, m) for m in METHODS} for p in passes}
+    chosen = {k: choose_method(scores) for k, scores in per_fold.items()}
+    table = {m: {key: float(np.mean([per_fold[k][m][key] for k in per_fold])) for key in per_fold[passes[0].fold][m]}
+             for m in METHODS}
+    return {"rule": "per fold, on that fold's own inner validation: the highest mean of the two AUROCs among the "
+                    f"methods that flag at most {100 * MAX_MILD_FLAGGED:.0f} % of the mildly corrupted "
+                    "inner-validation images (none: the method that flags fewest)",
+            "candidates": table, "per_fold": {str(k): v for k, v in per_fold.items()},
+            "chosen_per_fold": {str(k): m for k, m in chosen.items()},
+            "chosen": max(set(chosen.values()), key=list(chosen.values()).count)}
 
 
-def fold_detectors(passes: list[FoldPass], method: str, spec: DatasetSpec, arch: str, checkpoints_dir: Path,
-                   refit: bool) -> tuple[list[Detector], bool]:
-    """The stored detectors of every fold (when all exist, fit these weights, and ``refit`` is off), else
-    ``method`` fitted afresh and written beside each checkpoint. Returns them and whether they were fitted."""
+def fold_detectors(passes: list[FoldPass], methods: dict[str, str], spec: DatasetSpec, arch: str,
+                   checkpoints_dir: Path, refit: bool) -> tuple[list[Detector], bool]:
+    """The stored detectors of every fold (when all exist, fit these weights, are of the method chosen for
+    their fold, and ``refit`` is off), else each fold's chosen method (``methods``: fold → method) fitted
+    afresh and written beside its checkpoint. Returns them and whether they were fitted."""
     paths = [detector_path(spec, arch, p.fold, checkpoints_dir) for p in passes]
     if not refit:
         stored = [load_detector(path, p.card.get("weights_sha256")) for p, path in zip(passes, paths)]
-        if all(d is not None for d in stored):
+        if all(d is not None and d.method == methods[str(p.fold)] for p, d in zip(passes, stored)):
             return stored, False  # type: ignore[return-value]
     fitted = []
     for p, path in zip(passes, paths):
-        det = p.fit(method)
+        det = p.fit(methods[str(p.fold)])
         det.meta = {"weights_sha256": p.card.get("weights_sha256"), "split_sha256": p.card.get("split_sha256"),
                     "fitted_on": f"training part of fold {p.fold} ({len(p.y['train'])} images) and "
                                  f"{len(p.sets['train_views'][0])} nuisance views of them",
@@ -379,12 +392,14 @@ def ood_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, sha: str, ar
         passes[-1].run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
                           "batch_size": EVAL_BATCH}
     selection = compare_methods(passes)
-    dets, fitted = fold_detectors(passes, selection["chosen"], spec, arch, checkpoints_dir, refit)
+    dets, fitted = fold_detectors(passes, selection["chosen_per_fold"], spec, arch, checkpoints_dir, refit)
     calib = calibration(passes)
     if fitted:
         store_temperatures(spec, arch, checkpoints_dir, calib)
     files = [detector_path(spec, arch, p.fold, checkpoints_dir) for p in passes]
-    return {"detector": dets[0].method, "selection": selection, **evaluate_detectors(passes, dets),
+    per_fold = {str(p.fold): d.method for p, d in zip(passes, dets)}
+    return {"detector": selection["chosen"], "detectors_per_fold": per_fold, "selection": selection,
+            **evaluate_detectors(passes, dets),
             "calibration": calib, "detector_files": [project_relative(f) for f in files],
             "detector_bytes": int(sum(f.stat().st_size + f.with_suffix(".json").stat().st_size for f in files)),
             "refitted": fitted, "split_as_trained": all(p.split_as_trained for p in passes),

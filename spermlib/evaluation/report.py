@@ -180,6 +180,16 @@ def _auroc_flagged(entry: dict, targets: dict | None = None) -> str:
     return f"{entry['auroc']:.3f} / {100 * entry['flagged']:.1f} %{mark}"
 
 
+def _detectors(entry: dict) -> str:
+    """`method`, or each method with its folds when the folds chose differently."""
+    per_fold = entry.get("detectors_per_fold") or {}
+    methods = sorted(set(per_fold.values())) or [entry["detector"]]
+    if len(methods) == 1:
+        return f"`{methods[0]}`"
+    return ", ".join(f"`{m}` (fold{'s' if n > 1 else ''} {', '.join(k for k, v in per_fold.items() if v == m)})"
+                     for m in methods if (n := sum(v == m for v in per_fold.values())))
+
+
 def _mild_flagged(entry: dict) -> str:
     mild = entry.get("mild_corruptions")
     if mild is None:  # an ood.json written before the mild corruptions were measured
@@ -206,7 +216,7 @@ def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
              "share flagged (each fold model's threshold flags 5 % of its inner-validation images and their "
              "nuisance views):", "",
              "| image set | " + " | ".join(_model_name(a) for a in archs) + " |", "|---|" + "---|" * len(archs),
-             row("detector (chosen on inner validation)", lambda e: f"`{e['detector']}`"),
+             row("detector (chosen per fold on its own inner validation)", _detectors),
              row(f"(a) own test folds, flagged (target ≤ {100 * t['max_flagged_in_domain']:.0f} %)",
                  lambda e: f"{100 * e['test_folds']['flagged']:.1f} %{test_mark[e['targets_met']['test_folds']]}"),
              row(f"(b) {other} images, all {entries[0]['other_dataset']['n_images']} {ood_target}",

@@ -56,15 +56,29 @@ def test_ood_json_has_every_set_the_protocol_and_the_comparison(toy_ood):
     assert entry["mild_corruptions"]["worst"] in ood_eval.CORRUPTIONS
 
 
-def test_the_chosen_detector_lets_mild_corruptions_by_when_any_candidate_does(toy_ood):
-    selection = toy_ood["report"]["archs"]["simplecnn"]["selection"]
-    mild = {m: c["inner_val_mild_corruptions_flagged"] for m, c in selection["candidates"].items()}
-    tolerant = [m for m, rate in mild.items() if rate <= ood_eval.MAX_MILD_FLAGGED]
-    if tolerant:
-        best = max(tolerant, key=lambda m: selection["candidates"][m]["criterion"])
-        assert selection["chosen"] == best
-    else:
-        assert mild[selection["chosen"]] == min(mild.values())
+def test_each_fold_chooses_on_its_own_inner_validation_and_lets_mild_corruptions_by(toy_ood):
+    entry = toy_ood["report"]["archs"]["simplecnn"]
+    selection = entry["selection"]
+    assert set(selection["chosen_per_fold"]) == set(selection["per_fold"]) == {"0", "1"}
+    for fold, scores in selection["per_fold"].items():
+        mild = {m: c["inner_val_mild_corruptions_flagged"] for m, c in scores.items()}
+        tolerant = [m for m, rate in mild.items() if rate <= ood_eval.MAX_MILD_FLAGGED]
+        chosen = selection["chosen_per_fold"][fold]
+        if tolerant:
+            assert chosen == max(tolerant, key=lambda m: scores[m]["criterion"])
+        else:
+            assert mild[chosen] == min(mild.values())
+        assert entry["detectors_per_fold"][fold] == chosen  # what is stored is what the fold chose
+
+
+def test_the_choice_rule_prefers_a_tolerant_method_over_a_sharper_one():
+    scores = {"sharp": {"criterion": 0.99, "inner_val_mild_corruptions_flagged": 0.9},
+              "tolerant": {"criterion": 0.95, "inner_val_mild_corruptions_flagged": 0.1},
+              "weak": {"criterion": 0.80, "inner_val_mild_corruptions_flagged": 0.05}}
+    assert ood_eval.choose_method(scores) == "tolerant"
+    assert ood_eval.choose_method({k: v for k, v in scores.items() if k == "sharp"}) == "sharp"
+    strict = {k: {**v, "inner_val_mild_corruptions_flagged": 0.5 + v["criterion"] / 10} for k, v in scores.items()}
+    assert ood_eval.choose_method(strict) == "weak"  # none tolerant: the one that flags fewest
 
 
 def test_detectors_and_temperatures_are_stored_beside_the_checkpoints(toy_ood):
@@ -73,7 +87,8 @@ def test_detectors_and_temperatures_are_stored_beside_the_checkpoints(toy_ood):
         path = detector_path(TOY, "simplecnn", fold, toy_ood["checkpoints"])
         meta = json.loads(path.with_suffix(".json").read_text())
         card = read_card(checkpoint_path(TOY, "simplecnn", fold, toy_ood["checkpoints"]))
-        assert meta["method"] == entry["detector"] and meta["weights_sha256"] == card["weights_sha256"]
+        assert meta["method"] == entry["detectors_per_fold"][str(fold)]
+        assert meta["weights_sha256"] == card["weights_sha256"]
         assert f"fold {fold}" in meta["fitted_on"] and "nuisance views" in meta["threshold_on"]
         calib = entry["calibration"]
         assert ("temperature" in card) == (fold in calib["applied_folds"])
@@ -196,6 +211,11 @@ def test_readme_block_shows_the_numbers_of_ood_json(tmp_path):
     assert "| (d) natural photographs, 75 (target ≥ 0.95 / ≥ 90 %) | 0.930 / 50.0 % ✗ |" in text
     assert "| (c) test folds, inverted | 0.992 / 98.6 % |" in text
     assert "0.058 → 0.092 (not used by predict)" in text and "Protocol: the protocol." in text
+    assert "| detector (chosen per fold on its own inner validation) | `gaussian` |" in text
+    report["archs"]["effnet"]["detectors_per_fold"] = {"0": "multilayer", "1": "gaussian", "2": "multilayer"}
+    (tmp_path / "hushem" / "ood.json").write_text(json.dumps(report))
+    text = "\n".join(_ood_lines("hushem", tmp_path))
+    assert "| `gaussian` (fold 1), `multilayer` (folds 0, 2) |" in text
     assert _ood_lines("smids", tmp_path) == []  # no ood.json: no block
 
 
@@ -232,4 +252,5 @@ def test_shipped_cards_and_detectors_are_the_ones_ood_json_reports(dataset):
             else:
                 assert card.get("temperature") is None, (arch, fold)
             det = load_detector(detector_path(spec, arch, int(fold)), card["weights_sha256"])
-            assert det is not None and det.method == entry["detector"], (arch, fold)
+            chosen = entry.get("detectors_per_fold", {}).get(fold, entry["detector"])
+            assert det is not None and det.method == chosen, (arch, fold)
