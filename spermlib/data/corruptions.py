@@ -181,7 +181,7 @@ def _apply_drawn(name: str, img: torch.Tensor, param: float, gen: torch.Generato
 def nuisance_views(x: torch.Tensor, gen: torch.Generator, views: int = 1, reach: float = 1.0) -> torch.Tensor:
     """``views`` copies of a uint8 ``(B,3,H,W)`` batch, each image under one corruption of the whole suite
     (every family of :data:`CORRUPTIONS`, geometric ones included) at a random parameter between none and
-    the family's mild severity; all draws from ``gen``. Returns ``(views·B,3,H,W)``, view by view.
+    ``reach`` × the family's mild severity; all draws from ``gen``. Returns ``(views·B,3,H,W)``, view by view.
 
     These are the variations a model is expected to shrug off (a camera's JPEG, a slightly soft focus, a
     few degrees of rotation): the out-of-domain detector is fitted on them beside the clean images so that

@@ -90,7 +90,7 @@ TARGETS = {"min_auroc": 0.95, "min_flagged_ood": 0.90, "max_flagged_in_domain": 
 NUISANCE_REACH = 1.5  # nuisance views reach this multiple of each corruption's mild severity
 NUISANCE_ROWS = 600  # views per image: enough for about this many rows, 1 to 3
 MAX_MILD_FLAGGED = 0.20  # a detector may flag at most this share of mildly corrupted inner-validation images
-NUISANCE_SEED = 1000  # + fold: the views' draws (training part), + 1 more offset for the inner validation
+NUISANCE_SEED = 1000  # + fold: the training part's view draws; 2 × it + fold: the inner validation's
 PROTOCOL = (
     "per fold model: detector fitted on the features of its training part only, together with nuisance views of "
     f"those images (each under one random corruption of the robustness suite, up to {NUISANCE_REACH:g}x its mild "
