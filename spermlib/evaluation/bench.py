@@ -141,7 +141,7 @@ def _with_domain_check(s: Setting, n_folds: int) -> Predictor:
 
 def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
     """One uploaded file: predict (without and with the out-of-domain check), predict + Grad-CAM++, and the
-    5-fold ensemble, against bare batch-1 forwards."""
+    5-fold ensemble without and with Grad-CAM++, against bare batch-1 forwards."""
     file_bytes = (s.sample_root / list_images(s.spec, s.sample_root)["path"].iloc[0]).read_bytes()
     t_bare = {k: _median_time(lambda b=b, x=b.tensor(1, s.size): b(x), s.reps) for k, b in bare.items()}
     one, five, checked = _predictor(s, 1), _predictor(s, 5), _with_domain_check(s, 1)
@@ -155,6 +155,13 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
     t_checked = _median_time(lambda: checked.predict_sources([file_bytes], ["x"]), s.reps)
     t_cam = _median_time(predict_and_cam, max(5, s.reps // 3))
     t_ens = _median_time(lambda: five.predict_sources([file_bytes], ["x"]), max(5, s.reps // 2))
+    five_explainer = Explainer(five)
+
+    def ensemble_and_cam():
+        p = five.predict_sources([file_bytes], ["x"])[0]
+        five_explainer.explain(p.model_input, class_idx=five.classes.index(p.label))
+
+    t_ens_cam = _median_time(ensemble_and_cam, max(5, s.reps // 3))
     base = "bare timm forward, batch 1"
     return [
         compared("predict one image (decode+preprocess+forward+softmax)", "s", t_pred, t_bare["same"],
@@ -165,6 +172,9 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
                  s.precision),
         compared("5-fold ensemble predict one image", "s", t_ens, 5 * t_bare["same"], 5 * t_bare["fp32"],
                  "bare timm forward × 5", "≤ 1.3×", s.precision),
+        # The accuracy issue's absolute target (the app's default: the ensemble, each fold's map averaged).
+        compared("5-fold ensemble predict + Grad-CAM++ one image", "s", t_ens_cam, 5 * t_bare["same"],
+                 5 * t_bare["fp32"], "bare timm forward × 5", "< 0.5 s", s.precision),
     ]
 
 
@@ -256,7 +266,7 @@ def ray_prediction_row(s: Setting) -> Row | None:
     from spermlib.inference.distributed import actor_pool, predict_on_ray
 
     ckpts = Path(f"/tmp/spermlib_bench_ray_{os.getpid()}")
-    save_checkpoint(_predictor(s, 1).models[0], _fake_cards(s.arch, s.spec, s.size, 1)[0],
+    save_checkpoint(_predictor(s, 1).fold_models[0].trained, _fake_cards(s.arch, s.spec, s.size, 1)[0],
                     checkpoint_path(s.spec, s.arch, 0, ckpts))
     files = [str(s.sample_root / p) for p in list_images(s.spec, s.sample_root)["path"]]
     n = len(files) * (4 if s.quick else 16)

@@ -166,7 +166,9 @@ def _plan(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, splits
     weights = card.get("weights_sha256")
     key = cache_key(weights_sha256=weights, manifest_sha256=images.manifest_sha256,
                     images=images_digest(root, list(table["path"])), precision=predictor.precision.name,
-                    input_size=predictor.input_size) if weights else None
+                    input_size=predictor.input_size,
+                    # folded batch norms (models.fusion) round differently in bf16: not the same numbers
+                    batch_norm_folded=any(fm.folded_bn for fm in predictor.fold_models)) if weights else None
     return _Plan(table, warnings, key)
 
 

@@ -29,8 +29,8 @@ from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel
-from spermlib.inference.explain import faithfulness_scores, gradcam_pp
-from spermlib.runtime import hardware
+from spermlib.inference.explain import faithfulness_scores, gradcam_pp, gradcam_precision
+from spermlib.runtime import Precision, hardware
 from spermlib.store.cards import CheckpointError, available_folds
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import FAITHFULNESS_FILE, read_for_update, results_dir_for, write_json
@@ -60,9 +60,9 @@ def summarise(values: np.ndarray, seed: int = 0) -> dict:
             "ci95": ci}
 
 
-def _scores(model, x: torch.Tensor, pred: list[int]) -> tuple[dict, dict]:
+def _scores(model, x: torch.Tensor, pred: list[int], precision: Precision) -> tuple[dict, dict]:
     """Faithfulness of each image's own Grad-CAM++ map and of the control (its batch neighbour's map)."""
-    cams = gradcam_pp(model, x, pred)  # float32 (second-order weights), for the class the core predicted
+    cams = gradcam_pp(model, x, pred, precision)  # as the app explains: for the class the core predicted
     real = faithfulness_scores(model, x, cams, pred)
     control = (faithfulness_scores(model, x, np.roll(cams, 1, axis=0), pred) if len(pred) > 1
                else {m: np.full(1, np.nan) for m in METRICS})  # a batch of one has no neighbour
@@ -81,10 +81,11 @@ def score_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_s
         predicted = fold_model(u8).predicted  # the class evaluate reports for these images
         run = {"device": str(fold_model.device), "hardware": hardware(fold_model.device),
                "prediction_precision": fold_model.precision.name,
-               "gradcam_precision": "fp32", "metrics_precision": "fp32"}
+               "gradcam_precision": gradcam_precision(fold_model.precision), "metrics_precision": "fp32"}
         for i in range(0, len(test), BATCH):
             pred = predicted[i : i + BATCH].tolist()
-            real, control = _scores(fold_model.model, fold_model.model_input(u8[i : i + BATCH]), pred)
+            x = fold_model.model_input(u8[i : i + BATCH])
+            real, control = _scores(fold_model.model, x, pred, fold_model.precision)
             part = test.iloc[i : i + BATCH]
             for j, (path, label) in enumerate(zip(part["path"], part["label"])):
                 rows.append({"path": path, "fold": k, "label": label, "pred": spec.class_dirs[pred[j]],

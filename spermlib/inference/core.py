@@ -30,6 +30,7 @@ from PIL import Image
 from torch import nn
 
 from spermlib.data.preprocess import normalize, to_uint8_tensor
+from spermlib.models.fusion import fold_batchnorm
 from spermlib.runtime import Precision, pick_device, precision_policy
 
 EVAL_BATCH = 128  # chunk size of evaluation; the shipped metrics.json were computed with it
@@ -161,19 +162,28 @@ def ready_model(model: nn.Module, device: torch.device, precision: Precision) ->
 
 
 class InferenceModel:
-    """One model ready for :func:`forward`: its weights on the device, its card's preprocessing, a policy."""
+    """One model ready for :func:`forward`: its weights on the device, its card's preprocessing, a policy.
+
+    ``model`` is what inference runs: a copy of the trained model with its batch norms folded into the
+    convolutions (``models.fusion``; checked against the original, which it falls back to). ``trained`` is
+    the model as given (unfolded: what a checkpoint stores), left where it was.
+    """
 
     def __init__(self, model: nn.Module, prep: Preprocessing, device: torch.device | str | None = None,
-                 precision: Precision | str = "auto"):
+                 precision: Precision | str = "auto", fold_bn: bool = True):
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.precision = precision if isinstance(precision, Precision) else precision_policy(self.device, precision)
         self.prep = prep
+        self.trained = model
+        self.folded_bn = 0
+        if fold_bn:
+            model, self.folded_bn = fold_batchnorm(model, prep.input_size)
         self.model = ready_model(model, self.device, self.precision)
 
     @classmethod
     def from_card(cls, model: nn.Module, card: dict, device: torch.device | str | None = None,
-                  precision: Precision | str = "auto") -> InferenceModel:
-        return cls(model, Preprocessing.from_card(card), device, precision)
+                  precision: Precision | str = "auto", fold_bn: bool = True) -> InferenceModel:
+        return cls(model, Preprocessing.from_card(card), device, precision, fold_bn)
 
     def __call__(self, x_uint8: torch.Tensor, batch_size: int = EVAL_BATCH, tta: bool = False,
                  stats: bool = False) -> ForwardOutput:

@@ -2,8 +2,9 @@
 
 :class:`Explainer` sits on top of a :class:`~spermlib.inference.predict.Predictor`: it explains the
 class the inference core predicted (or one the caller names) with the fold models the caller names,
-reusing the prediction's resized input. Grad-CAM++ itself runs in float32 (its second-order weights
-need fp32 gradients) whatever precision the prediction used.
+reusing the prediction's resized input. The backbone pass runs under the prediction's precision (bf16
+autocast where the CPU has it: forward only, no gradient); Grad-CAM++ itself differentiates the head in
+float32 (its second-order weights need fp32 gradients).
 
 Thread-safety: a CAM object registers hooks on its target layer, and *any* forward pass through
 that layer while the hooks are registered would be recorded by them. The fast path hooks only a
@@ -16,6 +17,7 @@ released on exit), and callers that share a model between threads still hold its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from torch import nn
 
 from spermlib.inference.core import ensure_eval
 from spermlib.inference.predict import Prediction, Predictor
+from spermlib.runtime import Precision
 
 
 class _HeadOnFeatures(nn.Module):
@@ -87,17 +90,43 @@ def gradcam_pp_from_features(model: nn.Module, feats: torch.Tensor, class_idx: S
     return _resize_normalised(maps, size)
 
 
-def gradcam_pp(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int] | None = None) -> np.ndarray:
+def _backbone_pass(model: nn.Module, x: torch.Tensor, precision: Precision | None,
+                   with_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The final feature map (float32) and, with ``with_attention``, the CBAM spatial gate, without autograd.
+
+    ``precision`` is the prediction's policy (bf16 autocast on CPUs with native bf16): the backbone runs
+    forward only, so it may run as fast as the prediction did; Grad-CAM++ then differentiates the head alone
+    in float32 on these maps. ``None`` runs the backbone in float32 too.
+    """
+    with torch.no_grad(), (precision.autocast(x.device) if precision is not None else nullcontext()):
+        xin = x if precision is not None else x.float()
+        if with_attention:
+            feats, gate = model.forward_features_and_attention(xin)
+        else:
+            feats, gate = model.forward_features(xin), None
+    return feats.float(), None if gate is None else gate.float()
+
+
+def gradcam_precision(precision: Precision | None) -> str:
+    """How :func:`gradcam_pp` / :func:`explain_batch` compute under ``precision``, for results files."""
+    if precision is None or not precision.bf16:
+        return "fp32"
+    return f"backbone {precision.name}, head fp32"
+
+
+def gradcam_pp(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int] | None = None,
+               precision: Precision | None = None) -> np.ndarray:
     """Grad-CAM++ maps ``(B, H, W)`` in [0, 1] at input resolution, for ``class_idx`` (default: argmax).
 
-    ``x`` is the normalised input batch. Runs in float32 (no autocast): gradients in bf16 are too
-    coarse for the second-order Grad-CAM++ weights. Same maps as pytorch-grad-cam on the whole model
-    with ``model.cam_target_layer`` (tested), one backbone forward instead of forward + backward.
+    ``x`` is the normalised input batch. The head runs in float32 (no autocast): gradients in bf16 are too
+    coarse for the second-order Grad-CAM++ weights; the backbone runs under ``precision`` (float32 when
+    ``None``). In float32, the same maps as pytorch-grad-cam on the whole model with
+    ``model.cam_target_layer`` (tested), from one backbone forward instead of forward + backward.
     """
     ensure_eval(model)
-    with torch.no_grad():
-        feats = model.forward_features(x.float())
-        if class_idx is None:
+    feats, _ = _backbone_pass(model, x, precision, with_attention=False)
+    if class_idx is None:
+        with torch.no_grad():
             class_idx = model.forward_head(feats).argmax(1).tolist()
     return gradcam_pp_from_features(model, feats, class_idx, tuple(x.shape[-2:]))
 
@@ -114,18 +143,17 @@ def gradcam_pp_full_model(model: nn.Module, x: torch.Tensor, class_idx: Sequence
     return np.asarray(maps, dtype=np.float32)
 
 
-def explain_batch(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Grad-CAM++ and (for CBAM models) the spatial-attention map, from one backbone forward pass."""
+def explain_batch(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int],
+                  precision: Precision | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grad-CAM++ and (for CBAM models) the spatial-attention map, from one backbone forward pass under
+    ``precision`` (see :func:`gradcam_pp`)."""
     ensure_eval(model)
     size = tuple(x.shape[-2:])
+    feats, gate = _backbone_pass(model, x, precision, with_attention=getattr(model, "has_cbam", False))
     att = None
-    with torch.no_grad():
-        if getattr(model, "has_cbam", False):
-            feats, gate = model.forward_features_and_attention(x.float())
-            att = torch.nn.functional.interpolate(gate, size=size, mode="bilinear", align_corners=False)
-            att = att[:, 0].cpu().numpy().astype(np.float32)
-        else:
-            feats = model.forward_features(x.float())
+    if gate is not None:
+        att = torch.nn.functional.interpolate(gate, size=size, mode="bilinear", align_corners=False)
+        att = att[:, 0].cpu().numpy().astype(np.float32)
     return gradcam_pp_from_features(model, feats, class_idx, size), att
 
 
@@ -157,7 +185,7 @@ class Explainer:
             class_idx = int(p.fold_probabilities(u8, folds).mean(0)[0].argmax())  # the class predict reports
         x = p.model_input(u8)
         with p.lock:
-            maps = [explain_batch(p.models[i], x, [class_idx]) for i in use]
+            maps = [explain_batch(p.models[i], x, [class_idx], p.precision) for i in use]
         cams = [cam[0] for cam, _ in maps]
         atts = [att[0] for _, att in maps if att is not None]
         return Explanation(rgb=u8[0].permute(1, 2, 0).numpy(), class_idx=class_idx, gradcam=np.mean(cams, axis=0),

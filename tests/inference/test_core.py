@@ -12,6 +12,7 @@ from spermlib.evaluation.embedding import embed
 from spermlib.evaluation.evaluate import evaluate_dataset
 from spermlib.evaluation.faithfulness import score_arch
 from spermlib.inference.core import InferenceModel, Preprocessing, forward, predict_proba, tta_views
+from spermlib.inference.explain import gradcam_precision
 from spermlib.inference.predict import Predictor
 from spermlib.models import ARCHS, build_model
 from spermlib.runtime import FP32, Precision, bf16_available, precision_policy
@@ -30,15 +31,22 @@ def test_one_pass_gives_exactly_the_models_logits(arch, policy):
     model = build_model(arch, 3, "tf_efficientnet_lite0").eval()
     prep = Preprocessing(64, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
     x = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
-    out = InferenceModel(model, prep, CPU, policy)(x)
+    fm = InferenceModel(model, prep, CPU, policy)
+    out = fm(x)
+    run = fm.model  # the model with its batch norms folded (models.fusion), which inference runs
+    assert fm.trained is model and fm.folded_bn > 0 and run is not model
     with torch.inference_mode(), policy.autocast(CPU):
         xin = prep.model_input(x, CPU, policy)
-        logits = model(xin).float()
-        pre = model.forward_head(model.forward_features(xin), pre_logits=True).float()
+        logits = run(xin).float()
+        pre = run.forward_head(run.forward_features(xin), pre_logits=True).float()
+        unfolded = model(xin).float()
     assert torch.equal(torch.from_numpy(out.logits), logits)  # bit-exact: the same operations as model(x)
     assert torch.equal(torch.from_numpy(out.features), pre) and out.features.shape == (3, model.num_features)
     np.testing.assert_array_equal(out.probabilities, torch.softmax(logits, 1).numpy())
     assert out.precision == policy.name
+    # and the trained (unfolded) model's logits up to rounding: bf16 rounds the folded weights differently
+    tol = 5e-2 if policy.bf16 else 1e-4
+    np.testing.assert_allclose(out.logits, unfolded.numpy(), atol=tol * max(1.0, float(unfolded.abs().max())))
 
 
 def test_a_model_left_in_training_mode_is_put_in_eval_mode_and_an_eval_model_is_not_walked_again(monkeypatch):
@@ -71,7 +79,7 @@ def test_the_pass_with_early_map_statistics_changes_nothing_else(arch, policy):
     np.testing.assert_array_equal(tapped.logits, plain.logits)
     np.testing.assert_array_equal(tapped.features, plain.features)
     with torch.inference_mode(), policy.autocast(CPU):
-        maps = model.forward_features_and_taps(prep.model_input(x, CPU, policy))[1]
+        maps = fm.model.forward_features_and_taps(prep.model_input(x, CPU, policy))[1]
     assert len(maps) == model.DOMAIN_TAPS and tapped.stats_sizes == tuple(2 * m.shape[1] for m in maps)
     first = maps[0].float()
     np.testing.assert_allclose(tapped.stats[:, : first.shape[1]], first.mean((2, 3)).numpy(), rtol=1e-5, atol=1e-6)
@@ -135,4 +143,5 @@ def test_every_inference_path_gives_the_same_probabilities(toy_checkpoints, tmp_
     faith = faith[faith["fold"] == 1].set_index("path")
     expected = pd.Series(np.array(TOY.class_dirs)[predicted.argmax(1)], index=paths)
     assert faith["pred"].to_dict() == expected[faith.index].to_dict()
-    assert run["prediction_precision"] == one.precision.name and run["gradcam_precision"] == "fp32"
+    assert run["prediction_precision"] == one.precision.name
+    assert run["gradcam_precision"] == gradcam_precision(one.precision)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from spermlib.inference.explain import explain_batch, gradcam_pp, gradcam_pp_full_model
+from spermlib.inference.explain import explain_batch, gradcam_pp, gradcam_pp_full_model, gradcam_precision
 from spermlib.models import ARCHS, build_model
+from spermlib.runtime import bf16_available, precision_policy
 
 BACKBONE = "tf_efficientnet_lite0"
 
@@ -27,6 +28,25 @@ def test_fast_gradcampp_matches_the_full_model_reference(arch):
     assert fast.shape == ref.shape == (3, 96, 96)
     assert float(np.abs(fast - ref).max()) < 1e-3
     assert all(float(m.max()) > float(m.min()) for m in fast)  # not constant
+
+
+@pytest.mark.skipif(not bf16_available(torch.device("cpu")), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_bf16_backbone_pass_gives_the_fp32_maps_up_to_rounding(arch):
+    """The app explains with the backbone under the prediction's bf16 policy and the head in fp32: the maps
+    must stay those of the fp32 computation (same peak, nearly the same map), whatever arch."""
+    model = _model(arch)
+    policy = precision_policy(torch.device("cpu"))
+    x = torch.randn(3, 3, 96, 96).contiguous(memory_format=torch.channels_last)
+    fp32 = gradcam_pp(model, x, [0, 1, 2])
+    bf16 = gradcam_pp(model, x, [0, 1, 2], policy)
+    assert gradcam_precision(policy) == "backbone bf16-autocast+channels_last, head fp32"
+    assert gradcam_precision(None) == "fp32"
+    for a, b in zip(fp32, bf16):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+    cams, att = explain_batch(model, x, [0, 1, 2], policy)
+    np.testing.assert_allclose(cams, bf16, atol=1e-6)
+    assert (att is not None) == (arch == "effnet_cbam")
 
 
 def test_a_map_leaves_the_model_in_its_mode_and_does_not_walk_an_eval_model(monkeypatch):
