@@ -35,8 +35,10 @@ def list_archs() -> list[str]:
 
 
 def load_predictor(dataset: str = DEFAULT_DATASET, arch: str = DEFAULT_ARCH, folds: Sequence[int] | None = None,
-                   checkpoints_dir: str | os.PathLike | None = None, device: str | None = None) -> Predictor:
-    """The fold ensemble of ``arch`` trained on ``dataset`` (all folds found, or only ``folds``).
+                   checkpoints_dir: str | os.PathLike | None = None, device: str | None = None,
+                   tta: bool = False) -> Predictor:
+    """The fold ensemble of ``arch`` trained on ``dataset`` (all folds found, or only ``folds``); ``tta``: each
+    model's softmax averaged over the 8 flips/90° turns of the image (``predictor.with_tta()`` switches later).
 
     ``checkpoints_dir`` defaults to ``$SPERMLIB_CHECKPOINTS``, then the shipped ``checkpoints/``;
     ``device`` to CUDA when present. Raises :class:`spermlib.errors.SpermlibError` (a ``ValueError``)
@@ -48,7 +50,7 @@ def load_predictor(dataset: str = DEFAULT_DATASET, arch: str = DEFAULT_ARCH, fol
 
     return Predictor.from_checkpoints(get_dataset(dataset), arch=check_arch(arch), folds=folds,
                                       checkpoints_dir=Path(checkpoints_dir) if checkpoints_dir else None,
-                                      device=device)
+                                      device=device, tta=tta)
 
 
 @functools.lru_cache(maxsize=4)

@@ -153,6 +153,8 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
 
     t_pred = _median_time(lambda: one.predict_sources([file_bytes], ["x"]), s.reps)
     t_checked = _median_time(lambda: checked.predict_sources([file_bytes], ["x"]), s.reps)
+    one_tta = one.with_tta()
+    t_tta = _median_time(lambda: one_tta.predict_sources([file_bytes], ["x"]), max(5, s.reps // 2))
     t_cam = _median_time(predict_and_cam, max(5, s.reps // 3))
     t_ens = _median_time(lambda: five.predict_sources([file_bytes], ["x"]), max(5, s.reps // 2))
     five_explainer = Explainer(five)
@@ -167,6 +169,8 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
         compared("predict one image (decode+preprocess+forward+softmax)", "s", t_pred, t_bare["same"],
                  t_bare["fp32"], base, "≤ 1.3×", s.precision),
         compared("… the same with the out-of-domain check (multilayer detector, as shipped)", "s", t_checked,
+                 t_bare["same"], t_bare["fp32"], base, "—", s.precision),
+        compared("… the same with test-time augmentation (8 views, as the Classify page)", "s", t_tta,
                  t_bare["same"], t_bare["fp32"], base, "—", s.precision),
         compared("predict + Grad-CAM++ one image", "s", t_cam, t_bare["same"], t_bare["fp32"], base, "≤ 3×",
                  s.precision),

@@ -82,6 +82,8 @@ class ForwardOutput:
     device: str
     stats: np.ndarray | None = None  # (B, S) float32 early-map statistics (``forward(stats=True)`` only)
     stats_sizes: tuple[int, ...] = ()  # width of each early map's part of ``stats`` (2 × its channels)
+    # With TTA: the unaugmented view's own output (what an out-of-domain detector was fitted on); else None.
+    first: ForwardOutput | None = None
 
     @property
     def predicted(self) -> np.ndarray:
@@ -129,9 +131,10 @@ def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
             ) -> ForwardOutput:
     """Probabilities, logits and features of a uint8 batch, in chunks of ``batch_size``.
 
-    ``model`` must already be on ``device`` (see :func:`ready_model`). With ``tta`` every field is
-    the mean over the 8 flip/rotation views. With ``stats`` the output also carries the early-map
-    statistics (:func:`channel_stats` of ``forward_features_and_taps``).
+    ``model`` must already be on ``device`` (see :func:`ready_model`). With ``tta`` the probabilities,
+    logits and features are the mean over the 8 flip/rotation views, and ``first`` is the unaugmented
+    view's own output. With ``stats`` the output also carries the early-map statistics
+    (:func:`channel_stats` of ``forward_features_and_taps``), of the unaugmented view only.
     """
     ensure_eval(model)
     if not len(x_uint8):
@@ -139,11 +142,14 @@ def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
         return ForwardOutput(empty, empty.copy(), np.zeros((0, model.num_features), np.float32), precision.name,
                              str(device), np.zeros((0, 0), np.float32) if stats else None)
     views = tta_views(x_uint8) if tta else [x_uint8]
-    per_view = [_one_view(model, v.contiguous(), prep, device, precision, batch_size, stats) for v in views]
-    probs, logits, feats, summary = (f[0] if len(f) == 1 else np.mean(f, axis=0)
-                                     for f in zip(*[fields for fields, _ in per_view]))
-    return ForwardOutput(probs, logits, feats, precision.name, str(device), summary if stats else None,
-                         per_view[0][1])
+    per_view = [_one_view(model, v.contiguous(), prep, device, precision, batch_size, stats and i == 0)
+                for i, v in enumerate(views)]
+    (probs0, logits0, feats0, summary), sizes = per_view[0]
+    first = ForwardOutput(probs0, logits0, feats0, precision.name, str(device), summary if stats else None, sizes)
+    if not tta:
+        return first
+    probs, logits, feats = (np.mean(f, axis=0) for f in zip(*[fields[:3] for fields, _ in per_view]))
+    return ForwardOutput(probs, logits, feats, precision.name, str(device), first.stats, sizes, first)
 
 
 def ensure_eval(model: nn.Module) -> nn.Module:

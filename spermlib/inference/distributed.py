@@ -71,7 +71,7 @@ class PredictBatch:
     """
 
     def __init__(self, spec: DatasetSpec, arch: str, folds: list[int] | None, checkpoints_dir: str,
-                 device: str | None, threads: int):
+                 device: str | None, threads: int, tta: bool = False):
         import torch
 
         from spermlib.allocator import tune_malloc
@@ -81,7 +81,7 @@ class PredictBatch:
         self.threads = max(1, threads)
         torch.set_num_threads(self.threads)
         self.predictor = Predictor.from_checkpoints(spec, arch=arch, folds=folds,
-                                                    checkpoints_dir=Path(checkpoints_dir), device=device)
+                                                    checkpoints_dir=Path(checkpoints_dir), device=device, tta=tta)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         import torch
@@ -113,8 +113,9 @@ def actor_pool(ray, actors: int | None = None) -> tuple[int, dict, int]:
 
 def predict_on_ray(paths: Sequence[str], spec: DatasetSpec, arch: str, checkpoints_dir: str | Path,
                    folds: list[int] | None = None, address: str | None = None, actors: int | None = None,
-                   batch_size: int = RAY_BATCH, progress: bool = False) -> pd.DataFrame:
-    """One row per path (``Prediction.to_dict`` columns, nested values as JSON), classified on Ray."""
+                   batch_size: int = RAY_BATCH, progress: bool = False, tta: bool = False) -> pd.DataFrame:
+    """One row per path (``Prediction.to_dict`` columns, nested values as JSON), classified on Ray (``tta``:
+    with test-time augmentation, as ``Predictor.tta``)."""
     ray = connect(address)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
@@ -131,7 +132,7 @@ def predict_on_ray(paths: Sequence[str], spec: DatasetSpec, arch: str, checkpoin
                          compute=ray.data.ActorPoolStrategy(size=min(n_actors, blocks)),
                          fn_constructor_kwargs={"spec": spec, "arch": arch, "folds": folds,
                                                 "checkpoints_dir": str(checkpoints_dir), "device": device,
-                                                "threads": threads},
+                                                "threads": threads, "tta": tta},
                          **resources)
     rows = []
     for batch in out.iter_batches(batch_format="pandas", batch_size=None):

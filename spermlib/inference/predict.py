@@ -57,6 +57,17 @@ class Prediction:
                 "domain_score": self.domain_score}
 
 
+def tempered(out: ForwardOutput, temperature: float) -> np.ndarray:
+    """``out``'s probabilities at ``temperature``: ``softmax(logits / T)`` for one view; for a TTA mean ``p``
+    over views, ``p^(1/T)`` renormalised, which is the same map for one view and, being monotone per image,
+    keeps every single model's predicted class (``predict --fold K --tta`` = ``evaluate --tta``)."""
+    if out.first is None:
+        return softmax_t(out.logits, temperature)
+    logp = np.log(np.clip(out.probabilities.astype(np.float64), 1e-300, None)) / temperature
+    q = np.exp(logp - logp.max(1, keepdims=True))
+    return (q / q.sum(1, keepdims=True)).astype(np.float32)
+
+
 def check_cards_agree(cards: Sequence[dict]) -> None:
     """Refuse an ensemble whose fold cards differ in anything that changes preprocessing or outputs."""
     def value(card: dict, key: str):
@@ -76,7 +87,7 @@ class Predictor:
     """A fold ensemble of one arch on the inference core. Thread-safe: forward passes and CAMs hold ``self.lock``."""
 
     def __init__(self, spec: DatasetSpec, models: Sequence[torch.nn.Module], cards: Sequence[dict],
-                 device: torch.device | None = None, precision: Precision | str = "auto"):
+                 device: torch.device | None = None, precision: Precision | str = "auto", tta: bool = False):
         if not models:
             raise CheckpointError("no models given")
         check_cards_agree(cards)
@@ -95,6 +106,9 @@ class Predictor:
         self.fold_models = [InferenceModel(m, self.prep, self.device, precision) for m in models]
         self.models = [fm.model for fm in self.fold_models]
         self.precision = precision
+        # Test-time augmentation: each fold model's softmax is the mean over the 8 flips/90° turns of the image
+        # (``core.tta_views``, as ``evaluate --tta``); the out-of-domain check still scores the image itself.
+        self.tta = bool(tta)
         self.lock = threading.RLock()
         # Out-of-domain detectors: looked up on first use in ``checkpoints_dir`` (set by from_checkpoints), one
         # dict shared with every ``subset`` view; a fold without one (or an unreadable one) gives in_domain None.
@@ -104,7 +118,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoints(cls, spec: DatasetSpec, arch: str = "effnet_cbam", folds: Sequence[int] | None = None,
-                         checkpoints_dir: Path | None = None, device: str | None = None) -> Predictor:
+                         checkpoints_dir: Path | None = None, device: str | None = None,
+                         tta: bool = False) -> Predictor:
         checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
         found = available_folds(spec, arch, checkpoints_dir)
         wanted = list(folds) if folds is not None else found
@@ -116,7 +131,7 @@ class Predictor:
                 f"`python -m spermlib train --dataset {spec.name} --arch {arch}`"
             )
         loaded = [load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir)) for k in wanted]
-        predictor = cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device))
+        predictor = cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device), tta=tta)
         predictor.checkpoints_dir = checkpoints_dir
         return predictor
 
@@ -157,6 +172,14 @@ class Predictor:
         view.models = [self.models[i] for i in idx]
         return view
 
+    def with_tta(self, tta: bool = True) -> Predictor:
+        """This ensemble with test-time augmentation on (or off): the same models and lock (see :meth:`subset`)."""
+        if tta == self.tta:
+            return self
+        view = copy.copy(self)
+        view.tta = bool(tta)
+        return view
+
     def fold_model(self, fold: int) -> InferenceModel:
         """The fold-``fold`` model with this ensemble's preprocessing and precision."""
         return self.fold_models[self.model_indices([fold])[0]]
@@ -176,7 +199,7 @@ class Predictor:
         """One core pass per chosen fold model (all by default), under ``self.lock``; ``stats``: with the
         early-map statistics an out-of-domain detector may need (``core.channel_stats``)."""
         with self.lock:
-            return [self.fold_models[i](batch_uint8, stats=stats) for i in self.model_indices(folds)]
+            return [self.fold_models[i](batch_uint8, stats=stats, tta=self.tta) for i in self.model_indices(folds)]
 
     def fold_probabilities(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None) -> np.ndarray:
         """Softmax of every (chosen) fold model, ``(F, B, C)``, temperature-scaled where the card has one."""
@@ -185,7 +208,7 @@ class Predictor:
     def _calibrated(self, outs: Sequence[ForwardOutput], folds: Sequence[int] | None) -> np.ndarray:
         cards = [self.cards[i] for i in self.model_indices(folds)]
         # A card's ``temperature`` (``python -m spermlib ood``) is there only when it lowered the out-of-fold ECE.
-        return np.stack([softmax_t(o.logits, c["temperature"]) if c.get("temperature") else o.probabilities
+        return np.stack([tempered(o, c["temperature"]) if c.get("temperature") else o.probabilities
                          for o, c in zip(outs, cards)])
 
     def _score(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None
@@ -195,8 +218,9 @@ class Predictor:
         detectors = self.detectors(self.folds if folds is None else folds)
         outs = self.forward(batch_uint8, folds, stats=detectors is not None and any(d.needs_stats for d in detectors))
         probs = self._calibrated(outs, folds)
-        scores = None if detectors is None else np.stack([d.score(o.features, o.logits, o.stats)
-                                                          for d, o in zip(detectors, outs)])
+        # A detector scores the image itself (with TTA, the unaugmented view): what it was fitted on.
+        scores = None if detectors is None else np.stack([d.score((o.first or o).features, (o.first or o).logits,
+                                                                  o.stats) for d, o in zip(detectors, outs)])
         return probs, scores
 
     def detectors(self, folds: Sequence[int] | None = None) -> list[Detector] | None:

@@ -43,17 +43,20 @@ def _results(at: AppTest):
     return table
 
 
-def _expected(dataset: str, arch: str, sources: list, names: list[str], folds: list[int] | None = None):
-    """What the library says: the fold ensemble, or (``folds``) the fold models named."""
-    predictor = Predictor.from_checkpoints(get_dataset(dataset), arch, folds=folds)
+def _expected(dataset: str, arch: str, sources: list, names: list[str], folds: list[int] | None = None,
+              tta: bool = True):
+    """What the library says: the fold ensemble, or (``folds``) the fold models named; with test-time
+    augmentation, as the page does by default."""
+    predictor = Predictor.from_checkpoints(get_dataset(dataset), arch, folds=folds, tta=tta)
     return predictor.predict_sources(sources, names)
 
 
-def _expected_sample(dataset: str, arch: str, sample: str):
+def _expected_sample(dataset: str, arch: str, sample: str, tta: bool = True):
     """A bundled sample's verdict by the one fold model that never saw it (its test fold in the manifest)."""
     spec = get_dataset(dataset)
     fold = SAMPLE_FOLDS[dataset][sample]
-    (expected,) = _expected(dataset, arch, [SAMPLE_DATA_ROOT / spec.folder / sample], [sample], folds=[fold])
+    (expected,) = _expected(dataset, arch, [SAMPLE_DATA_ROOT / spec.folder / sample], [sample], folds=[fold],
+                            tta=tta)
     return expected, fold
 
 
@@ -100,6 +103,14 @@ def test_bundled_sample_is_classified_with_explanations(app_env):
     at.selectbox(key="classify_target").set_value("Non-Sperm").run()
     assert not at.exception
     assert at.image[0].captions[1].startswith("Grad-CAM++ for Non-sperm")
+
+    # test-time augmentation is on by default; off, the verdict is the fold model's single view
+    assert at.toggle(key="classify_tta").value is True
+    at.toggle(key="classify_tta").set_value(False).run()
+    assert not at.exception
+    single, _ = _expected_sample("smids", "effnet_cbam", NORMAL_SAMPLE, tta=False)
+    (verdict,) = _verdicts(at)
+    assert verdict["conf"] == f"{100 * single.confidence:.1f}" and single.confidence != expected.confidence
 
 
 def test_plain_effnet_has_no_cbam_map(app_env):

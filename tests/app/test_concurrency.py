@@ -113,7 +113,7 @@ def test_eight_page_sessions_at_once(app_env, threadsafe_apptest):
     # samples lie in the same fold).
     folds = sample_folds(SMIDS)
     assert len({folds[s] for s in SAMPLES}) > 1 and len({folds[s] for s in SAMPLES}) < N_SESSIONS
-    expected = [Predictor.from_checkpoints(SMIDS, "effnet_cbam", folds=[folds[s]]).predict_sources(
+    expected = [Predictor.from_checkpoints(SMIDS, "effnet_cbam", folds=[folds[s]], tta=True).predict_sources(
         [SAMPLE_DATA_ROOT / "SMIDS" / s], [s])[0] for s in SAMPLES]
     for sample, got, ref, exp in zip(SAMPLES, concurrent, serial, expected):
         assert got["verdict"]["name"] == sample and got["row"]["file"] == sample  # its own image ...

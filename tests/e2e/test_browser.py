@@ -138,7 +138,8 @@ def test_page_loads_without_exception(server, page, path, title):
 
 def test_classify_upload_shows_prediction_and_cam(server, page, tmp_path):
     spec = get_dataset("smids")
-    predictor = Predictor.from_checkpoints(spec, "effnet_cbam", checkpoints_dir=server["artifacts"] / "checkpoints")
+    predictor = Predictor.from_checkpoints(spec, "effnet_cbam", checkpoints_dir=server["artifacts"] / "checkpoints",
+                                           tta=True)  # the page's default
     (expected,) = predictor.predict_sources([UPLOAD], [UPLOAD.name])
     bad = tmp_path / "lab_notes.png"
     bad.write_text("not an image\n")

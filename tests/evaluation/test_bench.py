@@ -15,7 +15,7 @@ def test_bench_runs_and_reports_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
     result = run_bench(quick=True, out=str(out), dataset="hushem", arch="simplecnn", input_size=32, app=False)
     saved = json.loads(out.read_text())
-    assert saved["rows"] == result["rows"] and len(result["rows"]) == 7
+    assert saved["rows"] == result["rows"] and len(result["rows"]) == 8
     ours = precision_policy(torch.device(result["device"])).name
     assert result["precision"] == ours
     for row in result["rows"]:

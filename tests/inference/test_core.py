@@ -100,6 +100,14 @@ def test_tta_is_the_mean_over_the_eight_views_and_differs_from_one_view(toy_chec
     np.testing.assert_allclose(tta.probabilities, np.mean([o.probabilities for o in per_view], axis=0), atol=1e-6)
     np.testing.assert_allclose(tta.features, np.mean([o.features for o in per_view], axis=0), atol=1e-5)
     assert np.abs(tta.probabilities - per_view[0].probabilities).max() > 1e-3  # TTA is not the plain pass
+    # the unaugmented view's own output rides along (out-of-domain detectors were fitted on single views)
+    plain = fm(x, stats=True)
+    with_stats = fm(x, tta=True, stats=True)
+    np.testing.assert_array_equal(with_stats.first.probabilities, plain.probabilities)
+    np.testing.assert_array_equal(with_stats.first.features, plain.features)
+    np.testing.assert_array_equal(with_stats.stats, plain.stats)
+    np.testing.assert_array_equal(with_stats.probabilities, tta.probabilities)
+    assert plain.first is None and tta.first is not None
 
 
 def test_batch_size_does_not_change_results_in_fp32(toy_checkpoints):

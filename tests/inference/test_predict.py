@@ -192,3 +192,58 @@ def test_an_upload_is_decoded_and_resized_once_for_prediction_and_explanation(pr
     exp = Explainer(predictor).explain(pred.model_input, class_idx=predictor.classes.index(pred.label))
     assert len(decoded) == 1 and len(resized) == 1
     np.testing.assert_array_equal(exp.rgb, pred.model_input)
+
+
+def test_tta_prediction_of_one_fold_is_evaluate_tta_and_keeps_its_class_under_a_temperature(toy_checkpoints,
+                                                                                           tmp_path):
+    """``predict --fold K --tta`` gives ``evaluate --tta``'s out-of-fold rows; a card's temperature reshapes the
+    TTA mean without changing a single model's class; ``with_tta`` is a view that shares models and lock."""
+    import pandas as pd
+
+    from spermlib.evaluation.evaluate import evaluate_dataset
+    from spermlib.inference.core import ForwardOutput
+    from spermlib.inference.predict import tempered
+
+    root, ck = toy_checkpoints["data_root"], toy_checkpoints["checkpoints"]
+    manifest = pd.read_csv(toy_checkpoints["manifest"])
+    paths = sorted(manifest.loc[manifest["fold"] == 1, "path"])
+    one = Predictor.from_checkpoints(TOY, "simplecnn", folds=[1], checkpoints_dir=ck)
+    with_tta = one.with_tta()
+    assert with_tta.tta and not one.tta and with_tta.models[0] is one.models[0] and with_tta.lock is one.lock
+    assert with_tta.with_tta(True) is with_tta
+    got = pd.DataFrame([r.probabilities for r in with_tta.predict_files([root / p for p in paths])], index=paths)
+    evaluate_dataset(TOY, root, archs=["simplecnn"], splits_path=toy_checkpoints["manifest"], checkpoints_dir=ck,
+                     tta=True, results_base=tmp_path)
+    oof = pd.read_csv(tmp_path / "toy" / "oof_simplecnn+tta.csv").set_index("path").loc[paths]
+    np.testing.assert_allclose(got[list(TOY.class_dirs)].to_numpy(),
+                               oof[[f"prob_{c}" for c in TOY.class_dirs]].to_numpy(), atol=1e-4)
+    plain = [r.probabilities for r in one.predict_files([root / p for p in paths])]
+    assert np.abs(got.to_numpy() - pd.DataFrame(plain, index=paths).to_numpy()).max() > 1e-3  # not one view
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (50, 4)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    single = ForwardOutput(probs, logits, np.zeros((50, 1), np.float32), "fp32", "cpu")
+    mean = ForwardOutput(probs, logits, single.features, "fp32", "cpu", first=single)  # as a TTA mean
+    for t in (0.5, 1.7):
+        np.testing.assert_allclose(tempered(mean, t), tempered(single, t), atol=1e-5)  # one rule, two forms
+        assert (tempered(mean, t).argmax(1) == probs.argmax(1)).all()
+        np.testing.assert_allclose(tempered(mean, t).sum(1), 1, atol=1e-5)
+    assert tempered(mean, 2.0).max(1).mean() < probs.max(1).mean()  # T > 1 softens
+
+
+def test_with_tta_the_domain_check_scores_the_image_itself(toy_checkpoints):
+    """Out-of-domain detectors were fitted on single views: with TTA they still see the unaugmented image."""
+    from spermlib.inference.ood import fit_detector
+
+    one = Predictor.from_checkpoints(TOY, "simplecnn", folds=[0], checkpoints_dir=toy_checkpoints["checkpoints"])
+    images = [toy_image(lab, np.random.default_rng(50 + i))[0] for i, lab in enumerate(TOY.class_dirs * 3)]
+    u8 = one.preprocess(images)
+    out = one.fold_models[0](u8, stats=True)
+    one._detectors[0] = fit_detector("multilayer", out.features[:6], np.zeros(6, int), out.features[6:],
+                                     out.logits[6:], train_stats=out.stats[:6], val_stats=out.stats[6:],
+                                     stats_sizes=out.stats_sizes)
+    plain = one.predict_images(images)
+    tta = one.with_tta().predict_images(images)
+    assert [p.domain_score for p in plain] == pytest.approx([p.domain_score for p in tta])
+    assert [p.probabilities for p in plain] != [p.probabilities for p in tta]
