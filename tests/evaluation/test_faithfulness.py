@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spermlib.evaluation.faithfulness import faithfulness_dataset, score_arch, stratified_subset, summarise
+from spermlib.inference.explain import gradcam_precision
 from spermlib.runtime import precision_policy
 from spermlib.store.checkpoints import CheckpointError
 from tests.model_fixtures import FOLD_CLASS, TOY, swapped_folds_manifest
@@ -46,7 +47,7 @@ def test_faithfulness_end_to_end_beats_its_control(toy_checkpoints, tmp_path):
     assert saved["per_class"] == 3 and saved["split_sha256"] == toy_checkpoints["sha"]
     assert "own test fold" in saved["protocol"]
     assert entry["inference"]["prediction_precision"] == precision_policy(torch.device("cpu")).name
-    assert entry["inference"]["gradcam_precision"] == "fp32"
+    assert entry["inference"]["gradcam_precision"] == gradcam_precision(precision_policy(torch.device("cpu")))
 
 
 def test_each_fold_model_explains_its_own_test_fold(biased_checkpoints):
