@@ -33,7 +33,8 @@ from spermlib.data.preprocess import normalize, to_uint8_tensor
 from spermlib.models.fusion import fold_batchnorm
 from spermlib.runtime import Precision, pick_device, precision_policy
 
-EVAL_BATCH = 128  # chunk size of evaluation; the shipped metrics.json were computed with it
+EVAL_BATCH = 128  # inputs per forward pass in evaluation (with TTA: 16 images × 8 views); metrics.json used it
+N_VIEWS = 8  # test-time augmentation: the 8 flips/90° rotations of ``tta_views``
 
 
 def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
@@ -102,7 +103,9 @@ def channel_stats(maps: Sequence[torch.Tensor]) -> tuple[torch.Tensor, tuple[int
     return torch.cat(parts, 1), tuple(int(p.shape[1]) for p in parts)
 
 
-def _chunk(model: nn.Module, x: torch.Tensor, device: torch.device, precision: Precision, stats: bool):
+def _chunk(model: nn.Module, x: torch.Tensor, device: torch.device, precision: Precision, stats: bool,
+           stats_rows: int | None = None):
+    """One forward pass; with ``stats``, the early-map statistics of the first ``stats_rows`` rows (all)."""
     with precision.autocast(device):
         if stats:
             feats, maps = model.forward_features_and_taps(x)
@@ -111,45 +114,55 @@ def _chunk(model: nn.Module, x: torch.Tensor, device: torch.device, precision: P
         pre = model.forward_head(feats, pre_logits=True)
         logits = model.get_classifier()(pre)
     logits = logits.float()
-    summary, sizes = channel_stats(maps) if stats else (torch.zeros(len(x), 0), ())
+    rows = len(x) if stats_rows is None else stats_rows
+    summary, sizes = channel_stats([m[:rows] for m in maps]) if stats else (torch.zeros(rows, 0), ())
     return (torch.softmax(logits, dim=1).cpu(), logits.cpu(), pre.float().cpu(), summary.cpu()), sizes
 
 
-def _one_view(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
-              precision: Precision, batch_size: int, stats: bool) -> tuple[list[np.ndarray], tuple[int, ...]]:
-    parts, sizes = [], ()
-    for i in range(0, len(x_uint8), batch_size):
-        fields, sizes = _chunk(model, prep.model_input(x_uint8[i : i + batch_size], device, precision), device,
-                               precision, stats)
-        parts.append(fields)
-    return [torch.cat(field).numpy() for field in zip(*parts)], sizes
+def _passes(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
+            precision: Precision, batch_size: int, stats: bool, tta: bool):
+    """Yields ``(fields, sizes)`` per chunk, ``fields`` = (probabilities, logits, features, stats, first view's
+    probabilities, logits, features), each ``(b, …)``. With ``tta`` each pass stacks the 8 views of
+    ``batch_size // 8`` images (one image's views in one batch of 8: ~2× faster than 8 passes on 2 cores) and
+    returns their mean; the statistics are those of the unaugmented view."""
+    per = max(1, batch_size // N_VIEWS) if tta else batch_size
+    for i in range(0, len(x_uint8), per):
+        xs = x_uint8[i : i + per]
+        b = len(xs)
+        stacked = torch.cat([v.contiguous() for v in tta_views(xs)]) if tta else xs  # view-major rows
+        (probs, logits, pre, summary), sizes = _chunk(model, prep.model_input(stacked, device, precision), device,
+                                                      precision, stats, stats_rows=b)
+        if not tta:
+            yield (probs, logits, pre, summary, probs, logits, pre), sizes
+            continue
+        means = [t.view(N_VIEWS, b, -1).mean(0) for t in (probs, logits, pre)]
+        yield (*means, summary, probs[:b], logits[:b], pre[:b]), sizes
 
 
 @torch.inference_mode()
 def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
             precision: Precision, batch_size: int = EVAL_BATCH, tta: bool = False, stats: bool = False
             ) -> ForwardOutput:
-    """Probabilities, logits and features of a uint8 batch, in chunks of ``batch_size``.
+    """Probabilities, logits and features of a uint8 batch, in passes of ``batch_size`` inputs.
 
     ``model`` must already be on ``device`` (see :func:`ready_model`). With ``tta`` the probabilities,
-    logits and features are the mean over the 8 flip/rotation views, and ``first`` is the unaugmented
-    view's own output. With ``stats`` the output also carries the early-map statistics
-    (:func:`channel_stats` of ``forward_features_and_taps``), of the unaugmented view only.
+    logits and features are the mean over the 8 flip/rotation views (stacked: ``batch_size // 8`` images
+    per pass), and ``first`` is the unaugmented view's own output. With ``stats`` the output also carries the
+    early-map statistics (:func:`channel_stats` of ``forward_features_and_taps``), of the unaugmented view.
     """
     ensure_eval(model)
     if not len(x_uint8):
         empty = np.zeros((0, model.num_classes), np.float32)
         return ForwardOutput(empty, empty.copy(), np.zeros((0, model.num_features), np.float32), precision.name,
                              str(device), np.zeros((0, 0), np.float32) if stats else None)
-    views = tta_views(x_uint8) if tta else [x_uint8]
-    per_view = [_one_view(model, v.contiguous(), prep, device, precision, batch_size, stats and i == 0)
-                for i, v in enumerate(views)]
-    (probs0, logits0, feats0, summary), sizes = per_view[0]
-    first = ForwardOutput(probs0, logits0, feats0, precision.name, str(device), summary if stats else None, sizes)
+    passes = list(_passes(model, x_uint8, prep, device, precision, batch_size, stats, tta))
+    parts, sizes = [fields for fields, _ in passes], passes[0][1]
+    probs, logits, feats, summary, probs0, logits0, feats0 = (torch.cat(field).numpy() for field in zip(*parts))
+    summary = summary if stats else None
     if not tta:
-        return first
-    probs, logits, feats = (np.mean(f, axis=0) for f in zip(*[fields[:3] for fields, _ in per_view]))
-    return ForwardOutput(probs, logits, feats, precision.name, str(device), first.stats, sizes, first)
+        return ForwardOutput(probs, logits, feats, precision.name, str(device), summary, sizes)
+    first = ForwardOutput(probs0, logits0, feats0, precision.name, str(device), summary, sizes)
+    return ForwardOutput(probs, logits, feats, precision.name, str(device), summary, sizes, first)
 
 
 def ensure_eval(model: nn.Module) -> nn.Module:

@@ -103,10 +103,12 @@ def test_tta_is_the_mean_over_the_eight_views_and_differs_from_one_view(toy_chec
     # the unaugmented view's own output rides along (out-of-domain detectors were fitted on single views)
     plain = fm(x, stats=True)
     with_stats = fm(x, tta=True, stats=True)
-    np.testing.assert_array_equal(with_stats.first.probabilities, plain.probabilities)
-    np.testing.assert_array_equal(with_stats.first.features, plain.features)
-    np.testing.assert_array_equal(with_stats.stats, plain.stats)
+    # (the views are stacked into one pass, so "equal" is up to the kernels' batch-size rounding)
+    np.testing.assert_allclose(with_stats.first.probabilities, plain.probabilities, atol=1e-4)
+    np.testing.assert_allclose(with_stats.first.features, plain.features, atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(with_stats.stats, plain.stats, atol=1e-3, rtol=1e-3)
     np.testing.assert_array_equal(with_stats.probabilities, tta.probabilities)
+    np.testing.assert_allclose(fm(x, tta=True, batch_size=8).probabilities, tta.probabilities, atol=1e-4)
     assert plain.first is None and tta.first is not None
 
 
