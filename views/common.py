@@ -153,6 +153,9 @@ def _warm_up(dataset: str, arch: str, checkpoints_dir: str) -> None:
         # scikit-learn) and runs each kernel once, so the first real prediction with its map pays neither.
         blank = np.zeros((predictor.input_size,) * 2 + (3,), dtype=np.uint8)
         predictor.explain(blank, folds=predictor.folds[:1])
+        # Classify predicts with test-time augmentation by default: one stacked pass of 8 views, whose batch
+        # shape also needs its kernels set up once.
+        predictor.subset(predictor.folds[:1]).with_tta().predict_images([blank], keep_inputs=False)
     except Exception:  # noqa: BLE001 — a page that needs the model reports the error itself
         log.info("model warm-up skipped", exc_info=True)
 

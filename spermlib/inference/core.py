@@ -8,15 +8,19 @@ faithfulness (which class to explain), embeddings and the bench's "ours" rows al
   (``data.preprocess``), normalise with the card's mean/std on the target device;
 * one precision policy (``runtime.Precision``: bf16 autocast + channels_last where the hardware has
   native bf16, else fp32), whose ``name`` callers record next to their numbers;
+* one model per checkpoint as inference runs it (:class:`InferenceModel`): a copy with the batch norms
+  folded into the convolutions (``models.fusion``: the same function up to rounding, checked in fp32
+  when it is made; ~12 % faster on this CPU), the trained model kept beside it;
 * one pass that yields probabilities, logits and pooled pre-logit features together
   (:class:`ForwardOutput`): ``forward_features`` → ``forward_head(pre_logits=True)`` →
   ``get_classifier()``, the same operations as ``model(x)`` in eval mode (tested bit-exact);
   with ``stats=True`` the same pass also summarises the model's early feature maps
   (``forward_features_and_taps``: per-channel mean and standard deviation, :func:`channel_stats`), which
-  out-of-domain detection (``inference.ood``) reads.
+  out-of-domain detection (``inference.ood``) reads; with ``tta=True`` the 8 flips/90° turns of each
+  image go through one stacked pass and their mean is returned.
 
-Grad-CAM++ (``explain``) needs fp32 gradients and runs its own backbone pass; it explains the class
-this core predicted.
+Grad-CAM++ (``explain``) differentiates the head in fp32 on a backbone pass of its own (run under this
+core's precision); it explains the class this core predicted.
 """
 
 from __future__ import annotations
