@@ -94,13 +94,13 @@ def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput
     pred = result.prediction
     route = result.route
     st.markdown(f"#### {arch_title(arch)}")
-    st.markdown(f"`{item.name}` → **{pred.display} ({pred.confidence:.1%})** · {result.verdict_source}")
+    tta = " · mean of 8 flips/turns" if predictor.tta else ""
+    st.markdown(f"`{item.name}` → **{pred.display} ({pred.confidence:.1%})** · {result.verdict_source}{tta}")
     if route is not None and route.note and not side_by_side:
         st.caption(route.note)
     for warning in result.warnings:
         (st.error if warning.kind == "out_of_domain" else st.warning)(warning.message)
     model = f"fold-{route.fold} model" if route is not None and route.single_fold else "ensemble"
-    model += ", mean of 8 flips/turns" if predictor.tta else ""
     st.plotly_chart(charts.probability_figure(pred.probabilities, pred.label, spec, f"{model} probability"),
                     key=f"probs_{index}_{arch}", width="stretch")
     if route is not None and route.single_fold:
