@@ -15,23 +15,16 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
-
 from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel
 from spermlib.store.paths import default_checkpoints_dir
-from spermlib.training.fold_data import DecodedImages, load_fold_data
-from spermlib.training.recipe import Recipe
+from spermlib.training.fold_data import DecodedImages
+from tools.nested_choice import NestedTally, inner_validation
 
 ARCHS = ("effnet_cbam", "effnet")
 CANDIDATES = ("effnet_cbam", "effnet", "mean")
-
-
-def _nll(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
 def probe(dataset: str, data_dir: str | None, tta: bool) -> dict:
@@ -43,40 +36,22 @@ def probe(dataset: str, data_dir: str | None, tta: bool) -> dict:
                                                                             default_checkpoints_dir())}
                 for a in ARCHS}
     decoded: dict[int, DecodedImages] = {}
-    y_all, pred_all = [], {c: [] for c in (*CANDIDATES, "nested")}
-    choices = {}
+    tally = NestedTally(CANDIDATES, tie_break=lambda c: c == "effnet_cbam")  # ties: the paper's model
     for k in sorted(per_arch[ARCHS[0]]):
         val_p, test_p = {}, {}
         test = manifest[manifest["fold"] == k]
-        y_test = test["label"].map(cls).to_numpy()
         for a in ARCHS:
             model, card = per_arch[a][k]
             fm = InferenceModel.from_card(model, card)
             size = fm.prep.input_size
             decoded.setdefault(size, DecodedImages(root, manifest, size))
-            r = Recipe(val_fraction=float(card.get("recipe", {}).get("val_fraction", Recipe.val_fraction)))
-            data = load_fold_data(spec, root, manifest, k, r, size, decoded[size])
-            y_val = data.y_val.numpy()
-            val_p[a] = fm(data.x_val, tta=tta).probabilities
+            x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
+            val_p[a] = fm(x_val, tta=tta).probabilities
             test_p[a] = fm(decoded[size].take(list(test["path"])), tta=tta).probabilities
         val_p["mean"] = (val_p[ARCHS[0]] + val_p[ARCHS[1]]) / 2
         test_p["mean"] = (test_p[ARCHS[0]] + test_p[ARCHS[1]]) / 2
-        score = {c: (int((val_p[c].argmax(1) == y_val).sum()), -_nll(val_p[c], y_val), c == "effnet_cbam")
-                 for c in CANDIDATES}
-        choices[k] = max(CANDIDATES, key=lambda c: score[c])
-        for c in CANDIDATES:
-            pred_all[c].append(test_p[c].argmax(1))
-        pred_all["nested"].append(test_p[choices[k]].argmax(1))
-        y_all.append(y_test)
-        print(f"fold {k}: inner-val right " + ", ".join(f"{c} {score[c][0]}/{len(y_val)}" for c in CANDIDATES)
-              + f" -> {choices[k]}", flush=True)
-    y = np.concatenate(y_all)
-    out = {}
-    for c, parts in pred_all.items():
-        p = np.concatenate(parts)
-        out[c] = (accuracy_score(y, p), f1_score(y, p, average="macro"))
-        print(f"{c:12s} out of fold: accuracy {100 * out[c][0]:.1f} %, macro-F1 {out[c][1]:.3f}")
-    return {"oof": out, "choices": choices}
+        tally.add_fold(k, val_p, y_val, test_p, test["label"].map(cls).to_numpy())
+    return tally.report()
 
 
 def main() -> None:

@@ -22,15 +22,14 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, f1_score
 
 from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel, tta_views
 from spermlib.store.paths import default_checkpoints_dir
-from spermlib.training.fold_data import DecodedImages, load_fold_data
-from spermlib.training.recipe import Recipe
+from spermlib.training.fold_data import DecodedImages
+from tools.nested_choice import NestedTally, inner_validation
 
 CANDIDATES = {"d8": (0.0,), "d8_45": (0.0, 45.0), "d8_30_60": (0.0, 30.0, 60.0)}
 
@@ -54,45 +53,25 @@ def view_probabilities(fm: InferenceModel, x_uint8: torch.Tensor) -> dict[float,
             for a in angles}
 
 
-def _nll(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
-
-
 def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
     spec = get_dataset(dataset)
     root = resolve_data_root(spec, data_dir)
     manifest, sha = manifest_for_root(spec, root, None)
     cls = {c: i for i, c in enumerate(spec.class_dirs)}
     decoded: dict[int, DecodedImages] = {}
-    y_all, pred_all, choices = [], {c: [] for c in (*CANDIDATES, "nested")}, {}
+    tally = NestedTally(list(CANDIDATES), tie_break=lambda c: -len(CANDIDATES[c]))  # ties: fewer views
     for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
         fm = InferenceModel.from_card(model, card)
         size = fm.prep.input_size
         decoded.setdefault(size, DecodedImages(root, manifest, size))
-        r = Recipe(val_fraction=float(card.get("recipe", {}).get("val_fraction", Recipe.val_fraction)))
-        data = load_fold_data(spec, root, manifest, k, r, size, decoded[size])
-        y_val = data.y_val.numpy()
+        x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
         test = manifest[manifest["fold"] == k]
-        val_views = view_probabilities(fm, data.x_val)
+        val_views = view_probabilities(fm, x_val)
         test_views = view_probabilities(fm, decoded[size].take(list(test["path"])))
         val_p = {c: np.mean([val_views[a] for a in angles], axis=0) for c, angles in CANDIDATES.items()}
         test_p = {c: np.mean([test_views[a] for a in angles], axis=0) for c, angles in CANDIDATES.items()}
-        score = {c: (int((val_p[c].argmax(1) == y_val).sum()), -_nll(val_p[c], y_val), -len(CANDIDATES[c]))
-                 for c in CANDIDATES}
-        choices[k] = max(CANDIDATES, key=lambda c: score[c])
-        for c in CANDIDATES:
-            pred_all[c].append(test_p[c].argmax(1))
-        pred_all["nested"].append(test_p[choices[k]].argmax(1))
-        y_all.append(test["label"].map(cls).to_numpy())
-        print(f"{arch} fold {k}: inner-val right " + ", ".join(f"{c} {score[c][0]}/{len(y_val)}" for c in CANDIDATES)
-              + f" -> {choices[k]}", flush=True)
-    y = np.concatenate(y_all)
-    out = {}
-    for c, parts in pred_all.items():
-        p = np.concatenate(parts)
-        out[c] = (accuracy_score(y, p), f1_score(y, p, average="macro"))
-        print(f"{arch} {c:9s} out of fold: accuracy {100 * out[c][0]:.1f} %, macro-F1 {out[c][1]:.3f}", flush=True)
-    return {"oof": out, "choices": choices}
+        tally.add_fold(k, val_p, y_val, test_p, test["label"].map(cls).to_numpy(), name=f"{arch} ")
+    return tally.report(name=f"{arch} ")
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""What the nested probes (``tools.ensemble_probe``, ``tools.tta_probe``) share: fold k's inner validation,
+the choice among candidates by it alone, and the out-of-fold scores of every candidate and of that choice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from spermlib.data.datasets import DatasetSpec
+from spermlib.training.fold_data import DecodedImages, load_fold_data
+from spermlib.training.recipe import Recipe
+
+
+def nll(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def inner_validation(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, fold: int, card: dict,
+                     decoded: DecodedImages) -> tuple[torch.Tensor, np.ndarray]:
+    """Fold ``fold``'s inner-validation images (uint8) and labels: the split its training used (the card's
+    ``val_fraction``), never a test image."""
+    r = Recipe(val_fraction=float(card.get("recipe", {}).get("val_fraction", Recipe.val_fraction)))
+    data = load_fold_data(spec, root, manifest, fold, r, decoded.size, decoded)
+    return data.x_val, data.y_val.numpy()
+
+
+class NestedTally:
+    """Per outer fold: each candidate's inner-validation score (most right, then lower NLL, then ``tie_break``),
+    the fold's choice, and every candidate's test-fold predictions; :meth:`report` gives the out-of-fold table."""
+
+    def __init__(self, candidates: Sequence[str], tie_break: Callable[[str], float]):
+        self.candidates = list(candidates)
+        self.tie_break = tie_break
+        self.predictions: dict[str, list[np.ndarray]] = {c: [] for c in (*self.candidates, "nested")}
+        self.labels: list[np.ndarray] = []
+        self.choices: dict[int, str] = {}
+
+    def add_fold(self, fold: int, val_p: Mapping[str, np.ndarray], y_val: np.ndarray,
+                 test_p: Mapping[str, np.ndarray], y_test: np.ndarray, name: str = "") -> str:
+        score = {c: (int((val_p[c].argmax(1) == y_val).sum()), -nll(val_p[c], y_val), self.tie_break(c))
+                 for c in self.candidates}
+        choice = max(self.candidates, key=lambda c: score[c])
+        self.choices[fold] = choice
+        for c in self.candidates:
+            self.predictions[c].append(test_p[c].argmax(1))
+        self.predictions["nested"].append(test_p[choice].argmax(1))
+        self.labels.append(y_test)
+        print(f"{name}fold {fold}: inner-val right "
+              + ", ".join(f"{c} {score[c][0]}/{len(y_val)}" for c in self.candidates) + f" -> {choice}", flush=True)
+        return choice
+
+    def report(self, name: str = "") -> dict:
+        y = np.concatenate(self.labels)
+        out = {}
+        for c, parts in self.predictions.items():
+            p = np.concatenate(parts)
+            out[c] = (accuracy_score(y, p), f1_score(y, p, average="macro"))
+            print(f"{name}{c:12s} out of fold: accuracy {100 * out[c][0]:.1f} %, macro-F1 {out[c][1]:.3f}",
+                  flush=True)
+        return {"oof": out, "choices": self.choices}
