@@ -631,11 +631,18 @@ def describe_os_error(err: OSError) -> str:
     return f"{' → '.join(paths)}: {reason}"
 
 
+# Commands that keep the C allocator's default policy: `robustness` makes 40 corrupted copies of every test fold
+# (SMIDS: ~180 MB each as floats), one fold model after another, and with those blocks kept in the heap it grew
+# past 24 GiB and was killed (SMIDS, EfficientNet + CBAM); with glibc's default it stays at 1.3–1.8 GiB.
+HEAP_FRAGMENTING = {cmd_robustness}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. A failure the user can fix ends in one ``error: …`` line and exit code 2;
     anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    tune_malloc()  # batch work runs ~1.5× faster with large blocks kept in the heap (allocator.tune_malloc)
+    if args.func not in HEAP_FRAGMENTING:
+        tune_malloc()  # batch work runs ~1.5× faster with large blocks kept in the heap (allocator.tune_malloc)
     try:
         return args.func(args)
     except SpermlibError as err:

@@ -22,3 +22,16 @@ def test_the_cli_sets_it_before_running_a_command(monkeypatch, capsys):
     monkeypatch.setattr(cli, "tune_malloc", lambda: calls.append(1) or True)
     assert cli.main(["report", "--check"]) in (0, 1)
     assert calls == [1]
+
+
+def test_robustness_keeps_the_default_policy(monkeypatch):
+    """`robustness` holds dozens of large corrupted copies one after another: under the heap-keeping policy it
+    grew past 24 GiB on SMIDS, so it runs with glibc's default."""
+    import spermlib.cli as cli
+
+    calls, ran = [], []
+    monkeypatch.setattr(cli, "tune_malloc", lambda: calls.append(1) or True)
+    monkeypatch.setattr("spermlib.evaluation.robustness.robustness_dataset",
+                        lambda spec, **kw: ran.append(spec.name) or {"archs": {}, "written_to": "nowhere"})
+    assert cli.main(["robustness", "--dataset", "hushem"]) == 0
+    assert ran == ["hushem"] and calls == []
