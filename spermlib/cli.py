@@ -520,7 +520,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold", type=int, default=None, help="one fold's model (default: 5-fold ensemble)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: each model's softmax averaged over the 8 flips/90° turns of the "
-                        "image (as `evaluate --tta`; ~4x the time of one view)")
+                        "image (as `evaluate --tta`; one stacked pass: ~2x the time of one view for one image, 8x the "
+                        "compute in batches)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
     p.add_argument("--device", default=None)
@@ -632,16 +633,16 @@ def describe_os_error(err: OSError) -> str:
 
 
 # Commands that keep the C allocator's default policy: `robustness` makes 40 corrupted copies of every test fold
-# (SMIDS: ~180 MB each as floats), one fold model after another, and with those blocks kept in the heap it grew
-# past 24 GiB and was killed (SMIDS, EfficientNet + CBAM); with glibc's default it stays at 1.3–1.8 GiB.
-HEAP_FRAGMENTING = {cmd_robustness}
+# (SMIDS: ~180 MB each as floats), one fold model after another; under tune_malloc's policy its process grew past
+# 24 GiB and was killed (SMIDS, EfficientNet + CBAM), with glibc's default it stays at 1.3–1.8 GiB.
+DEFAULT_MALLOC_COMMANDS = {cmd_robustness}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. A failure the user can fix ends in one ``error: …`` line and exit code 2;
     anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    if args.func not in HEAP_FRAGMENTING:
+    if args.func not in DEFAULT_MALLOC_COMMANDS:
         tune_malloc()  # batch work runs ~1.5× faster with large blocks kept in the heap (allocator.tune_malloc)
     try:
         return args.func(args)

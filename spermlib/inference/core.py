@@ -91,6 +91,11 @@ class ForwardOutput:
     first: ForwardOutput | None = None
 
     @property
+    def unaugmented(self) -> ForwardOutput:
+        """The output for the image as it is: ``first`` with TTA, else this output itself."""
+        return self.first or self
+
+    @property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(1)
 
@@ -125,10 +130,10 @@ def _chunk(model: nn.Module, x: torch.Tensor, device: torch.device, precision: P
 
 def _passes(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
             precision: Precision, batch_size: int, stats: bool, tta: bool):
-    """Yields ``(fields, sizes)`` per chunk, ``fields`` = (probabilities, logits, features, stats, first view's
-    probabilities, logits, features), each ``(b, …)``. With ``tta`` each pass stacks the 8 views of
-    ``batch_size // 8`` images (one image's views in one batch of 8: ~2× faster than 8 passes on 2 cores) and
-    returns their mean; the statistics are those of the unaugmented view."""
+    """Yields ``(fields, first, sizes)`` per pass: ``fields`` = (probabilities, logits, features, stats), each
+    ``(b, …)``; ``first`` = the unaugmented view's (probabilities, logits, features) with ``tta``, else None.
+    With ``tta`` each pass stacks the 8 views of ``batch_size // 8`` images (one image's views in one batch of 8:
+    ~2× faster than 8 passes on 2 cores) and returns their mean; the statistics are the unaugmented view's."""
     per = max(1, batch_size // N_VIEWS) if tta else batch_size
     for i in range(0, len(x_uint8), per):
         xs = x_uint8[i : i + per]
@@ -137,10 +142,10 @@ def _passes(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
         (probs, logits, pre, summary), sizes = _chunk(model, prep.model_input(stacked, device, precision), device,
                                                       precision, stats, stats_rows=b)
         if not tta:
-            yield (probs, logits, pre, summary, probs, logits, pre), sizes
+            yield (probs, logits, pre, summary), None, sizes
             continue
         means = [t.view(N_VIEWS, b, -1).mean(0) for t in (probs, logits, pre)]
-        yield (*means, summary, probs[:b], logits[:b], pre[:b]), sizes
+        yield (*means, summary), (probs[:b], logits[:b], pre[:b]), sizes
 
 
 @torch.inference_mode()
@@ -160,12 +165,13 @@ def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
         return ForwardOutput(empty, empty.copy(), np.zeros((0, model.num_features), np.float32), precision.name,
                              str(device), np.zeros((0, 0), np.float32) if stats else None)
     passes = list(_passes(model, x_uint8, prep, device, precision, batch_size, stats, tta))
-    parts, sizes = [fields for fields, _ in passes], passes[0][1]
-    probs, logits, feats, summary, probs0, logits0, feats0 = (torch.cat(field).numpy() for field in zip(*parts))
+    sizes = passes[0][2]
+    probs, logits, feats, summary = (torch.cat(field).numpy() for field in zip(*(p[0] for p in passes)))
     summary = summary if stats else None
-    if not tta:
-        return ForwardOutput(probs, logits, feats, precision.name, str(device), summary, sizes)
-    first = ForwardOutput(probs0, logits0, feats0, precision.name, str(device), summary, sizes)
+    first = None
+    if tta:
+        probs0, logits0, feats0 = (torch.cat(field).numpy() for field in zip(*(p[1] for p in passes)))
+        first = ForwardOutput(probs0, logits0, feats0, precision.name, str(device), summary, sizes)
     return ForwardOutput(probs, logits, feats, precision.name, str(device), summary, sizes, first)
 
 

@@ -219,7 +219,7 @@ class Predictor:
         outs = self.forward(batch_uint8, folds, stats=detectors is not None and any(d.needs_stats for d in detectors))
         probs = self._calibrated(outs, folds)
         # A detector scores the image itself (with TTA, the unaugmented view): what it was fitted on.
-        scores = None if detectors is None else np.stack([d.score((o.first or o).features, (o.first or o).logits,
+        scores = None if detectors is None else np.stack([d.score(o.unaugmented.features, o.unaugmented.logits,
                                                                   o.stats) for d, o in zip(detectors, outs)])
         return probs, scores
 
