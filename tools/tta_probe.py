@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
-from spermlib.inference.core import InferenceModel, tta_views
+from spermlib.inference.core import InferenceModel
 from spermlib.store.paths import default_checkpoints_dir
 from spermlib.training.fold_data import DecodedImages
 from tools.nested_choice import NestedTally, inner_validation
@@ -49,8 +49,7 @@ def turned(x_uint8: torch.Tensor, degrees: float) -> torch.Tensor:
 def view_probabilities(fm: InferenceModel, x_uint8: torch.Tensor) -> dict[float, np.ndarray]:
     """Mean softmax over the 8 dihedral views of ``x`` turned by each angle any candidate uses."""
     angles = sorted({a for c in CANDIDATES.values() for a in c})
-    return {a: np.mean([fm(v.contiguous()).probabilities for v in tta_views(turned(x_uint8, a))], axis=0)
-            for a in angles}
+    return {a: fm(turned(x_uint8, a).contiguous(), tta=True).probabilities for a in angles}  # the core's stacked TTA
 
 
 def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
