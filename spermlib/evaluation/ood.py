@@ -329,11 +329,18 @@ def evaluate_detectors(passes: list[FoldPass], dets: list[Detector]) -> dict:
     return out
 
 
-def calibration(passes: list[FoldPass]) -> dict:
-    """Temperature per fold on inner validation; out-of-fold ECE and NLL pooled over the test folds."""
+def calibration(passes: list[FoldPass], stored: bool = False) -> dict:
+    """Temperature per fold on inner validation; out-of-fold ECE and NLL pooled over the test folds.
+
+    With ``stored`` (detectors kept, nothing written), the temperatures are those the cards carry, i.e. what
+    ``predict`` uses: a fit made now but not stored would report a calibration no shipped model has."""
     fitted = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
-    used = {p.fold: t for p in passes
-            if (t := identified_temperature(p.sets["val"][1], p.y["val"], fitted[p.fold])) is not None}
+    if stored:
+        used = {p.fold: float(p.card["temperature"]) for p in passes if p.card.get("temperature") is not None}
+        fitted.update(used)
+    else:
+        used = {p.fold: t for p in passes
+                if (t := identified_temperature(p.sets["val"][1], p.y["val"], fitted[p.fold])) is not None}
     temps = {k: used.get(k, 1.0) for k in fitted}
     y = np.concatenate([p.y["test"] for p in passes])
     logits = [p.sets["test"][1] for p in passes]
@@ -348,6 +355,7 @@ def calibration(passes: list[FoldPass]) -> dict:
             "nll_before": float(np.average([b for b, _, _ in nll_fold], weights=w)),
             "nll_after": float(np.average([a for _, a, _ in nll_fold], weights=w)),
             "applied": bool(used),  # decided on inner validation (identified fits), never on the test folds
+            "source": "the cards' stored temperatures" if stored else "fitted by this run",
             "where": "fold cards (`temperature`): Predictor divides each fold model's logits by it"}
 
 
@@ -393,7 +401,7 @@ def ood_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, sha: str, ar
                           "batch_size": EVAL_BATCH}
     selection = compare_methods(passes)
     dets, fitted = fold_detectors(passes, selection["chosen_per_fold"], spec, arch, checkpoints_dir, refit)
-    calib = calibration(passes)
+    calib = calibration(passes, stored=not fitted)
     if fitted:
         store_temperatures(spec, arch, checkpoints_dir, calib)
     files = [detector_path(spec, arch, p.fold, checkpoints_dir) for p in passes]

@@ -254,3 +254,25 @@ def test_shipped_cards_and_detectors_are_the_ones_ood_json_reports(dataset):
             det = load_detector(detector_path(spec, arch, int(fold)), card["weights_sha256"])
             chosen = entry.get("detectors_per_fold", {}).get(fold, entry["detector"])
             assert det is not None and det.method == chosen, (arch, fold)
+
+
+def test_calibration_without_refit_reports_the_cards_temperatures():
+    """A run that keeps the stored detectors writes no card, so it must report the temperatures the cards carry
+    (what predict uses), not a fit of its own that no shipped model applies."""
+    rng = np.random.default_rng(0)
+
+    def fold_pass(fold, temperature):
+        y = rng.integers(0, 3, 60)
+        logits = np.eye(3)[np.where(rng.random(60) < 0.3, (y + 1) % 3, y)] * 8.0  # overconfident: fit > 1
+        empty = np.zeros((60, 1), np.float32)
+        return ood_eval.FoldPass(fold, {"val": (empty, logits[:30], empty), "test": (empty, logits[30:], empty)},
+                                 {"val": y[:30], "test": y[30:]}, {} if temperature is None else
+                                 {"temperature": temperature})
+
+    passes = [fold_pass(0, 1.25), fold_pass(1, None)]
+    fresh = ood_eval.calibration(passes)
+    kept = ood_eval.calibration(passes, stored=True)
+    assert fresh["temperatures"]["0"] != pytest.approx(1.25) and fresh["source"] == "fitted by this run"
+    assert kept["temperatures"]["0"] == pytest.approx(1.25) and kept["applied_folds"] == [0]
+    assert kept["temperatures"]["1"] == pytest.approx(fresh["temperatures"]["1"])  # reported, not applied
+    assert kept["ece_after"] != pytest.approx(fresh["ece_after"])
