@@ -337,10 +337,10 @@ def calibration(passes: list[FoldPass], stored: bool = False) -> dict:
     fitted = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
     if stored:
         used = {p.fold: float(p.card["temperature"]) for p in passes if p.card.get("temperature") is not None}
-        fitted.update(used)
     else:
         used = {p.fold: t for p in passes
                 if (t := identified_temperature(p.sets["val"][1], p.y["val"], fitted[p.fold])) is not None}
+    reported = {**fitted, **used}  # a fold's applied temperature, else its fit (reported, not applied)
     temps = {k: used.get(k, 1.0) for k in fitted}
     y = np.concatenate([p.y["test"] for p in passes])
     logits = [p.sets["test"][1] for p in passes]
@@ -349,7 +349,7 @@ def calibration(passes: list[FoldPass], stored: bool = False) -> dict:
     ece_before, ece_after = expected_calibration_error(before, y)[0], expected_calibration_error(after, y)[0]
     nll_fold = [(nll(lg, p.y["test"]), nll(lg, p.y["test"], temps[p.fold]), len(lg)) for p, lg in zip(passes, logits)]
     w = np.array([n for *_, n in nll_fold], float)
-    return {"temperatures": {str(k): t for k, t in fitted.items()},
+    return {"temperatures": {str(k): t for k, t in reported.items()},
             "applied_folds": sorted(used),
             "ece_before": ece_before, "ece_after": ece_after,
             "nll_before": float(np.average([b for b, _, _ in nll_fold], weights=w)),
