@@ -470,7 +470,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     p.add_argument("--arch", default=None, choices=ARCHS)
     p.add_argument("--splits", default=None)
-    p.add_argument("--tta", action="store_true", help="also score 8-way flip/rotation test-time augmentation")
+    p.add_argument("--tta", action="store_true",
+                   help="score the '+ TTA ×8' entry (8-way flip/rotation test-time augmentation) instead of "
+                        "the one-view entry; run both to refresh both")
     p.add_argument("--device", default=None)
     _add_results_arg(p, _SUBSET_RESULTS_HELP)
     _add_checkpoints_arg(p)

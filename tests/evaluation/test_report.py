@@ -47,6 +47,22 @@ def test_results_markdown_shows_the_numbers_of_metrics_json(tmp_path):
     assert md.index("| EfficientNet |") < md.index("| EfficientNet + CBAM |")  # fixed arch order
 
 
+def test_best_entry_is_the_most_images_right_then_macro_f1(tmp_path):
+    """Two entries with the same images right: the fold-mean accuracy (a hair apart from unequal fold sizes)
+    must not pick the one with the lower macro-F1."""
+    metrics = _metrics(0.9)
+    cbam = metrics["archs"]["effnet_cbam"]
+    cbam["macro_f1"] = {**cbam["macro_f1"], "mean": 0.9106}
+    metrics["archs"]["effnet"] = {**cbam, "accuracy": {**cbam["accuracy"], "mean": 0.9 + 1e-6},
+                                  "macro_f1": {**cbam["macro_f1"], "mean": 0.9103}}
+    (tmp_path / "hushem").mkdir()
+    (tmp_path / "hushem" / "metrics.json").write_text(json.dumps(metrics))
+    assert "best entry EfficientNet + CBAM, -3.9 points accuracy and -0.037 macro-F1" in results_markdown(tmp_path)
+    metrics["archs"]["effnet"]["accuracy"]["pooled"] = 0.9 + 1 / 216  # one image more right wins
+    (tmp_path / "hushem" / "metrics.json").write_text(json.dumps(metrics))
+    assert "best entry EfficientNet, " in results_markdown(tmp_path)
+
+
 def test_replace_block_keeps_the_rest_and_needs_markers():
     text = f"intro\n{RESULTS_BEGIN}\nold\n{RESULTS_END}\noutro\n"
     assert replace_block(text, "new\n") == f"intro\n{RESULTS_BEGIN}\nnew\n{RESULTS_END}\noutro\n"
