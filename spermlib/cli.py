@@ -17,6 +17,7 @@ from spermlib.archs import ARCHS, DEFAULT_ARCH
 from spermlib.data.datasets import PROJECT_ROOT, get_dataset, resolve_data_root
 from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
+from spermlib.store.results import PUBLISHED_PER_CLASS
 
 DATASET_HELP = "built-in (smids, hushem), an own dataset's registered name, or a folder with one sub-folder per class"
 
@@ -482,8 +483,9 @@ def _faithfulness_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     _add_checkpoints_arg(p)
     p.add_argument("--arch", default=None, choices=ARCHS)
-    p.add_argument("--per-class", type=int, default=0, dest="per_class",
-                   help="images per class per test fold (stratified, fixed seed); 0 = all")
+    p.add_argument("--per-class", type=int, default=PUBLISHED_PER_CLASS, dest="per_class",
+                   help="images per class per test fold (stratified, fixed seed); default %(default)s, the published "
+                        "results' subset; 0 = all (slow: ROAD solves a sparse system per image and percentile)")
     p.add_argument("--splits", default=None)
     _add_results_arg(p, _SUBSET_RESULTS_HELP)
 

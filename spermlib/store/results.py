@@ -23,6 +23,7 @@ from spermlib.store.paths import PARTIAL_RESULTS_DIR, default_results_dir
 
 METRICS_FILE = "metrics.json"
 FAITHFULNESS_FILE = "faithfulness.json"
+PUBLISHED_PER_CLASS = 2  # faithfulness.json's subset: images per class per test fold (the published protocol)
 TUNING_FILE = "tuning.json"
 ROBUSTNESS_FILE = "robustness.json"
 OOD_FILE = "ood.json"

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from spermlib.data.datasets import PROJECT_ROOT
 from spermlib.evaluation.faithfulness import faithfulness_dataset, score_arch, stratified_subset, summarise
 from spermlib.inference.explain import gradcam_precision
 from spermlib.runtime import precision_policy
@@ -23,6 +24,17 @@ def test_stratified_subset_takes_up_to_n_per_class_deterministically():
     assert sub["label"].value_counts().to_dict() == {"a": 3, "b": 3, "c": 1}
     assert sub["path"].tolist() == stratified_subset(test, 3)["path"].tolist()
     assert len(stratified_subset(test, 0)) == len(test)
+
+
+@pytest.mark.parametrize("dataset", ["smids", "hushem"])
+def test_the_plain_command_scores_the_published_subset(dataset):
+    """`python -m spermlib faithfulness --dataset D` must regenerate the committed numbers, not score every image
+    (over an hour on SMIDS) and replace the other archs' entries with a subset that does not compare."""
+    from spermlib.cli import build_parser
+
+    args = build_parser().parse_args(["faithfulness", "--dataset", dataset])
+    published = json.loads((PROJECT_ROOT / "results" / dataset / "faithfulness.json").read_text())
+    assert args.per_class == published["per_class"] > 0
 
 
 def test_summarise_mean_and_ci():
