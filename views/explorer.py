@@ -24,7 +24,7 @@ from spermlib.dashboard.catalog import (
     page_count,
     paginate,
 )
-from spermlib.dashboard.charts import LEGEND_BELOW
+from spermlib.dashboard.charts import CHART_HEIGHT, LEGEND_BELOW
 from spermlib.dashboard.palette import class_colour_map
 from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DataError, get_dataset, resolve_data_root
@@ -79,7 +79,6 @@ if not catalog.oof_archs:
             f"`python -m spermlib evaluate --dataset {spec.name}` to see each model's prediction per image.")
 
 # ------------------------------------------------------------------ summary charts
-SUMMARY_HEIGHT = 420  # both summary charts, so that they line up side by side
 st.subheader("Classes and image sizes")
 left, right = st.columns(2)
 counts = class_counts(table, spec)
@@ -87,7 +86,7 @@ palette = class_colour_map(spec)  # the same colour per class on every page
 order = {"display": counts["display"].tolist()}
 fig = px.bar(counts, x="display", y="images", color="display", text="images", color_discrete_map=palette,
              category_orders=order, labels={"display": "class", "images": "images"}, title="Images per class")
-fig.update_layout(showlegend=False, height=SUMMARY_HEIGHT)
+fig.update_layout(showlegend=False, height=CHART_HEIGHT)
 left.plotly_chart(fig, width="stretch", key="explorer_counts")
 sizes = table[table["width"] > 0]
 fig = px.scatter(sizes, x="width", y="height", color="display", hover_name="path", opacity=0.6,
@@ -95,7 +94,7 @@ fig = px.scatter(sizes, x="width", y="height", color="display", hover_name="path
                  marginal_x="histogram", marginal_y="histogram", title="Image size (px)",
                  labels={"display": "class"})
 # legend below, not beside: on a phone a side legend takes a third of the width from the scatter
-fig.update_layout(height=SUMMARY_HEIGHT, legend=LEGEND_BELOW)
+fig.update_layout(height=CHART_HEIGHT, legend=LEGEND_BELOW)
 right.plotly_chart(fig, width="stretch", key="explorer_sizes")
 
 left, right = st.columns(2)

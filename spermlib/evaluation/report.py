@@ -134,7 +134,7 @@ def _paper_lines(name: str, metrics: dict) -> list[str]:
         return [""]
     # Most images right over the pooled out-of-fold set, then macro-F1: fold means of two entries with the same
     # images right can differ in the sixth decimal (unequal fold sizes), which must not decide.
-    best = max(metrics["archs"], key=lambda a: (round(metrics["archs"][a]["accuracy"]["pooled"], 9),
+    best = max(metrics["archs"], key=lambda a: (metrics["archs"][a]["accuracy"]["pooled"],
                                                 metrics["archs"][a]["macro_f1"]["mean"]))
     b = metrics["archs"][best]
     gap_acc = 100 * (b["accuracy"]["mean"] - paper["accuracy"])
