@@ -218,7 +218,9 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
                   "input_size": card["input_size"], "tta": tta, "inference": run,
                   "training_device": training_devices(cards.values()),
                   "training_seconds_total": sum(c.get("training_seconds", 0) + c.get("init_training_seconds", 0)
-                                                for c in cards.values())})
+                                                for c in cards.values()),
+                  # which weights these numbers are of: an entry not re-evaluated after a fold is replaced shows
+                  "fold_weights_sha256": {str(k): c["weights_sha256"] for k, c in sorted(cards.items())}})
         metrics["archs"][name] = m
     oofs = load_oofs(spec, out_dir.parent)
     metrics["mcnemar"] = {f"{a} vs {b}": mcnemar(oofs[a], oofs[b]) for a, b in itertools.combinations(oofs, 2)}

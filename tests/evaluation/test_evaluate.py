@@ -10,11 +10,12 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
+from spermlib.data.datasets import PROJECT_ROOT
 from spermlib.evaluation.evaluate import compute_metrics, evaluate_dataset, expected_calibration_error, mcnemar
 from spermlib.runtime import hardware, precision_policy
-from spermlib.store.cards import training_devices
+from spermlib.store.cards import fold_cards, training_devices
 from spermlib.store.checkpoints import CheckpointError
-from spermlib.store.results import entry_name, oof_path
+from spermlib.store.results import entry_name, oof_path, parse_entry
 from tests.model_fixtures import FOLD_CLASS, TOY, swapped_folds_manifest
 
 CPU = torch.device("cpu")
@@ -115,3 +116,17 @@ def test_evaluate_refuses_checkpoints_of_another_split(toy_checkpoints, tmp_path
     with pytest.raises(CheckpointError, match="another split"):
         evaluate_dataset(TOY, toy_checkpoints["data_root"], archs=["simplecnn"], splits_path=path,
                          checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path)
+
+
+@pytest.mark.parametrize("dataset", ["smids", "hushem"])
+def test_committed_metrics_are_of_the_shipped_weights(dataset):
+    """Every entry of the committed metrics.json (one view and TTA) was computed with the fold models that ship:
+    replacing a fold's checkpoint and refreshing only one of its entries leaves the other stale, and this fails."""
+    path = PROJECT_ROOT / "results" / dataset / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    if not metrics.get("full_dataset"):
+        pytest.skip(f"no committed full-data metrics.json for {dataset}")
+    for name, entry in metrics["archs"].items():
+        arch, _ = parse_entry(name)
+        shipped = {str(k): c["weights_sha256"] for k, c in sorted(fold_cards(dataset, arch).items())}
+        assert entry["fold_weights_sha256"] == shipped, name
