@@ -103,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["balanced_sampling"] = True
     if args.keep_last:
         overrides["keep_last"] = True
+    if args.no_quarter_turns:
+        overrides["quarter_turns"] = False
     decoded: dict[int, DecodedImages] = {}  # input size → images, decoded once for all archs and folds
     for arch in archs:
         recipe = Recipe.for_arch(arch, spec.name, **overrides)
@@ -121,6 +123,34 @@ def cmd_train(args: argparse.Namespace) -> int:
             iv = card["inner_val"]
             print(f"{spec.name}/{arch} fold {k}: inner-val accuracy {iv['accuracy']:.4f} "
                   f"macro-F1 {iv['macro_f1']:.4f} ({card['epochs_run']} epochs, {card['training_seconds']:.0f} s)")
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from spermlib.data.splits import manifest_for_root
+    from spermlib.store.cards import checkpoint_path, read_card
+    from spermlib.training.train import DecodedImages, Recipe, load_fold_data
+    from spermlib.training.weight_average import average_fold
+
+    spec = get_dataset(args.dataset)
+    root = resolve_data_root(spec, args.data_dir)
+    manifest, sha = manifest_for_root(spec, root, args.splits)
+    folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
+    decoded: dict[int, DecodedImages] = {}
+    for k in folds:
+        stage_card = read_card(checkpoint_path(spec, args.arch, k, Path(args.stage)))
+        if stage_card.get("split_sha256") != sha:
+            raise SpermlibError(f"{args.stage} fold {k} was trained on another split than "
+                                f"{args.splits or 'the committed one'}")
+        size = int(stage_card["input_size"])
+        if size not in decoded:
+            decoded[size] = DecodedImages(root, manifest, size)
+        data = load_fold_data(spec, root, manifest, k, Recipe.from_dict(stage_card["recipe"]), size, decoded[size])
+        card = average_fold(spec, args.arch, k, Path(args.clean), Path(args.stage), args.alpha, Path(args.checkpoints),
+                            data, args.device)
+        iv = card["inner_val"]
+        print(f"{spec.name}/{args.arch} fold {k}: {args.alpha:g} × clean + {1 - args.alpha:g} × stage → inner-val "
+              f"accuracy {iv['accuracy']:.4f} macro-F1 {iv['macro_f1']:.4f}")
     return 0
 
 
@@ -417,11 +447,27 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--balanced", action="store_true", help="class-balanced sampling")
     p.add_argument("--keep-last", action="store_true", dest="keep_last",
                    help="ship the last epoch, not the best inner-validation one (a fixed-length stage, e.g. hardening)")
+    p.add_argument("--no-quarter-turns", action="store_true", dest="no_quarter_turns",
+                   help="augment without 90° turns and up-down flips (pose-normalised heads: mirror and "
+                        "--rotate-deg only)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if present)")
     p.add_argument("--force", action="store_true", help="retrain folds that already have a checkpoint")
     p.add_argument("--runs", default=str(PROJECT_ROOT / "runs"), help="folder for logs and resumable state")
     _add_checkpoints_arg(p)
+
+
+def _average_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
+    p.add_argument("--fold", default="all", type=_fold_or_all, help="fold number or 'all'")
+    p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv)")
+    p.add_argument("--clean", default=str(default_checkpoints_dir()), metavar="FOLDER",
+                   help="checkpoints the stage started from (train --init-from FOLDER); default checkpoints/")
+    p.add_argument("--stage", required=True, metavar="FOLDER", help="checkpoints of the second stage (e.g. hardening)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the clean model (WiSE-FT's 1 - alpha)")
+    p.add_argument("--checkpoints", required=True, metavar="FOLDER", help="where the interpolated checkpoints go")
+    p.add_argument("--device", default=None)
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
@@ -593,6 +639,8 @@ Command = Callable[[argparse.Namespace], int]
 COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command], ...] = (
     ("splits", "write the leakage-free 5-fold split manifest splits/<dataset>.csv", _splits_args, cmd_splits),
     ("train", "train fold checkpoints (resumable)", _train_args, cmd_train),
+    ("average", "interpolate each fold's clean model with its second stage in weight space (WiSE-FT)",
+     _average_args, cmd_average),
     ("tune", "compare tuning runs with the shipped checkpoints on inner validation only", _tune_args, cmd_tune),
     ("sweep", "recipe sweep on Ray Tune: configurations × folds, ASHA and per-fold (nested) selection on inner "
      "validation", _sweep_args, cmd_sweep),

@@ -40,6 +40,9 @@ class Recipe:
     balanced_sampling: bool = False
     patience: int = 6  # epochs without inner-val macro-F1 improvement (after warm-up)
     rotate_deg: float = 15.0
+    # Random 90° turns and up-down flips (with the left-right mirror: the 8 flips/90° turns). False for
+    # pose-normalised images (data/align.py), whose long axis is upright: only the mirror keeps that.
+    quarter_turns: bool = True
     scale: float = 0.1
     translate: float = 0.06
     color_jitter: float = 0.1
@@ -92,6 +95,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, r: Recipe) -> torch.Tensor:
     b = x.shape[0]
     u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
     k90 = torch.randint(0, 4, (b,), generator=gen).float() * (math.pi / 2)
+    if not r.quarter_turns:  # drawn anyway, so the other draws of a seeded epoch stay the same
+        k90 = torch.zeros_like(k90)
     angle = k90 + (u(b) * 2 - 1) * math.radians(r.rotate_deg)
     scale = 1 + (u(b) * 2 - 1) * r.scale
     flip = torch.where(u(b) < 0.5, -1.0, 1.0)
