@@ -7,9 +7,10 @@ soft: where no head is found the image comes back unchanged with ``found=False``
 Steps (scikit-image): the head is the darkest stain, so Otsu's threshold on the smoothed luminance gives
 a mask; an opening removes tails and debris thinner than a head; the head is the largest remaining
 component near the centre. Its principal axis (second moments) is turned to vertical about the centroid,
-which moves to the image centre. A head's long axis has two ends: the wider one (the acrosome; the
-tapered, pyriform and normal shapes all narrow towards the tail) goes up, measured as which half of the
-turned mask holds more head pixels.
+which moves to the image centre. A head's long axis has two ends: the tail goes down (faint stain in a
+ring just outside the head, on one side by a clear majority); without a clear tail, the wider end (the
+acrosome; tapered, pyriform and normal shapes all narrow towards the tail) goes up, measured as which
+half of the turned mask holds more head pixels.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class AlignedHead:
 
     image: np.ndarray  # (H, W, 3) uint8, same size as the input
     found: bool  # False: no head found, ``image`` is the input unchanged
-    angle_deg: float = 0.0  # counter-clockwise turn applied about ``centre``
+    angle_deg: float = 0.0  # the turn applied about ``centre`` (``matrix`` is the exact map)
     centre: tuple[float, float] = (0.0, 0.0)  # (row, col) of the head's centroid in the input
     matrix: np.ndarray | None = None  # 3×3 map from output (col, row) to input (col, row) coordinates
 
@@ -81,7 +82,7 @@ def head_mask(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def align_head(rgb: np.ndarray) -> AlignedHead:
-    """Turn the head's long axis upright, wider end up, centred; reflection fills the corners."""
+    """Turn the head's long axis upright, tail down (or wider end up), centred; reflection fills the corners."""
     rgb = np.asarray(rgb)
     masks = head_mask(rgb)
     if masks is None:
