@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
+    folds = _selected_folds(manifest, args.fold)
     archs = [args.arch] if args.arch != "all" else list(ARCHS)
     overrides = {k: getattr(args, k) for k in (*(name for name, _, _ in _RECIPE_OPTIONS), "precision")}
     if args.balanced:
@@ -135,7 +135,7 @@ def cmd_average(args: argparse.Namespace) -> int:
     spec = get_dataset(args.dataset)
     root = resolve_data_root(spec, args.data_dir)
     manifest, sha = manifest_for_root(spec, root, args.splits)
-    folds = range(int(manifest["fold"].max()) + 1) if args.fold == "all" else [int(args.fold)]
+    folds = _selected_folds(manifest, args.fold)
     decoded: dict[int, DecodedImages] = {}
     for k in folds:
         stage_card = read_card(checkpoint_path(spec, args.arch, k, Path(args.stage)))
@@ -425,6 +425,11 @@ def _fold_or_all(text: str) -> str:
     if text != "all" and not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}")
     return text
+
+
+def _selected_folds(manifest, fold: str) -> list[int]:
+    """The folds a ``--fold`` value (:func:`_fold_or_all`) names: every fold of ``manifest``, or that one."""
+    return list(range(int(manifest["fold"].max()) + 1)) if fold == "all" else [int(fold)]
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

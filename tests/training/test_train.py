@@ -224,6 +224,17 @@ def test_init_from_starts_at_the_same_fold_s_weights_and_refuses_another_split(t
                        checkpoints_dir=tmp_path / "ck3", runs_dir=tmp_path / "runs3", progress=False)
 
 
+def test_without_quarter_turns_an_upright_image_stays_upright():
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, :4, 6:10] = 1.0  # a bar at the top
+    r = Recipe(rotate_deg=0.0, scale=0.0, translate=0.0, color_jitter=0.0, quarter_turns=False)
+    out = augment(x.expand(-1, 3, -1, -1).contiguous(), torch.Generator().manual_seed(0), r)
+    assert (out[:, 0, :4].sum((1, 2)) > out[:, 0, 12:].sum((1, 2))).all()  # never turned or flipped upside down
+    turned = augment(x.expand(-1, 3, -1, -1).contiguous(), torch.Generator().manual_seed(0),
+                     Recipe(**{**r.__dict__, "quarter_turns": True}))
+    assert not (turned[:, 0, :4].sum((1, 2)) > turned[:, 0, 12:].sum((1, 2))).all()
+
+
 def test_hardened_augment_corrupts_a_share_of_the_batch():
     x = torch.rand(64, 3, 32, 32)
     plain = Recipe(rotate_deg=0.0, scale=0.0, translate=0.0, color_jitter=0.0)
