@@ -153,6 +153,19 @@ def choose_per_fold(baseline: dict[int, dict], candidate: dict[int, dict]) -> li
     return won
 
 
+def pick_per_fold(baseline: dict[int, dict], candidates: dict[str, dict[int, dict]]) -> dict[int, str]:
+    """Per fold, the one candidate that replaces the baseline when several were run: among the candidates that win
+    fold k under :func:`choose_per_fold`, the highest inner-validation accuracy under the corruptions; a tie goes
+    to the candidate named first (callers list the one closest to the baseline first). Folds no candidate wins
+    are absent. Like ``choose_per_fold`` it reads fold k's inner validation only, so the choice stays nested."""
+    picked: dict[int, str] = {}
+    for name, scores in candidates.items():
+        for k in choose_per_fold(baseline, scores):
+            if k not in picked or scores[k]["corrupted_accuracy"] > candidates[picked[k]][k]["corrupted_accuracy"]:
+                picked[k] = name
+    return dict(sorted(picked.items()))
+
+
 def add_inner_robustness(comparison: dict, spec: DatasetSpec, root: Path, runs: dict[str, Path],
                          splits_path=None) -> str:
     """Add each run's per-fold inner-validation robustness to ``tune``'s comparison, and to every run after the
@@ -171,6 +184,12 @@ def add_inner_robustness(comparison: dict, spec: DatasetSpec, root: Path, runs: 
         lines.append(f"  {row['name']:<16} " + "  ".join(
             f"f{k} {v['clean_accuracy']:.3f}/{v['corrupted_accuracy']:.3f}" for k, v in sorted(own.items()))
             + (f"  → chosen on folds {row['chosen_over_baseline_folds']}" if row["name"] != base else ""))
+    candidates = {row["name"]: {int(k): v for k, v in row["inner_val_robustness"].items()}
+                  for row in comparison["configs"] if row["name"] != base}
+    if len(candidates) > 1:  # several candidates may win one fold: the rule of pick_per_fold names one per fold
+        comparison["picked_per_fold"] = {str(k): name for k, name in pick_per_fold(scores[base], candidates).items()}
+        lines.append("picked per fold (pick_per_fold): " + (", ".join(
+            f"fold {k}: {name}" for k, name in comparison["picked_per_fold"].items()) or "none: the baseline stays"))
     comparison["robustness_protocol"] = (
         f"per fold, its inner-validation images clean and under every corruption of the suite at severity {MIDDLE}; "
         "a run is chosen over the baseline for fold k by fold k's inner validation alone (choose_per_fold)")

@@ -193,6 +193,20 @@ def test_nested_choice_needs_more_robustness_and_at_most_one_image_of_clean_accu
     assert choose_per_fold(base, cand) == [0, 3]
 
 
+def test_pick_per_fold_takes_the_most_robust_winner_and_breaks_ties_by_order():
+    from spermlib.evaluation.robustness import pick_per_fold
+
+    def s(clean, corrupted):
+        return {"n_inner_val": 25, "clean_accuracy": clean, "corrupted_accuracy": corrupted}
+
+    base = {0: s(0.92, 0.70), 1: s(0.92, 0.70), 2: s(0.92, 0.70)}
+    near = {0: s(0.92, 0.80), 1: s(0.92, 0.75), 2: s(0.80, 0.95)}  # fold 2: three images less clean, loses
+    far = {0: s(0.88, 0.90), 1: s(0.92, 0.75), 2: s(0.84, 0.99)}    # fold 0 more robust; fold 1 a tie
+    assert pick_per_fold(base, {"near": near, "far": far}) == {0: "far", 1: "near"}
+    assert pick_per_fold(base, {"far": far, "near": near}) == {0: "far", 1: "far"}
+    assert pick_per_fold(base, {"far": {2: far[2]}}) == {}
+
+
 def test_tune_robustness_scores_inner_validation_only(toy_checkpoints, tmp_path, monkeypatch):
     """``tune --robustness`` adds per-fold inner-validation robustness and a per-fold choice; the test folds'
     images are never decoded for it."""
