@@ -109,7 +109,7 @@ def record_comparison(comparison: dict, path: Path, merge: bool = False) -> Path
         configs.sort(key=lambda r: r["name"] != comparison["baseline"])  # baseline first, else stable
     data.setdefault("archs", {})[comparison["arch"]] = {
         "baseline": comparison["baseline"], "configs": configs,
-        **{k: comparison[k] for k in ("robustness_protocol",) if k in comparison},
+        **{k: comparison[k] for k in ("robustness_protocol", "picked_per_fold") if k in comparison},
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return write_json(path, data)

@@ -23,6 +23,7 @@ from spermlib.inference.core import predict_proba
 from spermlib.runtime import pick_device, precision_policy
 from spermlib.store.cards import checkpoint_path
 from spermlib.store.checkpoints import load_checkpoint, round_to_fp16_, save_checkpoint
+from spermlib.store.paths import project_relative
 from spermlib.training.card import git_commit
 from spermlib.training.fold_data import FoldData
 from spermlib.training.loop import val_metrics
@@ -69,7 +70,8 @@ def average_fold(spec: DatasetSpec, arch: str, fold: int, clean_dir: Path, stage
     card.update(
         inner_val=val_metrics(proba, data.y_val.numpy()),
         weight_average={"method": "WiSE-FT: alpha * clean + (1 - alpha) * stage, batch-norm statistics included",
-                        "alpha_clean": alpha, "clean": str(clean_dir), "stage": str(stage_dir),
+                        "alpha_clean": alpha, "clean": project_relative(clean_dir.resolve()),
+                        "stage": project_relative(stage_dir.resolve()),
                         "clean_weights_sha256": clean_card["weights_sha256"],
                         "stage_weights_sha256": stage_card["weights_sha256"]},
         git_commit=git_commit(),

@@ -222,14 +222,17 @@ def test_tune_robustness_scores_inner_validation_only(toy_checkpoints, tmp_path,
                         lambda root, paths, size: decoded.append(paths) or real(root, paths, size))
     real_parts = rob.fold_parts  # the toy set has 5 images a class outside a fold: too few for 1/0.15 inner splits
     monkeypatch.setattr(rob, "fold_parts", lambda m, k, val_fraction: real_parts(m, k, val_fraction=0.5))
-    runs = {"shipped": toy_checkpoints["checkpoints"], "again": toy_checkpoints["checkpoints"]}
+    runs = {"shipped": toy_checkpoints["checkpoints"], "again": toy_checkpoints["checkpoints"],
+            "and_again": toy_checkpoints["checkpoints"]}
     comparison = compare_configs(TOY, "simplecnn", runs)
     out = rob.add_inner_robustness(comparison, TOY, toy_checkpoints["data_root"], runs, toy_checkpoints["manifest"])
     assert "chosen on folds []" in out  # the same checkpoints are not more robust than themselves
+    assert "picked per fold (pick_per_fold): none: the baseline stays" in out
     folds = dict(zip(manifest["path"], manifest["fold"]))
-    assert len(decoded) == 4  # two runs × two folds
-    for k, paths in zip([0, 1, 0, 1], decoded):  # fold k's pass decodes only images of its training part
+    assert len(decoded) == 6  # three runs × two folds
+    for k, paths in zip([0, 1, 0, 1, 0, 1], decoded):  # fold k's pass decodes only images of its training part
         assert paths and all(folds[p] != k for p in paths)
     arch = json.loads(record_comparison(comparison, tmp_path / "tuning.json").read_text())["archs"]["simplecnn"]
     assert "robustness_protocol" in arch and arch["configs"][1]["chosen_over_baseline_folds"] == []
+    assert arch["picked_per_fold"] == {}  # recorded with several candidates, even when none wins
     assert set(arch["configs"][1]["inner_val_robustness"]) == {"0", "1"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,3 +69,16 @@ def test_a_model_that_did_not_start_from_the_clean_one_is_refused(clean_and_stag
         average_fold(TOY, "simplecnn", 1, base / "other", base / "stage", 0.5, base / "bad", data, device="cpu")
     with pytest.raises(SpermlibError, match="alpha"):
         average_fold(TOY, "simplecnn", 1, base / "clean", base / "stage", 1.5, base / "bad", data, device="cpu")
+
+
+def test_shipped_averaged_cards_name_their_parents_relative_to_the_project():
+    """A card read on another machine must not point into this one's file system."""
+    import json
+
+    from spermlib.store.paths import PROJECT_ROOT
+
+    cards = [json.loads(p.read_text()) for p in (PROJECT_ROOT / "checkpoints").glob("*/*/fold*.json")]
+    averaged = [c["weight_average"] for c in cards if c.get("weight_average")]
+    assert averaged, "the shipped checkpoints include WiSE-FT averages"
+    for wa in averaged:
+        assert not Path(wa["clean"]).is_absolute() and not Path(wa["stage"]).is_absolute(), wa
