@@ -143,7 +143,17 @@ def _paper_lines(name: str, metrics: dict) -> list[str]:
     return [f"| *paper, {arch_title(paper['arch'])} (single hold-out)* | {100 * paper['accuracy']:.1f} % | — | "
             f"{paper['macro_f1']:.3f} | — | — |", "",
             f"Paper's hold-out numbers {verdict} under 5-fold CV: best entry {_model_name(best)}, "
-            f"{gap_acc:+.1f} points accuracy and {gap_f1:+.3f} macro-F1 against the paper."]
+            f"{_signed_gap(gap_acc, 1)} points accuracy and {_signed_gap(gap_f1, 3)} macro-F1 against the paper."]
+
+
+def _signed_gap(gap: float, decimals: int) -> str:
+    """``gap`` with its sign, to ``decimals`` places, or one or two more where fewer would round a shortfall
+    (or a lead) to a bare zero: the verdict compares unrounded numbers, so "-0.000" beside "not reached" would
+    read as a contradiction."""
+    for d in range(decimals, decimals + 3):
+        if round(abs(gap), d) > 0 or gap == 0:
+            return f"{gap:+.{d}f}"
+    return f"{gap:+.{decimals + 2}f}"
 
 
 def _changes(drops: list[float]) -> str:

@@ -142,3 +142,12 @@ def test_temperature_use_names_the_folds_that_use_one():
         "used by predict"
     assert temperature_use({"applied": True, "applied_folds": [0, 3], "temperatures": temps}) == \
         "used by predict on folds 0, 3"
+
+
+@pytest.mark.parametrize(("gap", "decimals", "shown"), [
+    (-0.036, 3, "-0.036"), (-0.0003, 3, "-0.0003"), (0.00004, 3, "+0.00004"), (0.0, 3, "+0.000"),
+    (-0.04, 1, "-0.04"), (2.7, 1, "+2.7")])
+def test_a_gap_to_the_paper_never_rounds_to_a_bare_zero(gap, decimals, shown):
+    from spermlib.evaluation.report import _signed_gap
+
+    assert _signed_gap(gap, decimals) == shown
