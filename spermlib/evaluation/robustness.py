@@ -175,17 +175,17 @@ def add_inner_robustness(comparison: dict, spec: DatasetSpec, root: Path, runs: 
               for name, folder in runs.items()}
     base = comparison["baseline"]
     lines = [f"inner validation, clean / mean under the corruptions at severity {MIDDLE} (per fold):"]
+    candidates: dict[str, dict[int, dict]] = {}  # every run but the baseline: its own folds' scores
     for row in comparison["configs"]:
         own = {k: v for k, v in scores[row["name"]].items() if k in row["folds"]}
         row["inner_val_robustness"] = {str(k): v for k, v in own.items()}
         row["inner_val_corrupted_accuracy"] = float(np.mean([v["corrupted_accuracy"] for v in own.values()]))
         if row["name"] != base:
+            candidates[row["name"]] = own
             row["chosen_over_baseline_folds"] = choose_per_fold(scores[base], own)
         lines.append(f"  {row['name']:<16} " + "  ".join(
             f"f{k} {v['clean_accuracy']:.3f}/{v['corrupted_accuracy']:.3f}" for k, v in sorted(own.items()))
             + (f"  → chosen on folds {row['chosen_over_baseline_folds']}" if row["name"] != base else ""))
-    candidates = {row["name"]: {int(k): v for k, v in row["inner_val_robustness"].items()}
-                  for row in comparison["configs"] if row["name"] != base}
     if len(candidates) > 1:  # several candidates may win one fold: the rule of pick_per_fold names one per fold
         comparison["picked_per_fold"] = {str(k): name for k, name in pick_per_fold(scores[base], candidates).items()}
         lines.append("picked per fold (pick_per_fold): " + (", ".join(
