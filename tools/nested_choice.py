@@ -30,20 +30,22 @@ def inner_validation(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, fold
 
 
 class NestedTally:
-    """Per outer fold: each candidate's inner-validation score (most right, then lower NLL, then ``tie_break``),
-    the fold's choice, and every candidate's test-fold predictions; :meth:`report` gives the out-of-fold table."""
+    """Per outer fold: each candidate's inner-validation score (most right, then lower NLL, then ``tie_break``;
+    with ``by_nll=False`` most right, then ``tie_break``), the fold's choice, and every candidate's test-fold
+    predictions; :meth:`report` gives the out-of-fold table."""
 
-    def __init__(self, candidates: Sequence[str], tie_break: Callable[[str], float]):
+    def __init__(self, candidates: Sequence[str], tie_break: Callable[[str], float], by_nll: bool = True):
         self.candidates = list(candidates)
         self.tie_break = tie_break
+        self.by_nll = by_nll
         self.predictions: dict[str, list[np.ndarray]] = {c: [] for c in (*self.candidates, "nested")}
         self.labels: list[np.ndarray] = []
         self.choices: dict[int, str] = {}
 
     def add_fold(self, fold: int, val_p: Mapping[str, np.ndarray], y_val: np.ndarray,
                  test_p: Mapping[str, np.ndarray], y_test: np.ndarray, name: str = "") -> str:
-        score = {c: (int((val_p[c].argmax(1) == y_val).sum()), -nll(val_p[c], y_val), self.tie_break(c))
-                 for c in self.candidates}
+        score = {c: (int((val_p[c].argmax(1) == y_val).sum()), -nll(val_p[c], y_val) if self.by_nll else 0.0,
+                     self.tie_break(c)) for c in self.candidates}
         choice = max(self.candidates, key=lambda c: score[c])
         self.choices[fold] = choice
         for c in self.candidates:

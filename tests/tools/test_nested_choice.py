@@ -32,6 +32,15 @@ def test_choice_by_right_answers_then_nll_then_tie_break_and_test_folds_only_rep
     assert out["oof"]["nested"][0] == pytest.approx(0.25)  # fold 0 by "b" (0 of 2), fold 1 by "c" (1 of 2)
 
 
+def test_without_nll_a_tie_on_right_answers_goes_to_the_tie_break():
+    tally = NestedTally(["a", "b"], tie_break=lambda c: c == "a", by_nll=False)
+    y = np.zeros(4, int)
+    val = {"a": _probs([1, 1, 1, 0], 0.6), "b": _probs([1, 1, 1, 0], 0.99)}  # "b" has the lower NLL
+    assert tally.add_fold(0, val, y, val, y) == "a"
+    val["b"] = _probs([1, 1, 1, 1], 0.6)
+    assert tally.add_fold(1, val, y, val, y) == "b"
+
+
 def test_nll():
     p = np.array([[0.5, 0.5], [0.25, 0.75]])
     assert nll(p, np.array([0, 1])) == pytest.approx(-(np.log(0.5) + np.log(0.75)) / 2)

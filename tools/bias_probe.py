@@ -1,0 +1,112 @@
+"""Nested probe: does a per-class logit bias, fitted on a fold's own inner validation, fix the decision rule?
+
+    python -m tools.bias_probe --dataset smids [--data-dir ../shared/data] [--archs effnet,effnet_cbam]
+
+Temperature scaling (``ood``) cannot move a single model's predicted class. A per-class additive bias on the
+(tempered) log-probabilities can: it is the prior/bias half of vector scaling (Guo et al., ICML 2017) and the
+usual correction when the classes' decision thresholds sit in the wrong place. Per fold model, with and
+without the shipped 8-view TTA (one core pass gives both), the candidates are
+
+* ``as_is``: ``argmax(log p / T)`` (what ``predict`` does; T the card's temperature, 1 without one);
+* ``bias``: ``argmax(log p / T + b)``, ``b`` (class 0's entry fixed at 0) minimising the NLL of fold k's
+  inner-validation images (L-BFGS), then applied unchanged to fold k's test images.
+
+Rule, fixed before any score was seen: fold k takes ``bias`` only if, cross-fitted on its inner validation
+(stratified 5-fold split of those images, seed 0: ``b`` fitted on four parts, scored on the fifth), it gets
+strictly more inner-validation images right than ``as_is``; a tie keeps ``as_is``. Test folds only report:
+out-of-fold accuracy and macro-F1 of each fixed candidate and of the nested per-fold choice. Caveat: a shipped
+model's inner validation also chose its early-stopping epoch, so its inner-validation errors are fewer and
+may be placed differently from its test errors. Prints a table; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import log_softmax, softmax
+from sklearn.model_selection import StratifiedKFold
+
+from spermlib.data.datasets import get_dataset, resolve_data_root
+from spermlib.data.splits import manifest_for_root
+from spermlib.evaluation.evaluate import fold_checkpoints
+from spermlib.inference.core import InferenceModel
+from spermlib.store.paths import default_checkpoints_dir
+from spermlib.training.fold_data import DecodedImages
+from tools.nested_choice import NestedTally, inner_validation
+
+CANDIDATES = ("as_is", "bias")
+CROSS_FIT_SPLITS = 5
+
+
+def fit_bias(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The per-class bias ``b`` (``b[0] = 0``) minimising the mean NLL of ``y`` under ``softmax(logp + b)``."""
+    def loss(free: np.ndarray) -> tuple[float, np.ndarray]:
+        b = np.concatenate([[0.0], free])
+        lp = log_softmax(logp + b, axis=1)
+        grad = softmax(logp + b, axis=1)
+        grad[np.arange(len(y)), y] -= 1
+        return float(-lp[np.arange(len(y)), y].mean()), grad.mean(0)[1:]
+
+    res = minimize(loss, np.zeros(logp.shape[1] - 1), jac=True, method="L-BFGS-B")
+    return np.concatenate([[0.0], res.x])
+
+
+def cross_fitted(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each inner-validation image's biased probabilities with ``b`` fitted on the other parts only; where a
+    class has fewer than two images there is no honest cross-fit, and the unbiased ones come back (a tie)."""
+    out = np.zeros_like(logp)
+    n_splits = min(CROSS_FIT_SPLITS, int(np.bincount(y, minlength=logp.shape[1]).min()))
+    if n_splits < 2:
+        return softmax(logp, axis=1)
+    for fit, held in StratifiedKFold(n_splits, shuffle=True, random_state=0).split(logp, y):
+        out[held] = softmax(logp[held] + fit_bias(logp[fit], y[fit]), axis=1)
+    return out
+
+
+def log_probs(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    return np.log(np.clip(probabilities.astype(np.float64), 1e-300, None)) / temperature
+
+
+def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
+    spec = get_dataset(dataset)
+    root = resolve_data_root(spec, data_dir)
+    manifest, sha = manifest_for_root(spec, root, None)
+    cls = {c: i for i, c in enumerate(spec.class_dirs)}
+    decoded: dict[int, DecodedImages] = {}
+    tallies = {v: NestedTally(CANDIDATES, tie_break=lambda c: c == "as_is", by_nll=False)
+               for v in ("one view", "tta")}
+    for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
+        fm = InferenceModel.from_card(model, card)
+        size = fm.prep.input_size
+        decoded.setdefault(size, DecodedImages(root, manifest, size))
+        x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
+        test = manifest[manifest["fold"] == k]
+        y_test = test["label"].map(cls).to_numpy()
+        t = float(card.get("temperature") or 1.0)
+        val_out = fm(x_val, tta=True)
+        test_out = fm(decoded[size].take(list(test["path"])), tta=True)
+        for view, val_p, test_p in (("one view", val_out.first.probabilities, test_out.first.probabilities),
+                                    ("tta", val_out.probabilities, test_out.probabilities)):
+            lv, lt = log_probs(val_p, t), log_probs(test_p, t)
+            b = fit_bias(lv, y_val)
+            print(f"{arch} {view} fold {k}: T = {t:.3f}, b = {np.round(b, 3).tolist()}", flush=True)
+            tallies[view].add_fold(k, {"as_is": softmax(lv, axis=1), "bias": cross_fitted(lv, y_val)}, y_val,
+                                   {"as_is": softmax(lt, axis=1), "bias": softmax(lt + b, axis=1)}, y_test,
+                                   name=f"{arch} {view} ")
+    return {view: tally.report(name=f"{arch} {view} ") for view, tally in tallies.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--archs", default="effnet,effnet_cbam")
+    args = parser.parse_args()
+    for arch in args.archs.split(","):
+        probe(args.dataset, args.data_dir, arch)
+
+
+if __name__ == "__main__":
+    main()
