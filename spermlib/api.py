@@ -36,9 +36,10 @@ def list_archs() -> list[str]:
 
 def load_predictor(dataset: str = DEFAULT_DATASET, arch: str = DEFAULT_ARCH, folds: Sequence[int] | None = None,
                    checkpoints_dir: str | os.PathLike | None = None, device: str | None = None,
-                   tta: bool = False) -> Predictor:
-    """The fold ensemble of ``arch`` trained on ``dataset`` (all folds found, or only ``folds``); ``tta``: each
-    model's softmax averaged over the 8 flips/90° turns of the image (``predictor.with_tta()`` switches later).
+                   tta: bool = True) -> Predictor:
+    """The fold ensemble of ``arch`` trained on ``dataset`` (all folds found, or only ``folds``); ``tta`` (on by
+    default, as ``predict`` and the Classify page): each model's softmax averaged over the 8 flips/90° turns of the
+    image, the '+ TTA ×8' results (``predictor.with_tta(False)`` switches to one view).
 
     ``checkpoints_dir`` defaults to ``$SPERMLIB_CHECKPOINTS``, then the shipped ``checkpoints/``;
     ``device`` to CUDA when present. Raises :class:`spermlib.errors.SpermlibError` (a ``ValueError``)

@@ -254,7 +254,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.dataset)
     folds = None if args.folds is None else sorted({int(k) for k in args.folds.split(",") if k.strip()})
-    report = robustness_dataset(spec, device=args.device, folds=folds, **_scoring_args(spec, args))
+    report = robustness_dataset(spec, device=args.device, folds=folds, tta=args.tta, **_scoring_args(spec, args))
     for arch, r in report["archs"].items():
         drops = " / ".join(f"{100 * d:.1f}" for d in r["mean_accuracy_drop"])
         print(f"{spec.name}/{arch}: clean accuracy {r['clean']['accuracy']:.4f}; mean accuracy drop in points "
@@ -275,6 +275,21 @@ def cmd_ood(args: argparse.Namespace) -> int:
               f"other dataset {o['flagged']:.1%} (AUROC {o['auroc']:.3f}), natural photographs {n['flagged']:.1%} "
               f"(AUROC {n['auroc']:.3f}); out-of-fold ECE {c['ece_before']:.3f} → {c['ece_after']:.3f} with "
               f"temperature scaling ({temperature_use(c)})")
+    print(f"wrote {report['written_to']}")
+    return 0
+
+
+def cmd_bias(args: argparse.Namespace) -> int:
+    from spermlib.evaluation.decision_bias import decision_bias_dataset
+
+    spec = get_dataset(args.dataset)
+    report = decision_bias_dataset(spec, device=args.device, **_scoring_args(spec, args))
+    for arch, r in report["archs"].items():
+        for k, d in r["folds"].items():
+            print(f"{spec.name}/{arch} fold {k}: " + "; ".join(
+                f"{m} {d[m]['inner_val_right_without']} → {d[m]['inner_val_right_cross_fitted']} of "
+                f"{d[m]['n_inner_val']} right cross-fitted ({'taken' if d[m]['taken'] else 'none'})"
+                for m in ("one_view", "tta")))
     print(f"wrote {report['written_to']}")
     return 0
 
@@ -555,6 +570,9 @@ def _robustness_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", default=None, metavar="K,K",
                    help="only these outer folds' test images (e.g. 0,1: a run that trained only those folds; "
                         "write it with --results elsewhere); default every fold")
+    p.add_argument("--tta", action="store_true",
+                   help="classify each image by the mean over its 8 flips/90° turns, as predict and the Classify page "
+                        "do by default (the '<arch>+tta' entries; 8x the compute)")
 
 
 def _ood_args(p: argparse.ArgumentParser) -> None:
@@ -573,10 +591,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help=DATASET_HELP)
     p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--fold", type=int, default=None, help="one fold's model (default: 5-fold ensemble)")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: each model's softmax averaged over the 8 flips/90° turns of the "
-                        "image (as `evaluate --tta`; one stacked pass: ~2x the time of one view for one image, 8x the "
-                        "compute in batches)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="test-time augmentation, on by default as on the Classify page: each model's softmax averaged "
+                        "over the 8 flips/90° turns of the image (as `evaluate --tta`, the '+ TTA ×8' results; one "
+                        "stacked pass: ~2x the time of one view for one image, 8x the compute in batches). --no-tta: "
+                        "one view (the results' entries without TTA), e.g. for large archives")
     p.add_argument("--json", action="store_true")
     p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM++ overlay PNG per image here")
     p.add_argument("--device", default=None)
@@ -656,6 +675,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
      _robustness_args, cmd_robustness),
     ("ood", "fit out-of-domain detectors + temperatures per fold model; AUROC and flag rates → ood.json", _ood_args,
      cmd_ood),
+    ("bias", "per fold model, a per-class decision bias fitted on its inner validation, kept where a cross-fit "
+     "there says it helps (fold cards) → decision_bias.json", _scoring_only_args, cmd_bias),
     ("report", "regenerate README.md's results block from results/ (metrics, faithfulness, robustness)", _report_args,
      cmd_report),
     ("predict", "classify image files and folders (--ray: on a Ray cluster)", _predict_args, cmd_predict),

@@ -16,7 +16,8 @@ Rule, fixed before any score was seen: fold k takes ``bias`` only if, cross-fitt
 strictly more inner-validation images right than ``as_is``; a tie keeps ``as_is``. Test folds only report:
 out-of-fold accuracy and macro-F1 of each fixed candidate and of the nested per-fold choice. Caveat: a shipped
 model's inner validation also chose its early-stopping epoch, so its inner-validation errors are fewer and
-may be placed differently from its test errors. Prints a table; writes nothing.
+may be placed differently from its test errors. Prints a table; writes nothing. The rule now ships as
+``python -m spermlib bias`` (``spermlib.inference.decision_bias``); this probe reads the models without it.
 """
 
 from __future__ import annotations
@@ -24,49 +25,18 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
-from sklearn.model_selection import StratifiedKFold
+from scipy.special import softmax
 
 from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel
+from spermlib.inference.decision_bias import cross_fitted, fit_bias, log_probabilities
 from spermlib.store.paths import default_checkpoints_dir
 from spermlib.training.fold_data import DecodedImages
 from tools.nested_choice import NestedTally, inner_validation
 
 CANDIDATES = ("as_is", "bias")
-CROSS_FIT_SPLITS = 5
-
-
-def fit_bias(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The per-class bias ``b`` (``b[0] = 0``) minimising the mean NLL of ``y`` under ``softmax(logp + b)``."""
-    def loss(free: np.ndarray) -> tuple[float, np.ndarray]:
-        b = np.concatenate([[0.0], free])
-        lp = log_softmax(logp + b, axis=1)
-        grad = softmax(logp + b, axis=1)
-        grad[np.arange(len(y)), y] -= 1
-        return float(-lp[np.arange(len(y)), y].mean()), grad.mean(0)[1:]
-
-    res = minimize(loss, np.zeros(logp.shape[1] - 1), jac=True, method="L-BFGS-B")
-    return np.concatenate([[0.0], res.x])
-
-
-def cross_fitted(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each inner-validation image's biased probabilities with ``b`` fitted on the other parts only; where a
-    class has fewer than two images there is no honest cross-fit, and the unbiased ones come back (a tie)."""
-    out = np.zeros_like(logp)
-    n_splits = min(CROSS_FIT_SPLITS, int(np.bincount(y, minlength=logp.shape[1]).min()))
-    if n_splits < 2:
-        return softmax(logp, axis=1)
-    for fit, held in StratifiedKFold(n_splits, shuffle=True, random_state=0).split(logp, y):
-        out[held] = softmax(logp[held] + fit_bias(logp[fit], y[fit]), axis=1)
-    return out
-
-
-def log_probs(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    return np.log(np.clip(probabilities.astype(np.float64), 1e-300, None)) / temperature
 
 
 def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
@@ -78,7 +48,7 @@ def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
     tallies = {v: NestedTally(CANDIDATES, tie_break=lambda c: c == "as_is", by_nll=False)
                for v in ("one view", "tta")}
     for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
-        fm = InferenceModel.from_card(model, card)
+        fm = InferenceModel.from_card(model, {**card, "decision_bias": None})  # the model's own output
         size = fm.prep.input_size
         decoded.setdefault(size, DecodedImages(root, manifest, size))
         x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
@@ -89,7 +59,7 @@ def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
         test_out = fm(decoded[size].take(list(test["path"])), tta=True)
         for view, val_p, test_p in (("one view", val_out.first.probabilities, test_out.first.probabilities),
                                     ("tta", val_out.probabilities, test_out.probabilities)):
-            lv, lt = log_probs(val_p, t), log_probs(test_p, t)
+            lv, lt = log_probabilities(val_p, t), log_probabilities(test_p, t)
             b = fit_bias(lv, y_val)
             print(f"{arch} {view} fold {k}: T = {t:.3f}, b = {np.round(b, 3).tolist()}", flush=True)
             tallies[view].add_fold(k, {"as_is": softmax(lv, axis=1), "bias": cross_fitted(lv, y_val)}, y_val,

@@ -15,6 +15,7 @@ from spermlib.data.datasets import DATASETS, PROJECT_ROOT, get_dataset
 from spermlib.errors import SpermlibError
 from spermlib.store.results import (
     arch_order,
+    load_decision_bias,
     load_faithfulness,
     load_metrics,
     load_ood,
@@ -92,6 +93,7 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
         e = effnets[0]
         lines.append(f"EfficientNet backbone: `{e.get('backbone', '?')}`, {e.get('pretrained_source', '?')}; "
                      f"input {e.get('input_size', '?')} px.")
+    lines += _decision_bias_lines(name, results_dir)
     some = next(iter(metrics["archs"].values()))
     lines.append(f"{some['n_images']} images scored out of fold. Protocol: {metrics.get('protocol', '?')}.")
     faith = load_faithfulness(name, results_dir)
@@ -144,6 +146,20 @@ def _paper_lines(name: str, metrics: dict) -> list[str]:
             f"{paper['macro_f1']:.3f} | — | — |", "",
             f"Paper's hold-out numbers {verdict} under 5-fold CV: best entry {_model_name(best)}, "
             f"{_signed_gap(gap_acc, 1)} points accuracy and {_signed_gap(gap_f1, 3)} macro-F1 against the paper."]
+
+
+def _decision_bias_lines(name: str, results_dir: str | Path | None) -> list[str]:
+    """Which fold models' cards carry a decision bias (``python -m spermlib bias``), per inference mode."""
+    found = load_decision_bias(name, results_dir)
+    if found is None:
+        return []
+
+    def folds(ks: list[int]) -> str:
+        return f"fold{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}" if ks else "none"
+
+    parts = [f"{_model_name(a)}: one view {folds(found['archs'][a]['taken']['one_view'])}, + TTA "
+             f"{folds(found['archs'][a]['taken']['tta'])}" for a in arch_order(found["archs"])]
+    return [f"Per-class decision bias (`python -m spermlib bias`; {found['rule']}), taken by " + "; ".join(parts) + "."]
 
 
 def _signed_gap(gap: float, decimals: int) -> str:

@@ -3,7 +3,9 @@
 Every image is scored by the one fold model that never saw it (``evaluate.fold_checkpoints``, the
 inference core), first clean, then under each corruption of ``corruptions.CORRUPTIONS`` at its three
 severities, applied to the uint8 model input. Accuracy and macro-F1 are pooled over all out-of-fold
-images; the drop is clean minus corrupted.
+images; the drop is clean minus corrupted. With ``tta`` each (corrupted) image is classified as ``predict``
+and the Classify page do by default, by the mean over its 8 flips/90° turns (entry ``<arch>+tta``; 8× the
+compute).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from spermlib.runtime import hardware, pick_device
 from spermlib.store.cards import archs_with_checkpoints
 from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
 from spermlib.store.paths import default_checkpoints_dir, project_relative
-from spermlib.store.results import ROBUSTNESS_FILE, results_to_update, write_json
+from spermlib.store.results import ROBUSTNESS_FILE, entry_name, results_to_update, write_json
 
 CLEAN = "clean"
 MIDDLE = 2  # the middle severity, at which the robustness targets are stated
@@ -38,7 +40,7 @@ PROTOCOL = ("each image scored by the fold model that never saw it (out of fold)
 
 def corrupted_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
                           checkpoints_dir: Path | None = None, device: str | None = None,
-                          corruptions: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                          corruptions: dict | None = None, tta: bool = False) -> tuple[pd.DataFrame, dict]:
     """Predicted class of every (image, corruption, severity), each image by its own fold's model.
 
     Returns a long table (path, label, fold, corruption, severity, parameter, pred; the clean pass
@@ -52,14 +54,14 @@ def corrupted_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame,
         test = manifest[manifest["fold"] == k]
         x = load_uint8_batch(root, list(test["path"]), fold_model.prep.input_size)
         run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
-               "batch_size": EVAL_BATCH}
+               "batch_size": EVAL_BATCH, "tta": tta}
         # One corrupted copy at a time (a generator): all of them at once would not fit for SMIDS.
         passes = ((name, s + 1, p, c.apply(x, p)) for name, c in corruptions.items()
                   for s, p in enumerate(c.severities))
         for name, severity, param, images in itertools.chain([(CLEAN, 0, None, x)], passes):
             df = test[["path", "label", "fold"]].copy()
             df["corruption"], df["severity"], df["parameter"] = name, severity, param
-            df["pred"] = [spec.class_dirs[i] for i in fold_model(images, batch_size=EVAL_BATCH).predicted]
+            df["pred"] = [spec.class_dirs[i] for i in fold_model(images, batch_size=EVAL_BATCH, tta=tta).predicted]
             rows.append(df)
     return pd.concat(rows, ignore_index=True), run
 
@@ -90,9 +92,10 @@ def robustness_summary(preds: pd.DataFrame, corruptions: dict | None = None) -> 
 
 def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
                        device: str | None = None, checkpoints_dir: Path | None = None,
-                       results_base: Path | None = None, folds: list[int] | None = None) -> dict:
+                       results_base: Path | None = None, folds: list[int] | None = None, tta: bool = False) -> dict:
     """Run the suite for ``archs`` (default: every arch with checkpoints) and (re)write robustness.json; with
-    ``folds``, only those outer folds' test images, each still by its own fold model."""
+    ``folds``, only those outer folds' test images, each still by its own fold model; with ``tta``, the
+    ``<arch>+tta`` entries (the other entries are kept)."""
     checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
     manifest, sha = manifest_for_root(spec, root, splits_path)
     if folds is not None:  # the other folds' images are left out, not re-assigned: the sha stays the split's
@@ -102,8 +105,8 @@ def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = 
     archs = archs_with_checkpoints(spec, archs, checkpoints_dir)
     path, report = results_to_update(spec, root, ROBUSTNESS_FILE, sha, results_base)
     for arch in archs:
-        preds, run = corrupted_predictions(spec, root, manifest, sha, arch, checkpoints_dir, device)
-        report["archs"][arch] = {**robustness_summary(preds), "inference": run}
+        preds, run = corrupted_predictions(spec, root, manifest, sha, arch, checkpoints_dir, device, tta=tta)
+        report["archs"][entry_name(arch, tta)] = {**robustness_summary(preds), "inference": run}
     report.update({
         "dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,
         "full_dataset": is_full_dataset(root), "protocol": PROTOCOL, "folds": folds or "all",

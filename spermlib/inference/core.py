@@ -17,7 +17,10 @@ faithfulness (which class to explain), embeddings and the bench's "ours" rows al
   with ``stats=True`` the same pass also summarises the model's early feature maps
   (``forward_features_and_taps``: per-channel mean and standard deviation, :func:`channel_stats`), which
   out-of-domain detection (``inference.ood``) reads; with ``tta=True`` the 8 flips/90° turns of each
-  image go through one stacked pass and their mean is returned.
+  image go through one stacked pass and their mean is returned;
+* the card's decision bias (``inference.decision_bias``), where its inner validation took one: applied to the
+  probabilities of the mode it was fitted for (one view, or the TTA mean), so every caller's predicted class
+  is the one ``predict`` reports. Logits, features and statistics stay the model's own.
 
 Grad-CAM++ (``explain``) differentiates the head in fp32 on a backbone pass of its own (run under this
 core's precision); it explains the class this core predicted.
@@ -25,8 +28,8 @@ core's precision); it explains the class this core predicted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -34,6 +37,7 @@ from PIL import Image
 from torch import nn
 
 from spermlib.data.preprocess import normalize, to_uint8_tensor
+from spermlib.inference.decision_bias import apply_bias
 from spermlib.models.fusion import fold_batchnorm
 from spermlib.runtime import Precision, pick_device, precision_policy
 
@@ -89,6 +93,8 @@ class ForwardOutput:
     stats_sizes: tuple[int, ...] = ()  # width of each early map's part of ``stats`` (2 × its channels)
     # With TTA: the unaugmented view's own output (what an out-of-domain detector was fitted on); else None.
     first: ForwardOutput | None = None
+    # The card's decision bias (raw-logit scale) that ``probabilities`` include: softmax(log p + bias); else None.
+    decision_bias: np.ndarray | None = None
 
     @property
     def unaugmented(self) -> ForwardOutput:
@@ -175,6 +181,23 @@ def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
     return ForwardOutput(probs, logits, feats, precision.name, str(device), summary, sizes, first)
 
 
+def with_decision_bias(out: ForwardOutput, bias: Mapping[str, Sequence[float]] | None) -> ForwardOutput:
+    """``out`` with a card's ``decision_bias`` applied to each mode's probabilities: the TTA mean takes the
+    ``tta`` entry, a one-view output (or a TTA output's ``first``) the ``one_view`` entry."""
+    if not bias:
+        return out
+
+    def one(o: ForwardOutput, key: str) -> ForwardOutput:
+        if bias.get(key) is None:
+            return o
+        b = np.asarray(bias[key], np.float32)
+        return replace(o, probabilities=apply_bias(o.probabilities, b), decision_bias=b)
+
+    if out.first is None:
+        return one(out, "one_view")
+    return replace(one(out, "tta"), first=one(out.first, "one_view"))
+
+
 def ensure_eval(model: nn.Module) -> nn.Module:
     """``model`` in eval mode. ``nn.Module.eval()`` walks every submodule through ``__setattr__`` (~0.4 ms
     for EfficientNet-Lite0 + CBAM on 2 cores, 1.8 ms under cProfile), so it runs only when the
@@ -199,7 +222,9 @@ class InferenceModel:
     """
 
     def __init__(self, model: nn.Module, prep: Preprocessing, device: torch.device | str | None = None,
-                 precision: Precision | str = "auto", fold_bn: bool = True):
+                 precision: Precision | str = "auto", fold_bn: bool = True,
+                 decision_bias: Mapping[str, Sequence[float]] | None = None):
+        self.decision_bias = dict(decision_bias or {})  # the card's, per mode (``inference.decision_bias``)
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.precision = precision if isinstance(precision, Precision) else precision_policy(self.device, precision)
         self.prep = prep
@@ -212,11 +237,12 @@ class InferenceModel:
     @classmethod
     def from_card(cls, model: nn.Module, card: dict, device: torch.device | str | None = None,
                   precision: Precision | str = "auto", fold_bn: bool = True) -> InferenceModel:
-        return cls(model, Preprocessing.from_card(card), device, precision, fold_bn)
+        return cls(model, Preprocessing.from_card(card), device, precision, fold_bn, card.get("decision_bias"))
 
     def __call__(self, x_uint8: torch.Tensor, batch_size: int = EVAL_BATCH, tta: bool = False,
                  stats: bool = False) -> ForwardOutput:
-        return forward(self.model, x_uint8, self.prep, self.device, self.precision, batch_size, tta, stats)
+        out = forward(self.model, x_uint8, self.prep, self.device, self.precision, batch_size, tta, stats)
+        return with_decision_bias(out, self.decision_bias)
 
     def model_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
         """The normalised tensor this model sees (what Grad-CAM++ explains, in fp32)."""

@@ -60,9 +60,10 @@ class Prediction:
 def tempered(out: ForwardOutput, temperature: float) -> np.ndarray:
     """``out``'s probabilities at ``temperature``: ``softmax(logits / T)`` for one view; for a TTA mean ``p``
     over views, ``p^(1/T)`` renormalised, which is the same map for one view and, being monotone per image,
-    keeps every single model's predicted class (``predict --fold K --tta`` = ``evaluate --tta``)."""
+    keeps every single model's predicted class (``predict --fold K --tta`` = ``evaluate --tta``). A card's decision
+    bias, already in ``out.probabilities``, is added to one view's logits first (the same map)."""
     if out.first is None:
-        return softmax_t(out.logits, temperature)
+        return softmax_t(out.logits if out.decision_bias is None else out.logits + out.decision_bias, temperature)
     logp = np.log(np.clip(out.probabilities.astype(np.float64), 1e-300, None)) / temperature
     q = np.exp(logp - logp.max(1, keepdims=True))
     return (q / q.sum(1, keepdims=True)).astype(np.float32)
@@ -103,7 +104,8 @@ class Predictor:
         self.device = device or pick_device()
         if not isinstance(precision, Precision):
             precision = precision_policy(self.device, precision)
-        self.fold_models = [InferenceModel(m, self.prep, self.device, precision) for m in models]
+        self.fold_models = [InferenceModel(m, self.prep, self.device, precision, decision_bias=c.get("decision_bias"))
+                            for m, c in zip(models, self.cards)]
         self.models = [fm.model for fm in self.fold_models]
         self.precision = precision
         # Test-time augmentation: each fold model's softmax is the mean over the 8 flips/90° turns of the image

@@ -35,7 +35,7 @@ def _store(args: argparse.Namespace):
 
 def _add(args: argparse.Namespace) -> int:
     summary = _store(args).add_sample(args.name, args.dataset, args.arch, args.images,
-                                      checkpoints_dir=Path(args.checkpoints))
+                                      checkpoints_dir=Path(args.checkpoints), tta=args.tta)
     print(f"saved sample {summary.name!r}: {summary.n_images} image(s) classified by {summary.arch} "
           f"({summary.dataset})")
     return 0
@@ -99,6 +99,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--arch", default=DEFAULT_ARCH, choices=ARCHS)
     add.add_argument("--checkpoints", default=str(default_checkpoints_dir()),
                      help="checkpoints folder (default: $SPERMLIB_CHECKPOINTS or checkpoints/)")
+    add.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                     help="mean over the 8 flips/90° turns of each image, as predict and the Classify page (default)")
     add.set_defaults(samples_func=_add)
     lst = sub.add_parser("list", help="list the saved samples")
     lst.add_argument("--json", action="store_true")

@@ -332,9 +332,12 @@ class SampleStore:
             return _summary(sample)
 
     def add_sample(self, name: str, dataset: str, arch: str, files: Sequence[str | Path | tuple[str, bytes]],
-                   predictor: Predictor | None = None, checkpoints_dir: Path | None = None) -> SampleSummary:
-        """Classify ``files`` (paths, or (name, bytes) pairs) with ``arch``'s fold ensemble and save them as
-        sample ``name``. Nothing is saved if any file is missing, too large or not an image."""
+                   predictor: Predictor | None = None, checkpoints_dir: Path | None = None,
+                   tta: bool = True) -> SampleSummary:
+        """Classify ``files`` (paths, or (name, bytes) pairs) with ``arch``'s fold ensemble (``tta``: as ``predict``
+        and the Classify page by default, the mean over each image's 8 flips/90° turns; a ``predictor`` given
+        keeps its own setting) and save them as sample ``name``. Nothing is saved if any file is missing, too
+        large or not an image."""
         from spermlib.data.imageio import ImageError, load_rgb
 
         spec, arch = get_dataset(dataset), check_arch(arch)
@@ -353,7 +356,7 @@ class SampleStore:
         if predictor is None:
             from spermlib.inference.predict import Predictor
 
-            predictor = Predictor.from_checkpoints(spec, arch=arch, checkpoints_dir=checkpoints_dir)
+            predictor = Predictor.from_checkpoints(spec, arch=arch, checkpoints_dir=checkpoints_dir, tta=tta)
         preds = predictor.predict_images(images, [n for n, _ in items], keep_inputs=False)
         n = len(predictor.folds)
         model = f"ensemble of {n} fold models" if n > 1 else f"fold-{predictor.folds[0]} model"

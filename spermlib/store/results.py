@@ -27,6 +27,7 @@ PUBLISHED_PER_CLASS = 2  # faithfulness.json's subset: images per class per test
 TUNING_FILE = "tuning.json"
 ROBUSTNESS_FILE = "robustness.json"
 OOD_FILE = "ood.json"
+DECISION_BIAS_FILE = "decision_bias.json"
 TTA_SUFFIX = "+tta"
 OOF_KEY_COLUMNS = ("path", "label", "fold", "pred")
 
@@ -164,6 +165,12 @@ def load_ood(dataset: str | DatasetSpec, results_dir: str | Path | None = None) 
     """``ood.json`` of ``dataset`` (written by ``python -m spermlib ood``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / OOD_FILE,
                               f"python -m spermlib ood --dataset {_spec(dataset).name}")
+
+
+def load_decision_bias(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
+    """``decision_bias.json`` of ``dataset`` (written by ``python -m spermlib bias``), or ``None``."""
+    return _load_results_json(dataset_results_dir(dataset, results_dir) / DECISION_BIAS_FILE,
+                              f"python -m spermlib bias --dataset {_spec(dataset).name}")
 
 
 def load_tuning(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:

@@ -47,6 +47,19 @@ def test_results_markdown_shows_the_numbers_of_metrics_json(tmp_path):
     assert md.index("| EfficientNet |") < md.index("| EfficientNet + CBAM |")  # fixed arch order
 
 
+def test_results_name_the_fold_models_whose_cards_carry_a_decision_bias(tmp_path):
+    (tmp_path / "hushem").mkdir()
+    (tmp_path / "hushem" / "metrics.json").write_text(json.dumps(_metrics(0.9)))
+    md = results_markdown(tmp_path)
+    assert "decision bias" not in md  # no decision_bias.json: no line
+    taken = {"effnet_cbam": {"one_view": [], "tta": []}, "effnet": {"one_view": [0], "tta": [1, 3]}}
+    (tmp_path / "hushem" / "decision_bias.json").write_text(json.dumps(
+        {"rule": "the rule", "archs": {a: {"taken": t, "folds": {}} for a, t in taken.items()}}))
+    md = results_markdown(tmp_path)
+    assert ("(`python -m spermlib bias`; the rule), taken by EfficientNet: one view fold 0, + TTA folds 1, 3; "
+            "EfficientNet + CBAM: one view none, + TTA none.") in md
+
+
 def test_best_entry_is_the_most_images_right_then_macro_f1(tmp_path):
     """Two entries with the same images right: fold means (a hair apart from unequal fold sizes, in accuracy or in
     macro-F1) must not pick the one with the lower pooled macro-F1."""

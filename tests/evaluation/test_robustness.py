@@ -91,6 +91,23 @@ def test_clean_pass_matches_evaluate(toy_checkpoints):
     assert list(clean["pred"]) == list(oof["pred"])
 
 
+def test_with_tta_the_clean_pass_matches_evaluate_tta_and_the_one_view_entry_is_kept(toy_checkpoints, tmp_path):
+    manifest, sha = _toy_manifest(toy_checkpoints)
+    args = (TOY, toy_checkpoints["data_root"], manifest, sha, "simplecnn", toy_checkpoints["checkpoints"])
+    preds, run = corrupted_predictions(*args, device="cpu", corruptions={}, tta=True)
+    oof, _ = oof_predictions(*args, device="cpu", tta=True)
+    assert run["tta"] and list(preds.sort_values("path", ignore_index=True)["pred"]) == list(oof["pred"])
+    one_view, _ = oof_predictions(*args, device="cpu")
+    probs = [c for c in oof if c.startswith("prob_")]
+    assert not oof[probs].equals(one_view[probs])  # the TTA pass is not one view
+    kw = dict(archs=["simplecnn"], splits_path=toy_checkpoints["manifest"], device="cpu",
+              checkpoints_dir=toy_checkpoints["checkpoints"], results_base=tmp_path, folds=[0])
+    robustness_dataset(TOY, toy_checkpoints["data_root"], **kw)
+    report = robustness_dataset(TOY, toy_checkpoints["data_root"], tta=True, **kw)
+    assert set(report["archs"]) == {"simplecnn", "simplecnn+tta"}
+    assert report["archs"]["simplecnn+tta"]["inference"]["tta"] and not report["archs"]["simplecnn"]["inference"]["tta"]
+
+
 def test_summary_drop_is_clean_minus_corrupted():
     rows = []
     for name, severity, right in ((CLEAN, 0, 4), ("blur", 1, 3), ("blur", 2, 2), ("blur", 3, 0)):

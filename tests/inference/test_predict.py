@@ -72,6 +72,26 @@ def test_cam_overlays_written_by_cli(tmp_path, toy_checkpoints, capsys, monkeypa
     assert cam.size == (48, 48) and cam.mode == "RGB"
 
 
+def test_predict_defaults_to_the_apps_tta_and_no_tta_gives_one_view(tmp_path, toy_checkpoints, capsys, monkeypatch):
+    """``predict``, the Python API and the Classify page share one default inference: the 8-view TTA."""
+    import spermlib.api as api
+    import spermlib.cli as cli
+
+    monkeypatch.setattr(cli, "get_dataset", lambda name: TOY)
+    files = [str(_write_toy(tmp_path, label, 11)[0]) for label in ("disc", "square")]
+    base = ["predict", *files, "--dataset", "hushem", "--arch", "simplecnn", "--json",
+            "--checkpoints", str(toy_checkpoints["checkpoints"])]
+    runs = {}
+    for flag in ("", "--tta", "--no-tta"):
+        assert main(base + ([flag] if flag else [])) == 0
+        runs[flag] = np.array([[r["probabilities"][c] for c in TOY.class_dirs] for r in json.loads(
+            capsys.readouterr().out)])
+    np.testing.assert_array_equal(runs[""], runs["--tta"])
+    assert np.abs(runs[""] - runs["--no-tta"]).max() > 1e-4
+    monkeypatch.setattr("spermlib.data.datasets.get_dataset", lambda name: TOY)
+    assert api.load_predictor("toy", "simplecnn", checkpoints_dir=toy_checkpoints["checkpoints"]).tta
+
+
 def test_missing_checkpoints_give_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="train with"):
         Predictor.from_checkpoints(TOY, arch="effnet_cbam", checkpoints_dir=tmp_path)

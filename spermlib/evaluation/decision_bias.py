@@ -1,0 +1,73 @@
+"""Fit each fold model's decision bias on its own inner validation and store the ones the rule takes.
+
+    python -m spermlib bias --dataset D [--arch A]   → fold cards' ``decision_bias``, results/<D>/decision_bias.json
+
+The rule and what the bias is: ``inference.decision_bias``. One inference-core pass with TTA per fold model over
+its inner-validation images (the split its training used) gives both modes (the TTA mean and the unaugmented
+view), scored without any bias the card may already carry; test folds are never read. Run it after ``ood``
+(whose temperature it fits at) and before ``evaluate``; a retrain or ``average`` writes a card without it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spermlib.data.datasets import DatasetSpec, is_full_dataset
+from spermlib.data.preprocess import load_uint8_batch
+from spermlib.data.splits import fold_parts, manifest_for_root
+from spermlib.inference.core import InferenceModel
+from spermlib.inference.decision_bias import RULE, card_bias, decide
+from spermlib.runtime import pick_device
+from spermlib.store.cards import archs_with_checkpoints, set_card_field
+from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
+from spermlib.store.paths import default_checkpoints_dir, project_relative
+from spermlib.store.results import DECISION_BIAS_FILE, results_to_update, write_json
+
+
+def fold_decisions(spec: DatasetSpec, root: Path, manifest, manifest_sha: str, arch: str, checkpoints_dir: Path,
+                   device: str | None = None) -> dict[int, dict]:
+    """Per fold checkpoint: the rule's decision for each mode on the fold's inner validation."""
+    dev = pick_device(device)
+    out = {}
+    for k in available_folds(spec, arch, checkpoints_dir):
+        model, card = load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir))
+        if card.get("split_sha256") != manifest_sha:
+            raise CheckpointError(f"{checkpoints_dir}: {spec.name}/{arch} fold {k} was trained on another split")
+        fold_model = InferenceModel.from_card(model, {**card, "decision_bias": None}, dev)  # the model's own output
+        _, val, _ = fold_parts(manifest, k, val_fraction=card["recipe"]["val_fraction"])
+        x = load_uint8_batch(root, list(val["path"]), fold_model.prep.input_size)
+        y = np.array([spec.class_dirs.index(c) for c in val["label"]])
+        res = fold_model(x, tta=True)
+        t = float(card.get("temperature") or 1.0)
+        out[k] = {"one_view": decide(res.first.probabilities, y, t), "tta": decide(res.probabilities, y, t),
+                  "weights_sha256": card["weights_sha256"]}
+    return out
+
+
+def decision_bias_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
+                          device: str | None = None, checkpoints_dir: Path | None = None,
+                          results_base: Path | None = None) -> dict:
+    """Decide every fold model of ``archs`` (default: every arch with checkpoints), write the taken biases into
+    the cards (removing any other) and the decisions into decision_bias.json."""
+    checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
+    manifest, sha = manifest_for_root(spec, root, splits_path)
+    path, report = results_to_update(spec, root, DECISION_BIAS_FILE, sha, results_base)
+    for arch in archs_with_checkpoints(spec, archs, checkpoints_dir):
+        folds = fold_decisions(spec, root, manifest, sha, arch, checkpoints_dir, device)
+        for k, d in folds.items():
+            set_card_field(checkpoint_path(spec, arch, k, checkpoints_dir), "decision_bias",
+                           card_bias({m: d[m] for m in ("one_view", "tta")}))
+        report["archs"][arch] = {
+            "folds": {str(k): d for k, d in folds.items()},
+            "taken": {m: [k for k, d in folds.items() if d[m]["taken"]] for m in ("one_view", "tta")},
+        }
+    report.update({"dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,
+                   "full_dataset": is_full_dataset(root), "rule": RULE,
+                   "where": "fold cards (`decision_bias`, raw-logit scale: temperature × fitted bias, per mode)",
+                   "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "written_to": project_relative(path)})
+    write_json(path, report)
+    return report
