@@ -31,7 +31,7 @@ from spermlib.dashboard.tables import (
     reliability_table,
     roc_table,
 )
-from spermlib.store.results import arch_order, is_tta
+from spermlib.store.results import is_tta
 from views.common import cached_faithfulness, cached_metrics, cached_robustness, dataset_picker, default_first
 
 
@@ -151,7 +151,8 @@ robust = cached_robustness(spec.name)
 if robust is None:
     st.info(f"Not run yet: `python -m spermlib robustness --dataset {spec.name}` writes it.")
 else:
-    for col, arch in grid(list(arch_order(robust["archs"]))):
+    # Like the other charts: the models, then (with the toggle) the same models under TTA (`robustness --tta`).
+    for col, arch in grid(chart_entries(list(robust["archs"]), with_tta)):
         col.plotly_chart(charts.robustness_figure(robust, arch), width="stretch",
                          key=f"compare_robustness_{spec.name}_{arch}")
     protocol = robust.get("protocol", "")

@@ -119,8 +119,8 @@ def test_robustness_panel_shows_robustness_json_or_says_how_to_make_it(app_env, 
     monkeypatch.setenv("SPERMLIB_RESULTS", str(results))
     rows = [{"severity": i + 1, "parameter": p, "accuracy": 0.5, "macro_f1": 0.5, "accuracy_drop": 0.1 * (i + 1),
              "macro_f1_drop": 0.1} for i, p in enumerate((1, 2, 3))]
-    report = {"archs": {"effnet_cbam": {"clean": {"accuracy": 0.9, "macro_f1": 0.9},
-                                        "corruptions": {n: rows for n in CORRUPTIONS}}},
+    entry = {"clean": {"accuracy": 0.9, "macro_f1": 0.9}, "corruptions": {n: rows for n in CORRUPTIONS}}
+    report = {"archs": {"effnet_cbam": entry, "effnet_cbam+tta": entry},
               "corruptions": {n: {"parameter": c.parameter, "severities": list(c.severities)}
                               for n, c in CORRUPTIONS.items()}, "protocol": "out of fold"}
     (results / "smids" / "robustness.json").write_text(json.dumps(report))
@@ -132,3 +132,13 @@ def test_robustness_panel_shows_robustness_json_or_says_how_to_make_it(app_env, 
     assert not at.exception, at.exception
     captions = " ".join(c.value for c in at.caption)
     assert "Points of out-of-fold accuracy lost" in captions and "EfficientNet + CBAM 90.0 %" in captions
+
+    def heatmap_titles() -> list[str]:
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        return [f["layout"]["title"]["text"] for f in specs if f["data"] and f["data"][0].get("type") == "heatmap"
+                and "points lost" in json.dumps(f["data"][0].get("colorbar", {}))]
+
+    assert heatmap_titles() == ["EfficientNet + CBAM"]  # the TTA entry (robustness --tta) only with the toggle
+    at.session_state["compare_tta"] = True  # (these metrics have no TTA entry, so the toggle itself is disabled)
+    at.run()
+    assert heatmap_titles() == ["EfficientNet + CBAM", "EfficientNet + CBAM (TTA)"]
