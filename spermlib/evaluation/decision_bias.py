@@ -13,16 +13,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
-from spermlib.data.preprocess import load_uint8_batch
-from spermlib.data.splits import fold_parts, manifest_for_root
-from spermlib.inference.core import InferenceModel
+from spermlib.data.splits import manifest_for_root
+from spermlib.evaluation.evaluate import inner_validation_sets
 from spermlib.inference.decision_bias import RULE, card_bias, decide
-from spermlib.runtime import pick_device
 from spermlib.store.cards import archs_with_checkpoints, set_card_field
-from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
+from spermlib.store.checkpoints import checkpoint_path
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import DECISION_BIAS_FILE, results_to_update, write_json
 
@@ -30,16 +26,10 @@ from spermlib.store.results import DECISION_BIAS_FILE, results_to_update, write_
 def fold_decisions(spec: DatasetSpec, root: Path, manifest, manifest_sha: str, arch: str, checkpoints_dir: Path,
                    device: str | None = None) -> dict[int, dict]:
     """Per fold checkpoint: the rule's decision for each mode on the fold's inner validation."""
-    dev = pick_device(device)
     out = {}
-    for k in available_folds(spec, arch, checkpoints_dir):
-        model, card = load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir))
-        if card.get("split_sha256") != manifest_sha:
-            raise CheckpointError(f"{checkpoints_dir}: {spec.name}/{arch} fold {k} was trained on another split")
-        fold_model = InferenceModel.from_card(model, {**card, "decision_bias": None}, dev)  # the model's own output
-        _, val, _ = fold_parts(manifest, k, val_fraction=card["recipe"]["val_fraction"])
-        x = load_uint8_batch(root, list(val["path"]), fold_model.prep.input_size)
-        y = np.array([spec.class_dirs.index(c) for c in val["label"]])
+    # scored on the model's own output: not through a bias its card may already carry
+    for k, fold_model, card, x, y in inner_validation_sets(spec, root, manifest, manifest_sha, arch, checkpoints_dir,
+                                                           device, card_changes={"decision_bias": None}):
         res = fold_model(x, tta=True)
         t = float(card.get("temperature") or 1.0)
         out[k] = {"one_view": decide(res.first.probabilities, y, t), "tta": decide(res.probabilities, y, t),

@@ -25,7 +25,7 @@ from sklearn.metrics import (
 from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
-from spermlib.data.splits import manifest_for_root
+from spermlib.data.splits import fold_parts, manifest_for_root
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
 from spermlib.store.cards import training_devices
@@ -161,6 +161,22 @@ def fold_checkpoints(spec: DatasetSpec, manifest: pd.DataFrame, manifest_sha: st
                 f"({str(card.get('split_sha256'))[:12]}…); its test fold is not this one's — retrain it"
             )
         yield k, model, card
+
+
+def inner_validation_sets(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
+                          checkpoints_dir: Path, device: str | None = None, card_changes: dict | None = None):
+    """Yield ``(fold, model, card, x, y)`` for every fold checkpoint in ``checkpoints_dir``: the fold model on the
+    inference core (its card updated with ``card_changes``), and its inner-validation images (uint8) and labels,
+    the split its early stopping used inside its training part. The test fold is never read."""
+    dev = pick_device(device)
+    for k in available_folds(spec, arch, checkpoints_dir):
+        model, card = load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir))
+        if card.get("split_sha256") != manifest_sha:
+            raise CheckpointError(f"{checkpoints_dir}: {spec.name}/{arch} fold {k} was trained on another split")
+        fold_model = InferenceModel.from_card(model, {**card, **(card_changes or {})}, dev)
+        _, val, _ = fold_parts(manifest, k, val_fraction=card["recipe"]["val_fraction"])
+        x = load_uint8_batch(root, list(val["path"]), fold_model.prep.input_size)
+        yield k, fold_model, card, x, np.array([spec.class_dirs.index(c) for c in val["label"]])
 
 
 def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,

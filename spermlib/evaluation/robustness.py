@@ -21,13 +21,12 @@ from sklearn.metrics import accuracy_score
 from spermlib.data.corruptions import CORRUPTIONS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
-from spermlib.data.splits import fold_parts, manifest_for_root
+from spermlib.data.splits import manifest_for_root
 from spermlib.errors import SpermlibError
-from spermlib.evaluation.evaluate import fold_checkpoints, macro_f1
+from spermlib.evaluation.evaluate import fold_checkpoints, inner_validation_sets, macro_f1
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
 from spermlib.store.cards import archs_with_checkpoints
-from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import ROBUSTNESS_FILE, entry_name, results_to_update, write_json
 
@@ -124,17 +123,9 @@ def inner_validation_robustness(spec: DatasetSpec, root: Path, manifest: pd.Data
     """Per fold that ``checkpoints_dir`` has: accuracy on the fold's inner-validation images (the split its early
     stopping used, inside its training part; the test fold is never read), clean and averaged over every
     corruption of the suite at the middle severity. What a recipe choice for that fold may look at."""
-    dev = pick_device(device)
     out = {}
-    for k in available_folds(spec, arch, checkpoints_dir):
-        model, card = load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir))
-        if card.get("split_sha256") != manifest_sha:
-            raise CheckpointError(f"{checkpoints_dir}: {spec.name}/{arch} fold {k} was trained on another split")
-        fold_model = InferenceModel.from_card(model, card, dev)
-        _, val, _ = fold_parts(manifest, k, val_fraction=card["recipe"]["val_fraction"])
-        x = load_uint8_batch(root, list(val["path"]), fold_model.prep.input_size)
-        y = np.array([spec.class_dirs.index(c) for c in val["label"]])
-
+    for k, fold_model, _, x, y in inner_validation_sets(spec, root, manifest, manifest_sha, arch, checkpoints_dir,
+                                                        device):
         def accuracy(images, fold_model=fold_model, y=y) -> float:
             return float((fold_model(images, batch_size=EVAL_BATCH).predicted == y).mean())
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import spermlib.evaluation.decision_bias as db
+import spermlib.evaluation.evaluate as ev
 from spermlib.data.splits import fold_parts, write_manifest
 from spermlib.inference.core import InferenceModel
 from spermlib.store.cards import checkpoint_path, read_card, set_card_field
@@ -41,8 +42,8 @@ def test_decisions_read_inner_validation_only_and_cards_carry_exactly_the_taken_
     shutil.copytree(toy_checkpoints["checkpoints"], ckpt)
     set_card_field(checkpoint_path(TOY, "simplecnn", 1, ckpt), "decision_bias", {"one_view": [0.0, 9.0, 0.0]})
     read: list[str] = []
-    load = db.load_uint8_batch
-    monkeypatch.setattr(db, "load_uint8_batch", lambda root, paths, size, **kw: read.extend(paths) or load(
+    load = ev.load_uint8_batch  # what the inner-validation sets are read with
+    monkeypatch.setattr(ev, "load_uint8_batch", lambda root, paths, size, **kw: read.extend(paths) or load(
         root, paths, size, **kw))
     real_decide = db.decide
 

@@ -229,16 +229,17 @@ def test_tune_robustness_scores_inner_validation_only(toy_checkpoints, tmp_path,
     images are never decoded for it."""
     import json
 
+    import spermlib.evaluation.evaluate as ev  # inner_validation_sets: where the inner validation is read
     import spermlib.evaluation.robustness as rob
     from spermlib.training.tuning import compare_configs, record_comparison
 
     manifest = pd.read_csv(toy_checkpoints["manifest"])
     decoded = []  # the paths of each decoding call, in fold order
-    real = rob.load_uint8_batch
-    monkeypatch.setattr(rob, "load_uint8_batch",
+    real = ev.load_uint8_batch
+    monkeypatch.setattr(ev, "load_uint8_batch",
                         lambda root, paths, size: decoded.append(paths) or real(root, paths, size))
-    real_parts = rob.fold_parts  # the toy set has 5 images a class outside a fold: too few for 1/0.15 inner splits
-    monkeypatch.setattr(rob, "fold_parts", lambda m, k, val_fraction: real_parts(m, k, val_fraction=0.5))
+    real_parts = ev.fold_parts  # the toy set has 5 images a class outside a fold: too few for 1/0.15 inner splits
+    monkeypatch.setattr(ev, "fold_parts", lambda m, k, val_fraction: real_parts(m, k, val_fraction=0.5))
     runs = {"shipped": toy_checkpoints["checkpoints"], "again": toy_checkpoints["checkpoints"],
             "and_again": toy_checkpoints["checkpoints"]}
     comparison = compare_configs(TOY, "simplecnn", runs)
