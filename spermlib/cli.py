@@ -281,6 +281,7 @@ def cmd_ood(args: argparse.Namespace) -> int:
 
 def cmd_bias(args: argparse.Namespace) -> int:
     from spermlib.evaluation.decision_bias import decision_bias_dataset
+    from spermlib.inference.decision_bias import MODES
 
     spec = get_dataset(args.dataset)
     report = decision_bias_dataset(spec, device=args.device, **_scoring_args(spec, args))
@@ -289,7 +290,7 @@ def cmd_bias(args: argparse.Namespace) -> int:
             print(f"{spec.name}/{arch} fold {k}: " + "; ".join(
                 f"{m} {d[m]['inner_val_right_without']} → {d[m]['inner_val_right_cross_fitted']} of "
                 f"{d[m]['n_inner_val']} right cross-fitted ({'taken' if d[m]['taken'] else 'none'})"
-                for m in ("one_view", "tta")))
+                for m in MODES))
     print(f"wrote {report['written_to']}")
     return 0
 

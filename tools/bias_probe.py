@@ -22,8 +22,6 @@ may be placed differently from its test errors. Prints a table; writes nothing. 
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 from scipy.special import softmax
 
@@ -34,7 +32,7 @@ from spermlib.inference.core import InferenceModel
 from spermlib.inference.decision_bias import cross_fitted, fit_bias, log_probabilities
 from spermlib.store.paths import default_checkpoints_dir
 from spermlib.training.fold_data import DecodedImages
-from tools.nested_choice import NestedTally, inner_validation
+from tools.nested_choice import NestedTally, inner_validation, run_per_arch
 
 CANDIDATES = ("as_is", "bias")
 
@@ -69,13 +67,7 @@ def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--archs", default="effnet,effnet_cbam")
-    args = parser.parse_args()
-    for arch in args.archs.split(","):
-        probe(args.dataset, args.data_dir, arch)
+    run_per_arch(__doc__, probe)
 
 
 if __name__ == "__main__":

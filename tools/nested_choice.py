@@ -3,6 +3,7 @@ the choice among candidates by it alone, and the out-of-fold scores of every can
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -65,3 +66,15 @@ class NestedTally:
             print(f"{name}{c:12s} out of fold: accuracy {100 * out[c][0]:.1f} %, macro-F1 {out[c][1]:.3f}",
                   flush=True)
         return {"oof": out, "choices": self.choices}
+
+
+def run_per_arch(doc: str, probe: Callable[[str, str | None, str], object]) -> None:
+    """A per-arch probe's command line: ``--dataset D [--data-dir DIR] [--archs effnet,effnet_cbam]``, then
+    ``probe(dataset, data_dir, arch)`` for each arch."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--archs", default="effnet,effnet_cbam")
+    args = parser.parse_args()
+    for arch in args.archs.split(","):
+        probe(args.dataset, args.data_dir, arch)

@@ -16,7 +16,6 @@ and of the nested per-fold choice (2-core CPU, the inference core's precision). 
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -29,7 +28,7 @@ from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel
 from spermlib.store.paths import default_checkpoints_dir
 from spermlib.training.fold_data import DecodedImages
-from tools.nested_choice import NestedTally, inner_validation
+from tools.nested_choice import NestedTally, inner_validation, run_per_arch
 
 CANDIDATES = {"d8": (0.0,), "d8_45": (0.0, 45.0), "d8_30_60": (0.0, 30.0, 60.0)}
 
@@ -74,13 +73,7 @@ def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--archs", default="effnet,effnet_cbam")
-    args = parser.parse_args()
-    for arch in args.archs.split(","):
-        probe(args.dataset, args.data_dir, arch)
+    run_per_arch(__doc__, probe)
 
 
 if __name__ == "__main__":

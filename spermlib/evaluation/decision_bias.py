@@ -16,7 +16,7 @@ from pathlib import Path
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import inner_validation_sets
-from spermlib.inference.decision_bias import RULE, card_bias, decide
+from spermlib.inference.decision_bias import MODES, ONE_VIEW, RULE, TTA, card_bias, decide
 from spermlib.store.cards import archs_with_checkpoints, set_card_field
 from spermlib.store.checkpoints import checkpoint_path
 from spermlib.store.paths import default_checkpoints_dir, project_relative
@@ -32,7 +32,7 @@ def fold_decisions(spec: DatasetSpec, root: Path, manifest, manifest_sha: str, a
                                                            device, card_changes={"decision_bias": None}):
         res = fold_model(x, tta=True)
         t = float(card.get("temperature") or 1.0)
-        out[k] = {"one_view": decide(res.first.probabilities, y, t), "tta": decide(res.probabilities, y, t),
+        out[k] = {ONE_VIEW: decide(res.first.probabilities, y, t), TTA: decide(res.probabilities, y, t),
                   "weights_sha256": card["weights_sha256"]}
     return out
 
@@ -49,10 +49,10 @@ def decision_bias_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None
         folds = fold_decisions(spec, root, manifest, sha, arch, checkpoints_dir, device)
         for k, d in folds.items():
             set_card_field(checkpoint_path(spec, arch, k, checkpoints_dir), "decision_bias",
-                           card_bias({m: d[m] for m in ("one_view", "tta")}))
+                           card_bias({m: d[m] for m in MODES}))
         report["archs"][arch] = {
             "folds": {str(k): d for k, d in folds.items()},
-            "taken": {m: [k for k, d in folds.items() if d[m]["taken"]] for m in ("one_view", "tta")},
+            "taken": {m: [k for k, d in folds.items() if d[m]["taken"]] for m in MODES},
         }
     report.update({"dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,
                    "full_dataset": is_full_dataset(root), "rule": RULE,

@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 
 from spermlib.data.preprocess import normalize, to_uint8_tensor
-from spermlib.inference.decision_bias import apply_bias
+from spermlib.inference.decision_bias import ONE_VIEW, TTA, apply_bias
 from spermlib.models.fusion import fold_batchnorm
 from spermlib.runtime import Precision, pick_device, precision_policy
 
@@ -194,8 +194,8 @@ def with_decision_bias(out: ForwardOutput, bias: Mapping[str, Sequence[float]] |
         return replace(o, probabilities=apply_bias(o.probabilities, b), decision_bias=b)
 
     if out.first is None:
-        return one(out, "one_view")
-    return replace(one(out, "tta"), first=one(out.first, "one_view"))
+        return one(out, ONE_VIEW)
+    return replace(one(out, TTA), first=one(out.first, ONE_VIEW))
 
 
 def ensure_eval(model: nn.Module) -> nn.Module:

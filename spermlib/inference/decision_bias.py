@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-MODES = ("one_view", "tta")
+ONE_VIEW, TTA = "one_view", "tta"  # the card's keys: one view, and the mean over the 8 TTA views
+MODES = (ONE_VIEW, TTA)
 CROSS_FIT_SPLITS = 5
 CROSS_FIT_SEED = 0
 RULE = ("per fold model and inference mode (one view, 8-view TTA): a per-class additive bias on the tempered "
@@ -32,22 +33,19 @@ RULE = ("per fold model and inference mode (one view, 8-view TTA): a per-class a
         "gets strictly more images right than no bias (a tie keeps none); test folds play no part")
 
 
-def mode(tta: bool) -> str:
-    return MODES[1] if tta else MODES[0]
-
-
 def log_probabilities(probabilities: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return np.log(np.clip(np.asarray(probabilities, np.float64), 1e-300, None)) / temperature
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (numpy; the core imports this module, scipy is not needed to apply a bias)."""
     e = np.exp(z - z.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
 
 
 def apply_bias(probabilities: np.ndarray, bias: Sequence[float] | np.ndarray) -> np.ndarray:
     """``softmax(log p + bias)`` row by row (``bias`` on the raw-logit scale, as cards store it)."""
-    return _softmax(log_probabilities(probabilities) + np.asarray(bias, np.float64)).astype(np.float32)
+    return softmax(log_probabilities(probabilities) + np.asarray(bias, np.float64)).astype(np.float32)
 
 
 def fit_bias(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -59,7 +57,7 @@ def fit_bias(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     def loss(free: np.ndarray) -> tuple[float, np.ndarray]:
         z = logp + np.concatenate([[0.0], free])
-        grad = _softmax(z)
+        grad = softmax(z)
         grad[rows, y] -= 1
         return float(-log_softmax(z, axis=1)[rows, y].mean()), grad.mean(0)[1:]
 
@@ -74,10 +72,10 @@ def cross_fitted(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     n_splits = min(CROSS_FIT_SPLITS, int(np.bincount(y, minlength=logp.shape[1]).min()))
     if n_splits < 2:
-        return _softmax(logp)
+        return softmax(logp)
     out = np.zeros_like(logp)
     for fit, held in StratifiedKFold(n_splits, shuffle=True, random_state=CROSS_FIT_SEED).split(logp, y):
-        out[held] = _softmax(logp[held] + fit_bias(logp[fit], y[fit]))
+        out[held] = softmax(logp[held] + fit_bias(logp[fit], y[fit]))
     return out
 
 

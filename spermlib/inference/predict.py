@@ -20,6 +20,7 @@ from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, ImageSource, load_rgb
 from spermlib.errors import SpermlibError
 from spermlib.inference.core import ForwardOutput, InferenceModel, Preprocessing
+from spermlib.inference.decision_bias import log_probabilities, softmax
 from spermlib.inference.ood import Detector, ensemble_domain, load_detector, softmax_t
 from spermlib.runtime import Precision, pick_device, precision_policy
 from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
@@ -64,9 +65,7 @@ def tempered(out: ForwardOutput, temperature: float) -> np.ndarray:
     bias, already in ``out.probabilities``, is added to one view's logits first (the same map)."""
     if out.first is None:
         return softmax_t(out.logits if out.decision_bias is None else out.logits + out.decision_bias, temperature)
-    logp = np.log(np.clip(out.probabilities.astype(np.float64), 1e-300, None)) / temperature
-    q = np.exp(logp - logp.max(1, keepdims=True))
-    return (q / q.sum(1, keepdims=True)).astype(np.float32)
+    return softmax(log_probabilities(out.probabilities, temperature)).astype(np.float32)
 
 
 def check_cards_agree(cards: Sequence[dict]) -> None:
