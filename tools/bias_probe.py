@@ -25,44 +25,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import softmax
 
-from spermlib.data.datasets import get_dataset, resolve_data_root
-from spermlib.data.splits import manifest_for_root
-from spermlib.evaluation.evaluate import fold_checkpoints
-from spermlib.inference.core import InferenceModel
 from spermlib.inference.decision_bias import cross_fitted, fit_bias, log_probabilities
-from spermlib.store.paths import default_checkpoints_dir
-from spermlib.training.fold_data import DecodedImages
-from tools.nested_choice import NestedTally, inner_validation, run_per_arch
+from tools.nested_choice import NestedTally, fold_sets, run_per_arch
 
 CANDIDATES = ("as_is", "bias")
 
 
 def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
-    spec = get_dataset(dataset)
-    root = resolve_data_root(spec, data_dir)
-    manifest, sha = manifest_for_root(spec, root, None)
-    cls = {c: i for i, c in enumerate(spec.class_dirs)}
-    decoded: dict[int, DecodedImages] = {}
     tallies = {v: NestedTally(CANDIDATES, tie_break=lambda c: c == "as_is", by_nll=False)
                for v in ("one view", "tta")}
-    for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
-        fm = InferenceModel.from_card(model, {**card, "decision_bias": None})  # the model's own output
-        size = fm.prep.input_size
-        decoded.setdefault(size, DecodedImages(root, manifest, size))
-        x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
-        test = manifest[manifest["fold"] == k]
-        y_test = test["label"].map(cls).to_numpy()
-        t = float(card.get("temperature") or 1.0)
-        val_out = fm(x_val, tta=True)
-        test_out = fm(decoded[size].take(list(test["path"])), tta=True)
+    for f in fold_sets(dataset, data_dir, arch, card_changes={"decision_bias": None}):  # the model's own output
+        t = float(f.card.get("temperature") or 1.0)
+        val_out, test_out = f.model(f.x_val, tta=True), f.model(f.x_test, tta=True)
         for view, val_p, test_p in (("one view", val_out.first.probabilities, test_out.first.probabilities),
                                     ("tta", val_out.probabilities, test_out.probabilities)):
             lv, lt = log_probabilities(val_p, t), log_probabilities(test_p, t)
-            b = fit_bias(lv, y_val)
-            print(f"{arch} {view} fold {k}: T = {t:.3f}, b = {np.round(b, 3).tolist()}", flush=True)
-            tallies[view].add_fold(k, {"as_is": softmax(lv, axis=1), "bias": cross_fitted(lv, y_val)}, y_val,
-                                   {"as_is": softmax(lt, axis=1), "bias": softmax(lt + b, axis=1)}, y_test,
-                                   name=f"{arch} {view} ")
+            b = fit_bias(lv, f.y_val)
+            print(f"{arch} {view} fold {f.fold}: T = {t:.3f}, b = {np.round(b, 3).tolist()}", flush=True)
+            tallies[view].add_fold(f.fold, {"as_is": softmax(lv, axis=1), "bias": cross_fitted(lv, f.y_val)},
+                                   f.y_val, {"as_is": softmax(lt, axis=1), "bias": softmax(lt + b, axis=1)},
+                                   f.y_test, name=f"{arch} {view} ")
     return {view: tally.report(name=f"{arch} {view} ") for view, tally in tallies.items()}
 
 

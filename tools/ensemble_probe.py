@@ -15,42 +15,24 @@ from __future__ import annotations
 
 import argparse
 
-from spermlib.data.datasets import get_dataset, resolve_data_root
-from spermlib.data.splits import manifest_for_root
-from spermlib.evaluation.evaluate import fold_checkpoints
-from spermlib.inference.core import InferenceModel
-from spermlib.store.paths import default_checkpoints_dir
 from spermlib.training.fold_data import DecodedImages
-from tools.nested_choice import NestedTally, inner_validation
+from tools.nested_choice import NestedTally, fold_sets
 
 ARCHS = ("effnet_cbam", "effnet")
 CANDIDATES = ("effnet_cbam", "effnet", "mean")
 
 
 def probe(dataset: str, data_dir: str | None, tta: bool) -> dict:
-    spec = get_dataset(dataset)
-    root = resolve_data_root(spec, data_dir)
-    manifest, sha = manifest_for_root(spec, root, None)
-    cls = {c: i for i, c in enumerate(spec.class_dirs)}
-    per_arch = {a: {k: (model, card) for k, model, card in fold_checkpoints(spec, manifest, sha, a,
-                                                                            default_checkpoints_dir())}
-                for a in ARCHS}
-    decoded: dict[int, DecodedImages] = {}
+    decoded: dict[int, DecodedImages] = {}  # both archs read the same decoded images
     tally = NestedTally(CANDIDATES, tie_break=lambda c: c == "effnet_cbam")  # ties: the paper's model
-    for k in sorted(per_arch[ARCHS[0]]):
-        val_p, test_p = {}, {}
-        test = manifest[manifest["fold"] == k]
-        for a in ARCHS:
-            model, card = per_arch[a][k]
-            fm = InferenceModel.from_card(model, card)
-            size = fm.prep.input_size
-            decoded.setdefault(size, DecodedImages(root, manifest, size))
-            x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
-            val_p[a] = fm(x_val, tta=tta).probabilities
-            test_p[a] = fm(decoded[size].take(list(test["path"])), tta=tta).probabilities
+    for pair in zip(*(fold_sets(dataset, data_dir, a, decoded=decoded) for a in ARCHS), strict=True):
+        if len({f.fold for f in pair}) != 1:
+            raise SystemExit(f"the two archs' shipped folds differ: {[f.fold for f in pair]}")
+        val_p = {a: f.model(f.x_val, tta=tta).probabilities for a, f in zip(ARCHS, pair, strict=True)}
+        test_p = {a: f.model(f.x_test, tta=tta).probabilities for a, f in zip(ARCHS, pair, strict=True)}
         val_p["mean"] = (val_p[ARCHS[0]] + val_p[ARCHS[1]]) / 2
         test_p["mean"] = (test_p[ARCHS[0]] + test_p[ARCHS[1]]) / 2
-        tally.add_fold(k, val_p, y_val, test_p, test["label"].map(cls).to_numpy())
+        tally.add_fold(pair[0].fold, val_p, pair[0].y_val, test_p, pair[0].y_test)
     return tally.report()
 
 

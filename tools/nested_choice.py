@@ -1,10 +1,12 @@
-"""What the nested probes (``tools.ensemble_probe``, ``tools.tta_probe``) share: fold k's inner validation,
-the choice among candidates by it alone, and the out-of-fold scores of every candidate and of that choice."""
+"""What the nested probes (``tools.ensemble_probe``, ``tools.tta_probe``, ``tools.bias_probe``) share: each
+fold model with fold k's inner validation and test fold, the choice among candidates by the inner validation
+alone, and the out-of-fold scores of every candidate and of that choice."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,11 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from spermlib.data.datasets import DatasetSpec
+from spermlib.data.datasets import DatasetSpec, get_dataset, resolve_data_root
+from spermlib.data.splits import manifest_for_root
+from spermlib.evaluation.evaluate import fold_checkpoints
+from spermlib.inference.core import InferenceModel
+from spermlib.store.paths import default_checkpoints_dir
 from spermlib.training.fold_data import DecodedImages, load_fold_data
 from spermlib.training.recipe import Recipe
 
@@ -28,6 +34,39 @@ def inner_validation(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, fold
     r = Recipe(val_fraction=float(card.get("recipe", {}).get("val_fraction", Recipe.val_fraction)))
     data = load_fold_data(spec, root, manifest, fold, r, decoded.size, decoded)
     return data.x_val, data.y_val.numpy()
+
+
+@dataclass
+class FoldSet:
+    """One shipped fold model on the inference core, with its inner validation (where a probe decides) and its
+    test fold (which only reports): uint8 images and class indices."""
+
+    fold: int
+    model: InferenceModel
+    card: dict
+    x_val: torch.Tensor
+    y_val: np.ndarray
+    x_test: torch.Tensor
+    y_test: np.ndarray
+
+
+def fold_sets(dataset: str, data_dir: str | None, arch: str, card_changes: dict | None = None,
+              decoded: dict[int, DecodedImages] | None = None) -> Iterator[FoldSet]:
+    """Every shipped fold model of ``arch`` (its card updated with ``card_changes``) with its inner validation and
+    test fold. ``decoded`` caches the decoded dataset per input size and may be shared between calls."""
+    spec = get_dataset(dataset)
+    root = resolve_data_root(spec, data_dir)
+    manifest, sha = manifest_for_root(spec, root, None)
+    cls = {c: i for i, c in enumerate(spec.class_dirs)}
+    decoded = {} if decoded is None else decoded
+    for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
+        fm = InferenceModel.from_card(model, {**card, **(card_changes or {})})
+        size = fm.prep.input_size
+        decoded.setdefault(size, DecodedImages(root, manifest, size))
+        x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
+        test = manifest[manifest["fold"] == k]
+        yield FoldSet(k, fm, card, x_val, y_val, decoded[size].take(list(test["path"])),
+                      test["label"].map(cls).to_numpy())
 
 
 class NestedTally:

@@ -22,13 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spermlib.data.datasets import get_dataset, resolve_data_root
-from spermlib.data.splits import manifest_for_root
-from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel
-from spermlib.store.paths import default_checkpoints_dir
-from spermlib.training.fold_data import DecodedImages
-from tools.nested_choice import NestedTally, inner_validation, run_per_arch
+from tools.nested_choice import NestedTally, fold_sets, run_per_arch
 
 CANDIDATES = {"d8": (0.0,), "d8_45": (0.0, 45.0), "d8_30_60": (0.0, 30.0, 60.0)}
 
@@ -52,23 +47,12 @@ def view_probabilities(fm: InferenceModel, x_uint8: torch.Tensor) -> dict[float,
 
 
 def probe(dataset: str, data_dir: str | None, arch: str) -> dict:
-    spec = get_dataset(dataset)
-    root = resolve_data_root(spec, data_dir)
-    manifest, sha = manifest_for_root(spec, root, None)
-    cls = {c: i for i, c in enumerate(spec.class_dirs)}
-    decoded: dict[int, DecodedImages] = {}
     tally = NestedTally(list(CANDIDATES), tie_break=lambda c: -len(CANDIDATES[c]))  # ties: fewer views
-    for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
-        fm = InferenceModel.from_card(model, card)
-        size = fm.prep.input_size
-        decoded.setdefault(size, DecodedImages(root, manifest, size))
-        x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
-        test = manifest[manifest["fold"] == k]
-        val_views = view_probabilities(fm, x_val)
-        test_views = view_probabilities(fm, decoded[size].take(list(test["path"])))
+    for f in fold_sets(dataset, data_dir, arch):
+        val_views, test_views = view_probabilities(f.model, f.x_val), view_probabilities(f.model, f.x_test)
         val_p = {c: np.mean([val_views[a] for a in angles], axis=0) for c, angles in CANDIDATES.items()}
         test_p = {c: np.mean([test_views[a] for a in angles], axis=0) for c, angles in CANDIDATES.items()}
-        tally.add_fold(k, val_p, y_val, test_p, test["label"].map(cls).to_numpy(), name=f"{arch} ")
+        tally.add_fold(f.fold, val_p, f.y_val, test_p, f.y_test, name=f"{arch} ")
     return tally.report(name=f"{arch} ")
 
 
