@@ -164,6 +164,15 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
         five_explainer.explain(p.model_input, class_idx=five.classes.index(p.label))
 
     t_ens_cam = _median_time(ensemble_and_cam, max(5, s.reps // 3))
+    # What `predict` and the Classify page do by default: the 8-view TTA and the out-of-domain check, then maps.
+    shipped = _with_domain_check(s, 5).with_tta()
+    shipped_explainer = Explainer(shipped)
+
+    def shipped_default():
+        p = shipped.predict_sources([file_bytes], ["x"])[0]
+        shipped_explainer.explain(p.model_input, class_idx=shipped.classes.index(p.label))
+
+    t_default = _median_time(shipped_default, max(5, s.reps // 3))
     base = "bare timm forward, batch 1"
     return [
         compared("predict one image (decode+preprocess+forward+softmax)", "s", t_pred, t_bare["same"],
@@ -176,9 +185,12 @@ def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
                  s.precision),
         compared("5-fold ensemble predict one image", "s", t_ens, 5 * t_bare["same"], 5 * t_bare["fp32"],
                  "bare timm forward × 5", "≤ 1.3×", s.precision),
-        # The accuracy issue's absolute target (the app's default: the ensemble, each fold's map averaged).
         compared("5-fold ensemble predict + Grad-CAM++ one image", "s", t_ens_cam, 5 * t_bare["same"],
-                 5 * t_bare["fp32"], "bare timm forward × 5", "< 0.5 s", s.precision),
+                 5 * t_bare["fp32"], "bare timm forward × 5", "—", s.precision),
+        # The accuracy issue's absolute target, on the shipped default inference: the ensemble with the 8-view
+        # TTA and the out-of-domain check, then each fold's map averaged.
+        compared("… the same as predict and Classify by default (TTA ×8, out-of-domain check)", "s", t_default,
+                 5 * t_bare["same"], 5 * t_bare["fp32"], "bare timm forward × 5", "< 0.5 s", s.precision),
     ]
 
 
