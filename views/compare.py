@@ -70,9 +70,11 @@ if not metrics.get("full_dataset", False):
     st.warning(f"These results were computed on a {SUBSET_NOTE}; they are not comparable with the paper.")
 st.caption(f"Data: {spec.citation}")
 has_tta = any(is_tta(a) for a in archs)
-with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)", value=False, key="compare_tta",
+# On by default where there are TTA scores: `predict` and the Classify page average the 8 views by default.
+with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)", value=has_tta, key="compare_tta",
                      disabled=not has_tta, help="Each model's predictions averaged over flipped and rotated copies "
-                                                "of the image. The tables always list them.")
+                                                "of the image, as Classify and `predict` do by default. The tables "
+                                                "always list them.")
 shown = chart_entries(archs, with_tta)
 
 st.subheader("All metrics")

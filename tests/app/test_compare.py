@@ -142,3 +142,28 @@ def test_robustness_panel_shows_robustness_json_or_says_how_to_make_it(app_env, 
     at.session_state["compare_tta"] = True  # (these metrics have no TTA entry, so the toggle itself is disabled)
     at.run()
     assert heatmap_titles() == ["EfficientNet + CBAM", "EfficientNet + CBAM (TTA)"]
+
+
+def test_charts_add_the_tta_scores_by_default_as_classify_predicts_with_tta(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(app_env["results"], results)
+    monkeypatch.setenv("SPERMLIB_RESULTS", str(results))
+    path = results / "smids" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["archs"]["effnet_cbam+tta"] = {**metrics["archs"]["effnet_cbam"], "tta": True}
+    path.write_text(json.dumps(metrics))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("views/compare.py")
+    at.session_state["compare_dataset"] = "smids"
+    at.run()
+    assert not at.exception, at.exception
+
+    def chart_titles() -> list[str]:
+        return [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+
+    assert at.toggle(key="compare_tta").value is True
+    assert "<b>EfficientNet + CBAM (TTA)</b>" in chart_titles()  # its confusion matrix
+    at.toggle(key="compare_tta").set_value(False).run()
+    assert not any("(TTA)" in t for t in chart_titles())
