@@ -141,7 +141,8 @@ def _with_domain_check(s: Setting, n_folds: int) -> Predictor:
 
 def single_image_rows(s: Setting, bare: dict[str, BareTimm]) -> list[Row]:
     """One uploaded file: predict (without and with the out-of-domain check), predict + Grad-CAM++, and the
-    5-fold ensemble without and with Grad-CAM++, against bare batch-1 forwards."""
+    5-fold ensemble without and with Grad-CAM++, then as `predict` and Classify run it by default (8-view TTA,
+    the out-of-domain check, Grad-CAM++), against bare batch-1 forwards."""
     file_bytes = (s.sample_root / list_images(s.spec, s.sample_root)["path"].iloc[0]).read_bytes()
     t_bare = {k: _median_time(lambda b=b, x=b.tensor(1, s.size): b(x), s.reps) for k, b in bare.items()}
     one, five, checked = _predictor(s, 1), _predictor(s, 5), _with_domain_check(s, 1)
