@@ -146,8 +146,9 @@ def choose(page, label: str, option: str) -> None:
     settle(page)
 
 
-def switch_on(page, label: str) -> None:
-    """Turn on the toggle (or check box) labelled ``label`` and wait for the rerun."""
+def flip(page, label: str) -> None:
+    """Click the toggle (or check box) labelled ``label``, turning it on if it was off and off if it was on, and
+    wait for the rerun."""
     page.get_by_text(label, exact=True).click()
     settle(page)
 

@@ -195,15 +195,16 @@ def shipped_server():
         yield srv
 
 
-# What a stakeholder opens: each page at its defaults, the comparison of both datasets (and with the TTA
-# scores: 6 entries, the layout that broke), and Classify with one sample per class and all models side by side.
+# What a stakeholder opens: each page at its defaults, the comparison of both datasets (by default with the TTA
+# scores: 6 entries, the layout that broke; and with them switched off), and Classify with one sample per class
+# and all models side by side.
 TTA_TOGGLE = "Charts: add the scores with test-time augmentation (TTA)"
 CHART_VIEWS = [
     ("overview", "", None),
     ("explorer", "explorer", None),
     ("classify-all-models", shots.classify_url(shots.three_samples()), None),
     ("compare-smids", "compare", None),
-    ("compare-smids-tta", "compare", lambda page: shots.switch_on(page, TTA_TOGGLE)),
+    ("compare-smids-one-view", "compare", lambda page: shots.flip(page, TTA_TOGGLE)),
     ("compare-hushem", "compare",
      lambda page: shots.choose(page, "Dataset / task", "HuSHeM — Human Sperm Head Morphology dataset")),
     ("embedding", "embedding", None),
@@ -225,12 +226,14 @@ def test_every_chart_is_legible(shipped_server, browser, name, path, action, wid
         _assert_no_exception(page, name)
         n_charts = page.locator(".js-plotly-plot").count()
         assert n_charts > 0, f"{name}: no chart drawn"
-        if name == "compare-smids-tta":
-            from spermlib.store.results import load_robustness
+        if name.startswith("compare-smids"):
+            from spermlib.store.results import is_tta, load_robustness
 
-            robust = load_robustness("smids")  # the robustness panel: one more heat map per arch it scored
-            # a confusion matrix per entry, TTA included
-            assert page.locator(".js-plotly-plot .hm").count() == 6 + (len(robust["archs"]) if robust else 0)
+            with_tta = name == "compare-smids"  # the TTA row is on by default, as Classify predicts with TTA
+            robust = load_robustness("smids")  # the robustness panel: one heat map per entry it scored
+            heat_maps = len([a for a in (robust["archs"] if robust else []) if with_tta or not is_tta(a)])
+            # a confusion matrix per entry (with TTA: 3 models × one view and TTA), then the robustness heat maps
+            assert page.locator(".js-plotly-plot .hm").count() == (6 if with_tta else 3) + heat_maps
         assert shots.chart_problems(page) == [], f"{name} at {width} px"
     finally:
         context.close()
