@@ -7,33 +7,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from spermlib.data.datasets import DatasetSpec, get_dataset, resolve_data_root
+from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.splits import manifest_for_root
-from spermlib.evaluation.evaluate import fold_checkpoints
+from spermlib.evaluation.evaluate import inner_validation_sets
 from spermlib.inference.core import InferenceModel
 from spermlib.store.paths import default_checkpoints_dir
-from spermlib.training.fold_data import DecodedImages, load_fold_data
-from spermlib.training.recipe import Recipe
+from spermlib.training.fold_data import DecodedImages
 
 
 def nll(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
-
-
-def inner_validation(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, fold: int, card: dict,
-                     decoded: DecodedImages) -> tuple[torch.Tensor, np.ndarray]:
-    """Fold ``fold``'s inner-validation images (uint8) and labels: the split its training used (the card's
-    ``val_fraction``), never a test image."""
-    r = Recipe(val_fraction=float(card.get("recipe", {}).get("val_fraction", Recipe.val_fraction)))
-    data = load_fold_data(spec, root, manifest, fold, r, decoded.size, decoded)
-    return data.x_val, data.y_val.numpy()
 
 
 @dataclass
@@ -52,18 +40,18 @@ class FoldSet:
 
 def fold_sets(dataset: str, data_dir: str | None, arch: str, card_changes: dict | None = None,
               decoded: dict[int, DecodedImages] | None = None) -> Iterator[FoldSet]:
-    """Every shipped fold model of ``arch`` (its card updated with ``card_changes``) with its inner validation and
-    test fold. ``decoded`` caches the decoded dataset per input size and may be shared between calls."""
+    """Every shipped fold model of ``arch`` (its card updated with ``card_changes``) with its inner validation (as
+    ``evaluate.inner_validation_sets`` gives it) and its test fold. ``decoded`` caches the decoded test images per
+    input size and may be shared between calls."""
     spec = get_dataset(dataset)
     root = resolve_data_root(spec, data_dir)
     manifest, sha = manifest_for_root(spec, root, None)
     cls = {c: i for i, c in enumerate(spec.class_dirs)}
     decoded = {} if decoded is None else decoded
-    for k, model, card in fold_checkpoints(spec, manifest, sha, arch, default_checkpoints_dir()):
-        fm = InferenceModel.from_card(model, {**card, **(card_changes or {})})
+    for k, fm, card, x_val, y_val in inner_validation_sets(spec, root, manifest, sha, arch, default_checkpoints_dir(),
+                                                           card_changes=card_changes):
         size = fm.prep.input_size
         decoded.setdefault(size, DecodedImages(root, manifest, size))
-        x_val, y_val = inner_validation(spec, root, manifest, k, card, decoded[size])
         test = manifest[manifest["fold"] == k]
         yield FoldSet(k, fm, card, x_val, y_val, decoded[size].take(list(test["path"])),
                       test["label"].map(cls).to_numpy())
