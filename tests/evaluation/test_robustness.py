@@ -210,6 +210,22 @@ def test_nested_choice_needs_more_robustness_and_at_most_one_image_of_clean_accu
     assert choose_per_fold(base, cand) == [0, 3]
 
 
+def test_a_more_accurate_recipe_replaces_a_fold_model_only_if_strictly_better_clean_and_no_less_robust():
+    from spermlib.evaluation.robustness import improves_per_fold
+
+    def s(clean, corrupted):
+        return {"n_inner_val": 342, "clean_accuracy": clean, "corrupted_accuracy": corrupted}
+
+    current = {k: s(0.90, 0.88) for k in range(5)}
+    candidate = {0: s(0.91, 0.88),   # better clean, as robust: replaces
+                 1: s(0.90, 0.95),   # a clean tie: stays, however robust
+                 2: s(0.95, 0.87),   # less robust: stays
+                 3: s(0.89, 0.99),   # worse clean: stays
+                 4: s(0.93, 0.90)}   # better on both: replaces
+    assert improves_per_fold(current, candidate) == [0, 4]
+    assert improves_per_fold(current, {7: s(1.0, 1.0)}) == []
+
+
 def test_pick_per_fold_takes_the_most_robust_winner_and_breaks_ties_by_order():
     from spermlib.evaluation.robustness import pick_per_fold
 
