@@ -81,6 +81,7 @@ def embed(predictor: Predictor, fold: int, root: Path, paths: Sequence[str], bat
     ``predictor.lock``), so the softmax is the one every other path gives for the image.
     """
     fold_model = predictor.fold_model(fold)  # CheckpointError if that fold is not loaded
+    one = predictor.subset([fold])  # decodes at this fold's own input size, which may not be the ensemble's
     feats, probs, stats, errors = [], [], [], {}
     for start in range(0, len(paths), batch_size):
         images = []
@@ -90,7 +91,7 @@ def embed(predictor: Predictor, fold: int, root: Path, paths: Sequence[str], bat
             except ImageError as err:
                 errors[p] = str(err)
         if images:
-            (out,) = predictor.forward(predictor.preprocess(images), folds=[fold], stats=True)
+            (out,) = one.forward(one.preprocess(images), stats=True)
             feats.append(out.features)
             probs.append(out.probabilities)
             stats.append(out.stats)
@@ -166,7 +167,7 @@ def _plan(predictor: Predictor, spec: DatasetSpec, root: Path, fold: int, splits
     weights = card.get("weights_sha256")
     key = cache_key(weights_sha256=weights, manifest_sha256=images.manifest_sha256,
                     images=images_digest(root, list(table["path"])), precision=predictor.precision.name,
-                    input_size=predictor.input_size,
+                    input_size=card.get("input_size", predictor.input_size),
                     # folded batch norms (models.fusion) round differently in bf16: not the same numbers
                     batch_norm_folded=any(fm.folded_bn for fm in predictor.fold_models)) if weights else None
     return _Plan(table, warnings, key)

@@ -204,6 +204,18 @@ def oof_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manif
     return oof, runs[0]
 
 
+def input_size_of(cards: dict[int, dict]) -> int | str:
+    """The folds' input size: one number when they share it, else each size with its folds (a recipe chosen per
+    fold, e.g. ``224 px on folds 0, 2, 3, 160 px on folds 1, 4``)."""
+    sizes: dict[int, list[int]] = {}
+    for k, c in sorted(cards.items()):
+        sizes.setdefault(int(c["input_size"]), []).append(k)
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    return ", ".join(f"{size} px on fold{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}"
+                     for size, ks in sorted(sizes.items(), reverse=True))
+
+
 def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
                      tta: bool = False, device: str | None = None, checkpoints_dir: Path | None = None,
                      results_base: Path | None = None) -> dict:
@@ -231,7 +243,7 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
         cards = fold_cards(spec, arch, checkpoints_dir)
         card = cards[min(cards)]
         m.update({"backbone": card["backbone"], "pretrained_source": card["pretrained_source"],
-                  "input_size": card["input_size"], "tta": tta, "inference": run,
+                  "input_size": input_size_of(cards), "tta": tta, "inference": run,
                   "training_device": training_devices(cards.values()),
                   "training_seconds_total": sum(c.get("training_seconds", 0) + c.get("init_training_seconds", 0)
                                                 for c in cards.values()),

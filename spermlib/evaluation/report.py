@@ -54,6 +54,11 @@ def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
+def _px(input_size: int | str) -> str:
+    """``224 px``, or a per-fold description (``evaluate.input_size_of``) as it is: it names its own units."""
+    return input_size if isinstance(input_size, str) and "px" in input_size else f"{input_size} px"
+
+
 def _model_name(name: str) -> str:
     arch, tta = parse_entry(name)
     return arch_title(arch) + (" + TTA ×8" if tta else "")
@@ -92,7 +97,7 @@ def dataset_section(name: str, results_dir: str | Path | None = None) -> str:
     if effnets:
         e = effnets[0]
         lines.append(f"EfficientNet backbone: `{e.get('backbone', '?')}`, {e.get('pretrained_source', '?')}; "
-                     f"input {e.get('input_size', '?')} px.")
+                     f"input {_px(e.get('input_size', '?'))}.")
     lines += _decision_bias_lines(name, results_dir)
     some = next(iter(metrics["archs"].values()))
     lines.append(f"{some['n_images']} images scored out of fold. Protocol: {metrics.get('protocol', '?')}.")

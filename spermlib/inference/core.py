@@ -74,9 +74,18 @@ class Preprocessing:
         return torch.stack([to_uint8_tensor(im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)),
                                             self.input_size) for im in images])
 
+    def resized(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        """A uint8 ``(B,3,H,W)`` batch at this input size: as is when it already is, else each image resized as
+        :meth:`uint8` resizes a decoded one. An ensemble whose folds were trained at different sizes hands every
+        fold the batch at the largest size; a smaller fold takes it from there (``Predictor``)."""
+        if tuple(batch_uint8.shape[-2:]) == (self.input_size, self.input_size):
+            return batch_uint8
+        return self.uint8([im.permute(1, 2, 0).numpy() for im in batch_uint8.cpu()])
+
     def model_input(self, batch_uint8: torch.Tensor, device: torch.device, precision: Precision) -> torch.Tensor:
-        """uint8 ``(B,3,S,S)`` → normalised float32 on ``device``, in the policy's memory format."""
-        x = normalize(batch_uint8.to(device), self.mean, self.std)
+        """uint8 ``(B,3,S,S)`` (resized to S if it is not) → normalised float32 on ``device``, in the policy's
+        memory format."""
+        x = normalize(self.resized(batch_uint8).to(device), self.mean, self.std)
         return x.contiguous(memory_format=torch.channels_last) if precision.channels_last else x
 
 
@@ -158,7 +167,8 @@ def _passes(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
 def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device: torch.device,
             precision: Precision, batch_size: int = EVAL_BATCH, tta: bool = False, stats: bool = False
             ) -> ForwardOutput:
-    """Probabilities, logits and features of a uint8 batch, in passes of ``batch_size`` inputs.
+    """Probabilities, logits and features of a uint8 batch (resized to the input size if it is not), in
+    passes of ``batch_size`` inputs.
 
     ``model`` must already be on ``device`` (see :func:`ready_model`). With ``tta`` the probabilities,
     logits and features are the mean over the 8 flip/rotation views (stacked: ``batch_size // 8`` images
@@ -170,6 +180,7 @@ def forward(model: nn.Module, x_uint8: torch.Tensor, prep: Preprocessing, device
         empty = np.zeros((0, model.num_classes), np.float32)
         return ForwardOutput(empty, empty.copy(), np.zeros((0, model.num_features), np.float32), precision.name,
                              str(device), np.zeros((0, 0), np.float32) if stats else None)
+    x_uint8 = prep.resized(x_uint8)  # before the TTA views: each view is then a flip/turn of the same pixels
     passes = list(_passes(model, x_uint8, prep, device, precision, batch_size, stats, tta))
     sizes = passes[0][2]
     probs, logits, feats, summary = (torch.cat(field).numpy() for field in zip(*(p[0] for p in passes)))

@@ -73,6 +73,13 @@ def _resize_normalised(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def _at_size(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One H×W map in [0, 1] at ``size`` (bilinear; clipped back to [0, 1]); as is when it already is."""
+    if heat.shape == size:
+        return heat
+    return np.clip(cv2.resize(heat, (size[1], size[0]), interpolation=cv2.INTER_LINEAR), 0, 1).astype(np.float32)
+
+
 def gradcam_pp_from_features(model: nn.Module, feats: torch.Tensor, class_idx: Sequence[int],
                              size: tuple[int, int]) -> np.ndarray:
     """Grad-CAM++ maps ``(B, *size)`` in [0, 1] from final feature maps ``feats`` (pytorch-grad-cam)."""
@@ -183,11 +190,11 @@ class Explainer:
         u8 = p.preprocess([image])
         if class_idx is None:
             class_idx = int(p.fold_probabilities(u8, folds).mean(0)[0].argmax())  # the class predict reports
-        x = p.model_input(u8)
-        with p.lock:
-            maps = [explain_batch(p.models[i], x, [class_idx], p.precision) for i in use]
-        cams = [cam[0] for cam, _ in maps]
-        atts = [att[0] for _, att in maps if att is not None]
+        size = tuple(u8.shape[-2:])
+        with p.lock:  # each fold at its own input size; a smaller fold's maps are brought to the ensemble's
+            maps = [explain_batch(p.models[i], p.model_input(u8, p.folds[i]), [class_idx], p.precision) for i in use]
+        cams = [_at_size(cam[0], size) for cam, _ in maps]
+        atts = [_at_size(att[0], size) for _, att in maps if att is not None]
         return Explanation(rgb=u8[0].permute(1, 2, 0).numpy(), class_idx=class_idx, gradcam=np.mean(cams, axis=0),
                            cbam=np.mean(atts, axis=0) if atts else None)
 

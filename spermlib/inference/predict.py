@@ -27,8 +27,9 @@ from spermlib.store.checkpoints import CheckpointError, available_folds, checkpo
 from spermlib.store.ood import detector_path
 from spermlib.store.paths import default_checkpoints_dir
 
-# What every fold of one ensemble must share: the same preprocessing and the same output space.
-ENSEMBLE_KEYS = ("arch", "backbone", "classes", "input_size", "mean", "std")
+# What every fold of one ensemble must share: the same normalisation and the same output space. The input size
+# may differ per fold (a recipe chosen per fold by its own inner validation): see ``ensemble_preprocessing``.
+ENSEMBLE_KEYS = ("arch", "backbone", "classes", "mean", "std")
 
 
 @dataclass
@@ -83,6 +84,13 @@ def check_cards_agree(cards: Sequence[dict]) -> None:
                                   "load folds trained with the same recipe")
 
 
+def ensemble_preprocessing(cards: Sequence[dict]) -> Preprocessing:
+    """What an ensemble decodes every image to: the largest input size of its fold cards. A fold trained at a
+    smaller size resizes that batch to its own (``Preprocessing.resized``); a single fold gets exactly its own
+    preprocessing, so ``predict --fold K`` computes what ``evaluate`` computed for fold K."""
+    return Preprocessing.from_card(max(cards, key=lambda c: int(c["input_size"])))
+
+
 class Predictor:
     """A fold ensemble of one arch on the inference core. Thread-safe: forward passes and CAMs hold ``self.lock``."""
 
@@ -98,13 +106,13 @@ class Predictor:
         self.cards = list(cards)
         self.arch: str = card["arch"]
         self.classes: list[str] = list(card["classes"])
-        self.prep = Preprocessing.from_card(card)
+        self.prep = ensemble_preprocessing(self.cards)
         self.folds: list[int] = [int(c["fold"]) for c in self.cards]
         self.device = device or pick_device()
         if not isinstance(precision, Precision):
             precision = precision_policy(self.device, precision)
-        self.fold_models = [InferenceModel(m, self.prep, self.device, precision, decision_bias=c.get("decision_bias"))
-                            for m, c in zip(models, self.cards)]
+        self.fold_models = [InferenceModel(m, Preprocessing.from_card(c), self.device, precision,
+                                           decision_bias=c.get("decision_bias")) for m, c in zip(models, self.cards)]
         self.models = [fm.model for fm in self.fold_models]
         self.precision = precision
         # Test-time augmentation: each fold model's softmax is the mean over the 8 flips/90° turns of the image
@@ -120,7 +128,7 @@ class Predictor:
     @classmethod
     def from_checkpoints(cls, spec: DatasetSpec, arch: str = "effnet_cbam", folds: Sequence[int] | None = None,
                          checkpoints_dir: Path | None = None, device: str | None = None,
-                         tta: bool = False) -> Predictor:
+                         tta: bool = False, precision: Precision | str = "auto") -> Predictor:
         checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
         found = available_folds(spec, arch, checkpoints_dir)
         wanted = list(folds) if folds is not None else found
@@ -132,7 +140,8 @@ class Predictor:
                 f"`python -m spermlib train --dataset {spec.name} --arch {arch}`"
             )
         loaded = [load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir)) for k in wanted]
-        predictor = cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device), tta=tta)
+        predictor = cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device), tta=tta,
+                        precision=precision)
         predictor.checkpoints_dir = checkpoints_dir
         return predictor
 
@@ -171,6 +180,7 @@ class Predictor:
         view.folds = [self.folds[i] for i in idx]
         view.fold_models = [self.fold_models[i] for i in idx]
         view.models = [self.models[i] for i in idx]
+        view.prep = ensemble_preprocessing(view.cards)
         return view
 
     def with_tta(self, tta: bool = True) -> Predictor:
@@ -188,12 +198,13 @@ class Predictor:
     # ------------------------------------------------------------------ tensors
 
     def preprocess(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
-        """RGB images (or ``Prediction.model_input`` arrays) → uint8 ``(B,3,S,S)``."""
+        """RGB images (or ``Prediction.model_input`` arrays) → uint8 ``(B,3,S,S)``, S the ensemble's input size."""
         return self.prep.uint8(images)
 
-    def model_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        """The normalised tensor every fold model sees."""
-        return self.prep.model_input(batch_uint8, self.device, self.precision)
+    def model_input(self, batch_uint8: torch.Tensor, fold: int | None = None) -> torch.Tensor:
+        """The normalised tensor fold model ``fold`` sees (at its own input size); by default at the ensemble's."""
+        prep = self.prep if fold is None else self.fold_model(fold).prep
+        return prep.model_input(batch_uint8, self.device, self.precision)
 
     def forward(self, batch_uint8: torch.Tensor, folds: Sequence[int] | None = None,
                 stats: bool = False) -> list[ForwardOutput]:

@@ -130,3 +130,14 @@ def test_committed_metrics_are_of_the_shipped_weights(dataset):
         arch, _ = parse_entry(name)
         shipped = {str(k): c["weights_sha256"] for k, c in sorted(fold_cards(dataset, arch).items())}
         assert entry["fold_weights_sha256"] == shipped, name
+
+
+def test_the_input_size_is_one_number_or_each_size_with_its_folds():
+    from spermlib.evaluation.evaluate import input_size_of
+    from spermlib.evaluation.report import _px
+
+    assert input_size_of({0: {"input_size": 160}, 1: {"input_size": 160}}) == 160
+    mixed = input_size_of({k: {"input_size": 160 if k in (1, 4) else 224} for k in range(5)})
+    assert mixed == "224 px on folds 0, 2, 3, 160 px on folds 1, 4"
+    assert input_size_of({0: {"input_size": 224}, 1: {"input_size": 160}}) == "224 px on fold 0, 160 px on fold 1"
+    assert (_px(160), _px(mixed)) == ("160 px", mixed)

@@ -155,3 +155,18 @@ def test_every_inference_path_gives_the_same_probabilities(toy_checkpoints, tmp_
     assert faith["pred"].to_dict() == expected[faith.index].to_dict()
     assert run["prediction_precision"] == one.precision.name
     assert run["gradcam_precision"] == gradcam_precision(one.precision)
+
+
+def test_recorded_precisions_are_recomputed_in_bf16_even_where_it_must_be_emulated():
+    from spermlib.runtime import reproducing
+
+    bf16 = reproducing("bf16-autocast+channels_last", CPU)
+    assert (bf16.bf16, bf16.channels_last, bf16.emulated, bf16.name) == (
+        True, True, not bf16_available(CPU), "bf16-autocast+channels_last")
+    assert reproducing("fp32", CPU) == Precision(bf16=False, channels_last=False)
+    # the emulated context really computes in bf16 (the policy's own 'bf16' request would fall back to fp32 here)
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with bf16.autocast(CPU):
+        assert (a @ b).dtype == torch.bfloat16
+    with precision_policy(CPU, "bf16").autocast(CPU):
+        assert (a @ b).dtype == (torch.bfloat16 if bf16_available(CPU) else torch.float32)

@@ -172,7 +172,7 @@ def test_explaining_a_fold_that_is_not_loaded_is_an_error(biased_checkpoints):
 
 
 @pytest.mark.parametrize(("key", "value"), [("backbone", "mobilenetv2_100"), ("mean", [0.485, 0.456, 0.406]),
-                                            ("std", [0.2, 0.2, 0.2]), ("input_size", 64)])
+                                            ("std", [0.2, 0.2, 0.2])])
 def test_an_ensemble_of_mismatched_folds_is_refused_naming_them(toy_checkpoints, tmp_path, key, value):
     import shutil
 
@@ -185,6 +185,38 @@ def test_an_ensemble_of_mismatched_folds_is_refused_naming_them(toy_checkpoints,
     with pytest.raises(CheckpointError, match=rf"disagree on {key} \(fold 0: .*; fold 1: "):
         Predictor.from_checkpoints(TOY, "simplecnn", checkpoints_dir=ck)
     assert Predictor.from_checkpoints(TOY, "simplecnn", folds=[1], checkpoints_dir=ck).folds == [1]  # alone: fine
+
+
+def test_an_ensemble_may_mix_input_sizes_and_each_fold_sees_its_own(toy_checkpoints, tmp_path):
+    """Folds chosen per fold between recipes may differ in input size: the ensemble decodes at the largest, a
+    smaller fold resizes that batch to its own, maps come back at the ensemble's size, and one fold alone gets
+    exactly its own preprocessing (what evaluate scored)."""
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(toy_checkpoints["checkpoints"], ck)
+    card_file = ck / "toy" / "simplecnn" / "fold1.json"
+    card = read_card(card_file)
+    card["input_size"] = 64  # SimpleCNN pools globally: the same weights run at 64 px
+    card_file.write_text(json.dumps(card))
+    mixed = Predictor.from_checkpoints(TOY, "simplecnn", checkpoints_dir=ck)
+    only0 = Predictor.from_checkpoints(TOY, "simplecnn", folds=[0], checkpoints_dir=ck)
+    only1 = Predictor.from_checkpoints(TOY, "simplecnn", folds=[1], checkpoints_dir=ck)
+    assert (mixed.input_size, only0.input_size, only1.input_size, mixed.subset([0]).input_size) == (64, 48, 64, 48)
+
+    img = Image.fromarray(toy_image("disc", np.random.default_rng(7))[0]).resize((90, 90))
+    u8 = mixed.preprocess([img])
+    probs = mixed.fold_probabilities(u8)
+    np.testing.assert_allclose(probs[1], only1.fold_probabilities(only1.preprocess([img]))[0], atol=1e-6)
+    from_64 = only0.preprocess([u8[0].permute(1, 2, 0).numpy()])  # fold 0 takes the 64 px batch down to 48
+    np.testing.assert_allclose(probs[0], only0.fold_probabilities(from_64)[0], atol=1e-6)
+    assert not np.allclose(probs[0], probs[1])
+
+    (pred,) = mixed.predict_images([img])
+    assert pred.model_input.shape == (64, 64, 3) and len(pred.fold_labels) == 2
+    exp = mixed.explain(pred.model_input, class_idx=0)
+    assert exp.gradcam.shape == (64, 64) and exp.gradcam.min() >= 0 and exp.gradcam.max() <= 1
+    assert only0.explain(img, class_idx=0).gradcam.shape == (48, 48)
 
 
 def test_an_upload_is_decoded_and_resized_once_for_prediction_and_explanation(predictor, tmp_path, monkeypatch):
