@@ -168,7 +168,8 @@ def metrics_table(metrics: Mapping) -> pd.DataFrame:
             "ROC-AUC (one-vs-rest, macro)": num(m.get("roc_auc_ovr_macro")),
             "ECE": num(m.get("ece")),
             "Backbone": m.get("backbone", "—"), "Pretrained": m.get("pretrained_source", "—"),
-            "Input (px)": m.get("input_size", "—"), "TTA": "yes" if m.get("tta") else "no",
+            # one size, or per-fold sizes ("224 px on folds 0, 2, 160 px on fold 1"): text either way, one column type
+            "Input (px)": str(m.get("input_size", "—")).replace(" px", ""), "TTA": "yes" if m.get("tta") else "no",
             "Training time (s, all folds)": num(m.get("training_seconds_total"), 0),
         })
     return pd.DataFrame(rows)

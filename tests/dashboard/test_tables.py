@@ -142,6 +142,10 @@ def test_comparison_tables_follow_metrics(results_dir):
     m = metrics["archs"]["effnet"]
     assert table.iloc[1]["Accuracy pooled"] == f"{100 * m['accuracy']['pooled']:.1f} %"
     assert table.iloc[1]["ECE"] == f"{m['ece']:.3f}"
+    assert list(table["Input (px)"]) == ["64"] * 3  # text, so per-fold sizes (below) share the column type
+    sizes = "224 px on fold 0, 160 px on fold 1"
+    per_fold = {**metrics, "archs": {**metrics["archs"], "effnet": {**m, "input_size": sizes}}}
+    assert metrics_table(per_fold).iloc[1]["Input (px)"] == "224 on fold 0, 160 on fold 1"
     # shown as two tables that share only the model column and together show every column
     assert set(SCORE_COLUMNS) | set(DETAIL_COLUMNS) == set(table.columns)
     assert set(SCORE_COLUMNS) & set(DETAIL_COLUMNS) == {"Model"}
