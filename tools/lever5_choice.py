@@ -5,7 +5,7 @@ Usage, after the candidates of ``candidates/`` are trained::
     python -m spermlib tune --dataset smids --data-dir ../shared/data --arch effnet_cbam --baseline-name current \\
         --run p20=candidates/smids224_p20/ck --run p20_h4=candidates/smids224_p20_h4/ck --robustness \\
         --record --results results/lever5/ship
-    PYTHONPATH=. python -m tools.lever5_choice results/lever5/ship/smids/tuning.json [--apply]
+    PYTHONPATH=. python -m tools.lever5_choice results/lever5/ship/smids/tuning.json [--arch effnet] [--apply]
 
 Per fold k, reading fold k's inner-validation scores only: (1) the hardened 224 px model replaces the unhardened
 one by ``choose_per_fold``; (2) the result replaces the current shipped model by ``improves_per_fold``.
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     tuning = json.loads(args.tuning.read_text())
     decision = decide(tuning["archs"][args.arch])
     decision["tuning"] = str(args.tuning)
-    out = args.tuning.with_name("ship_choice.json")
+    out = args.tuning.with_name(f"ship_choice_{args.arch}.json")  # one per arch: both archs share tuning.json
     out.write_text(json.dumps(decision, indent=1) + "\n")
     for k, d in decision["folds"].items():
         scores = "  ".join(f"{name} {s['clean_accuracy']:.3f}/{s['corrupted_accuracy']:.3f}"

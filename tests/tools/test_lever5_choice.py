@@ -23,9 +23,15 @@ def test_the_hardened_model_is_chosen_first_then_it_must_beat_the_shipped_one(tm
     ]}
     path = tmp_path / "smids" / "tuning.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"dataset": "smids", "archs": {"effnet_cbam": comparison}}))
+    plain = {"baseline": "current", "configs": [_row("current", {0: (0.90, 0.88)}), _row("p20", {0: (0.93, 0.89)}),
+                                                 _row("p20_h4", {0: (0.90, 0.90)})]}
+    path.write_text(json.dumps({"dataset": "smids", "archs": {"effnet_cbam": comparison, "effnet": plain}}))
     assert lever5_choice.main([str(path)]) == 0
-    decision = json.loads(path.with_name("ship_choice.json").read_text())["folds"]
+    assert lever5_choice.main([str(path), "--arch", "effnet"]) == 0
+    decision = json.loads(path.with_name("ship_choice_effnet_cbam.json").read_text())["folds"]
     assert {k: (d["m224"], d["ships"]) for k, d in decision.items()} == {
         "0": ("p20", "current"), "1": ("p20_h4", "p20_h4"), "2": ("p20", "p20")}
+    # each arch keeps its own decision (plain fold 0: hardened 3 images fewer clean, so p20; better on both: ships)
+    plain_decision = json.loads(path.with_name("ship_choice_effnet.json").read_text())["folds"]
+    assert {k: (d["m224"], d["ships"]) for k, d in plain_decision.items()} == {"0": ("p20", "p20")}
     assert "fold 1:" in capsys.readouterr().out
