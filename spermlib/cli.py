@@ -254,7 +254,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.dataset)
     folds = None if args.folds is None else sorted({int(k) for k in args.folds.split(",") if k.strip()})
-    report = robustness_dataset(spec, device=args.device, folds=folds, tta=args.tta, **_scoring_args(spec, args))
+    report = robustness_dataset(spec, device=args.device, folds=folds, tta=args.tta, recompute=args.recompute,
+                                **_scoring_args(spec, args))
     for arch, r in report["archs"].items():
         drops = " / ".join(f"{100 * d:.1f}" for d in r["mean_accuracy_drop"])
         print(f"{spec.name}/{arch}: clean accuracy {r['clean']['accuracy']:.4f}; mean accuracy drop in points "
@@ -574,6 +575,9 @@ def _robustness_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action="store_true",
                    help="classify each image by the mean over its 8 flips/90° turns, as predict and the Classify page "
                         "do by default (the '<arch>+tta' entries; 8x the compute)")
+    p.add_argument("--recompute", action="store_true",
+                   help="compute every fold again, even those whose stored predictions (robustness_folds/ beside "
+                        "robustness.json) were made by the same fold model, suite and code")
 
 
 def _ood_args(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,9 @@ compute).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -18,17 +20,27 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
+from spermlib.data import corruptions as corruptions_module
+from spermlib.data import preprocess as preprocess_module
 from spermlib.data.corruptions import CORRUPTIONS
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
 from spermlib.errors import SpermlibError
 from spermlib.evaluation.evaluate import fold_checkpoints, inner_validation_sets, macro_f1
+from spermlib.inference import core as core_module
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
 from spermlib.runtime import hardware, pick_device
 from spermlib.store.cards import archs_with_checkpoints
 from spermlib.store.paths import default_checkpoints_dir, project_relative
-from spermlib.store.results import ROBUSTNESS_FILE, entry_name, results_to_update, write_json
+from spermlib.store.results import (
+    ROBUSTNESS_FILE,
+    entry_name,
+    read_robustness_fold,
+    results_to_update,
+    write_json,
+    write_robustness_fold,
+)
 
 CLEAN = "clean"
 MIDDLE = 2  # the middle severity, at which the robustness targets are stated
@@ -37,32 +49,74 @@ PROTOCOL = ("each image scored by the fold model that never saw it (out of fold)
             "macro-F1 pooled over all out-of-fold images; drop = clean minus corrupted")
 
 
+def _pass_name(corruption: str, severity: int) -> str:
+    return CLEAN if corruption == CLEAN else f"{corruption}@{severity}"
+
+
+def _fold_key(card: dict, precision: str, tta: bool, corruptions: dict, test_paths: list[str]) -> str:
+    """Everything a fold's predictions under the suite depend on: the fold model (its whole card, which names its
+    weights' sha256, and holds its temperature and decision bias), how it ran, the suite, the images, and the code
+    that corrupts, preprocesses and predicts (an edit there makes every fold be computed again)."""
+    code = b"".join(Path(m.__file__).read_bytes() for m in (corruptions_module, preprocess_module, core_module))
+    what = {"card": card, "precision": precision, "tta": tta, "paths": sorted(test_paths),
+            "corruptions": {name: [c.parameter, list(c.severities)] for name, c in corruptions.items()},
+            "code": hashlib.sha256(code).hexdigest()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _long(test: pd.DataFrame, wide: pd.DataFrame, class_dirs: list[str], corruptions: dict) -> pd.DataFrame:
+    """The long table (one row per image and pass) of a fold's wide one (one column per pass, class indices)."""
+    passes = [(CLEAN, 0, None)] + [(name, s + 1, p) for name, c in corruptions.items()
+                                   for s, p in enumerate(c.severities)]
+    rows = []
+    for name, severity, param in passes:
+        df = test[["path", "label", "fold"]].copy()
+        df["corruption"], df["severity"], df["parameter"] = name, severity, param
+        df["pred"] = [class_dirs[i] for i in wide.loc[test["path"], _pass_name(name, severity)]]
+        rows.append(df)
+    return pd.concat(rows, ignore_index=True)
+
+
 def corrupted_predictions(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, manifest_sha: str, arch: str,
                           checkpoints_dir: Path | None = None, device: str | None = None,
-                          corruptions: dict | None = None, tta: bool = False) -> tuple[pd.DataFrame, dict]:
+                          corruptions: dict | None = None, tta: bool = False,
+                          fold_store: Path | None = None, reuse: bool = True) -> tuple[pd.DataFrame, dict]:
     """Predicted class of every (image, corruption, severity), each image by its own fold's model.
 
     Returns a long table (path, label, fold, corruption, severity, parameter, pred; the clean pass
-    has corruption ``clean`` and severity 0) and how it was computed (device, precision, batch size).
+    has corruption ``clean`` and severity 0) and how it was computed (device, precision, batch size, and
+    ``folds_from_store``). With ``fold_store`` (a results folder), each fold's predictions are stored there, and a
+    fold whose stored predictions were made the same way (same card and weights, precision, TTA, suite, images and
+    code) is read back instead of computed (unless not ``reuse``): a rerun after one fold model changed costs one
+    fold, and an interrupted run resumes at the fold it was in.
     """
     corruptions = CORRUPTIONS if corruptions is None else corruptions
     dev = pick_device(device)
-    rows, run = [], {}
+    entry = entry_name(arch, tta)
+    rows, run, reused = [], {}, []
     for k, model, card in fold_checkpoints(spec, manifest, manifest_sha, arch, checkpoints_dir):
         fold_model = InferenceModel.from_card(model, card, dev)
         test = manifest[manifest["fold"] == k]
-        x = load_uint8_batch(root, list(test["path"]), fold_model.prep.input_size)
-        run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
-               "batch_size": EVAL_BATCH, "tta": tta}
-        # One corrupted copy at a time (a generator): all of them at once would not fit for SMIDS.
-        passes = ((name, s + 1, p, c.apply(x, p)) for name, c in corruptions.items()
-                  for s, p in enumerate(c.severities))
-        for name, severity, param, images in itertools.chain([(CLEAN, 0, None, x)], passes):
-            df = test[["path", "label", "fold"]].copy()
-            df["corruption"], df["severity"], df["parameter"] = name, severity, param
-            df["pred"] = [spec.class_dirs[i] for i in fold_model(images, batch_size=EVAL_BATCH, tta=tta).predicted]
-            rows.append(df)
-    return pd.concat(rows, ignore_index=True), run
+        key = _fold_key(card, fold_model.precision.name, tta, corruptions, list(test["path"]))
+        stored = read_robustness_fold(fold_store, entry, k, key) if fold_store is not None and reuse else None
+        if stored is not None:
+            wide, run = stored
+            reused.append(k)
+        else:
+            x = load_uint8_batch(root, list(test["path"]), fold_model.prep.input_size)
+            run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
+                   "batch_size": EVAL_BATCH, "tta": tta}
+            # One corrupted copy at a time (a generator): all of them at once would not fit for SMIDS.
+            passes = ((name, s + 1, c.apply(x, p)) for name, c in corruptions.items()
+                      for s, p in enumerate(c.severities))
+            wide = pd.DataFrame(
+                {_pass_name(name, severity): fold_model(images, batch_size=EVAL_BATCH, tta=tta).predicted
+                 for name, severity, images in itertools.chain([(CLEAN, 0, x)], passes)},
+                index=pd.Index(list(test["path"]), name="path"))
+            if fold_store is not None:
+                write_robustness_fold(fold_store, entry, k, key, wide, run)
+        rows.append(_long(test, wide, list(spec.class_dirs), corruptions))
+    return pd.concat(rows, ignore_index=True), {**run, "folds_from_store": reused}
 
 
 def _scores(group: pd.DataFrame) -> dict:
@@ -91,10 +145,13 @@ def robustness_summary(preds: pd.DataFrame, corruptions: dict | None = None) -> 
 
 def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = None, splits_path=None,
                        device: str | None = None, checkpoints_dir: Path | None = None,
-                       results_base: Path | None = None, folds: list[int] | None = None, tta: bool = False) -> dict:
+                       results_base: Path | None = None, folds: list[int] | None = None, tta: bool = False,
+                       recompute: bool = False) -> dict:
     """Run the suite for ``archs`` (default: every arch with checkpoints) and (re)write robustness.json; with
     ``folds``, only those outer folds' test images, each still by its own fold model; with ``tta``, the
-    ``<arch>+tta`` entries (the other entries are kept)."""
+    ``<arch>+tta`` entries (the other entries are kept). Each fold's predictions are stored beside robustness.json
+    and reused while that fold's model and the suite are unchanged (``corrupted_predictions``), unless
+    ``recompute``."""
     checkpoints_dir = Path(checkpoints_dir or default_checkpoints_dir())
     manifest, sha = manifest_for_root(spec, root, splits_path)
     if folds is not None:  # the other folds' images are left out, not re-assigned: the sha stays the split's
@@ -104,7 +161,8 @@ def robustness_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = 
     archs = archs_with_checkpoints(spec, archs, checkpoints_dir)
     path, report = results_to_update(spec, root, ROBUSTNESS_FILE, sha, results_base)
     for arch in archs:
-        preds, run = corrupted_predictions(spec, root, manifest, sha, arch, checkpoints_dir, device, tta=tta)
+        preds, run = corrupted_predictions(spec, root, manifest, sha, arch, checkpoints_dir, device, tta=tta,
+                                           fold_store=path.parent, reuse=not recompute)
         report["archs"][entry_name(arch, tta)] = {**robustness_summary(preds), "inference": run}
     report.update({
         "dataset": spec.name, "classes": list(spec.class_dirs), "split_sha256": sha,

@@ -2,7 +2,9 @@
 
 Per dataset, ``<results>/<dataset>/`` holds ``metrics.json`` (``evaluate``), ``faithfulness.json``
 (``faithfulness``), ``robustness.json`` (``robustness``), ``ood.json`` (``ood``), ``tuning.json``
-(``tune --record``) and one ``oof_<entry>.csv`` of out-of-fold predictions per evaluated entry. An
+(``tune --record``), one ``oof_<entry>.csv`` of out-of-fold predictions per evaluated entry, and
+``robustness_folds/<entry>/fold<k>.csv.gz`` (+ ``.json``): the robustness suite's predictions of one fold's test
+images, kept so that a rerun recomputes only the folds whose model changed. An
 *entry* is an arch scored one way: plain, or with the 8-view test-time augmentation (TTA). The entry's file/key name
 (``effnet_cbam+tta``) is built and parsed here only (:func:`entry_name`, :func:`parse_entry`);
 everyone else asks :func:`is_tta` / :func:`base_arch`.
@@ -30,6 +32,7 @@ OOD_FILE = "ood.json"
 DECISION_BIAS_FILE = "decision_bias.json"
 TTA_SUFFIX = "+tta"
 OOF_KEY_COLUMNS = ("path", "label", "fold", "pred")
+ROBUSTNESS_FOLDS_DIR = "robustness_folds"
 
 
 def _spec(dataset: str | DatasetSpec) -> DatasetSpec:
@@ -208,3 +211,30 @@ def load_oofs(dataset: str | DatasetSpec, results_dir: str | Path | None = None)
         if df is not None:
             out[arch] = df
     return out
+
+
+def _robustness_fold_files(out_dir: Path, entry: str, fold: int) -> tuple[Path, Path]:
+    folder = Path(out_dir) / ROBUSTNESS_FOLDS_DIR / entry
+    return folder / f"fold{fold}.csv.gz", folder / f"fold{fold}.json"
+
+
+def read_robustness_fold(out_dir: Path, entry: str, fold: int, key: str) -> tuple[pd.DataFrame, dict] | None:
+    """A fold's stored robustness predictions (one row per test image, one column per pass, class indices) and the
+    run that made them, or ``None`` when absent, unreadable, or made with anything else (``key`` differs)."""
+    table, meta = _robustness_fold_files(out_dir, entry, fold)
+    try:
+        stored = json.loads(meta.read_text())
+        if stored.get("key") != key:
+            return None
+        return pd.read_csv(table, index_col="path"), stored["run"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_robustness_fold(out_dir: Path, entry: str, fold: int, key: str, wide: pd.DataFrame, run: dict) -> Path:
+    table, meta = _robustness_fold_files(out_dir, entry, fold)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    # mtime 0: rerunning with the same model writes the same bytes (no git churn)
+    wide.to_csv(table, index_label="path", lineterminator="\n", compression={"method": "gzip", "mtime": 0})
+    meta.write_text(json.dumps({"key": key, "run": run}, indent=1) + "\n")
+    return table

@@ -270,3 +270,40 @@ def test_tune_robustness_scores_inner_validation_only(toy_checkpoints, tmp_path,
     assert "robustness_protocol" in arch and arch["configs"][1]["chosen_over_baseline_folds"] == []
     assert arch["picked_per_fold"] == {}  # recorded with several candidates, even when none wins
     assert set(arch["configs"][1]["inner_val_robustness"]) == {"0", "1"}
+
+
+def test_a_rerun_reads_unchanged_folds_back_and_computes_a_changed_fold_again(toy_checkpoints, tmp_path):
+    """Stored per-fold predictions are what a rerun uses (a tampered store shows in its output), only while the
+    fold's card is the same: editing fold 1's card makes fold 1 be computed again, fold 0 still comes from the store;
+    ``reuse=False`` computes both."""
+    import json
+    import shutil
+
+    from spermlib.store.cards import checkpoint_path
+
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(toy_checkpoints["checkpoints"], ckpts)
+    manifest, sha = _toy_manifest(toy_checkpoints)
+    store = tmp_path / "results"
+
+    def run(**kw):
+        return corrupted_predictions(TOY, toy_checkpoints["data_root"], manifest, sha, "simplecnn", ckpts,
+                                     device="cpu", corruptions={"blur": CORRUPTIONS["blur"]}, fold_store=store, **kw)
+
+    first, info = run()
+    assert info["folds_from_store"] == []
+    again, info = run()
+    assert info["folds_from_store"] == [0, 1] and again.equals(first)
+    stored = store / "robustness_folds" / "simplecnn" / "fold0.csv.gz"
+    wide = pd.read_csv(stored, index_col="path")
+    other = [c for c in TOY.class_dirs if c != first[first["fold"] == 0]["pred"].iloc[0]][0]
+    (wide * 0 + list(TOY.class_dirs).index(other)).to_csv(stored, compression="gzip")  # every pass says `other`
+    tampered, _ = run()
+    assert (tampered[tampered["fold"] == 0]["pred"] == other).all()
+    assert tampered[tampered["fold"] == 1].equals(first[first["fold"] == 1])
+    card = checkpoint_path(TOY, "simplecnn", 1, ckpts).with_suffix(".json")
+    card.write_text(json.dumps({**json.loads(card.read_text()), "note": "edited"}))
+    _, info = run()
+    assert info["folds_from_store"] == [0]
+    fresh, info = run(reuse=False)
+    assert info["folds_from_store"] == [] and fresh.equals(first)
