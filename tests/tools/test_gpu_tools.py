@@ -1,9 +1,11 @@
 """The helpers that move data and checkpoints to and from a lent GPU machine (tools/hushem_gpu)."""
+import json
+
 import numpy as np
 
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset, list_images
 from spermlib.data.imageio import load_rgb_array
-from tools.hushem_gpu import pack_calls
+from tools.hushem_gpu import pack, pack_calls
 from tools.hushem_gpu.prepare import webp_copy
 
 MiB = 2**20
@@ -30,7 +32,7 @@ def test_checkpoints_are_split_over_calls_within_the_return_limits(tmp_path):
                 with open(folder / f"fold{k}.safetensors", "wb") as f:
                     f.truncate(size)  # sparse: the plan reads sizes only
                 (folder / f"fold{k}.json").write_text("{}" + " " * 6600)
-    calls = pack_calls.plan(tmp_path)
+    calls = pack_calls.plan(pack_calls.checkpoints_under(tmp_path))
     assert len(calls) == 2
     seen = []
     for tars in calls:
@@ -40,3 +42,21 @@ def test_checkpoints_are_split_over_calls_within_the_return_limits(tmp_path):
         seen += [item[0] for tar in tars for item in tar]
     assert len(seen) == len(set(seen)) == 18
     assert all(p.parent.name == "effnet_cbam" for p in seen[:8])
+
+
+def test_the_hushem_sweeps_first_call_leaves_room_for_its_results_archive(tmp_path):
+    """pack.py: the chosen checkpoints of the HuSHeM sweep (2 archs × 5 folds, 7 MB each) by the same plan, with call 1
+    capped at 56 MiB in 6 tars (it also carries results.tgz and the log)."""
+    chosen = {arch: {str(k): {"candidate": f"cand{k % 2}"} for k in range(5)} for arch in ("effnet", "effnet_cbam")}
+    (tmp_path / "chosen.json").write_text(json.dumps(chosen))
+    items = pack.chosen_checkpoints(tmp_path / "chosen.json", tmp_path / "runs")
+    for weights, card in items:
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        with open(weights, "wb") as f:
+            f.truncate(7_000_000)
+        card.write_text("{}")
+    calls = pack_calls.plan(items, first_call=pack.FIRST_CALL)
+    first = [sum(f.stat().st_size for item in tar for f in item) for tar in calls[0]]
+    assert len(calls[0]) <= 6 and sum(first) <= 56 * MiB
+    assert sorted(str(item[0]) for c in calls for tar in c for item in tar) == sorted(str(i[0]) for i in items)
+    assert len(calls) == 2

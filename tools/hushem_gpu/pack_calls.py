@@ -1,11 +1,11 @@
-"""Every checkpoint under a folder, split over the calls that bring them back from the GPU machine.
+"""Checkpoints split over the calls that bring them back from the GPU machine.
 
 A call returns at most 8 files of at most 16 MiB, 64 MiB together. Checkpoints (a ``.safetensors`` and its JSON
-card, about 7 MiB) are taken in a fixed order (sorted paths, ``effnet_cbam`` first), a call is filled up to
-``CALL_CAP``, and its checkpoints go two to a tar. The plan depends only on the files present, so a later call
-recomputes it and emits its own share.
+card, about 7 MiB) are taken in a fixed order, a call is filled up to its cap, and its checkpoints go together into
+tars of at most ``TAR_CAP``. The plan depends only on the files present, so a later call recomputes it and emits its
+own share. Call 1 may carry other files beside (a results archive): ``first_call`` gives its own cap.
 
-    python tools/hushem_gpu/pack_calls.py runs/gpu OUT N   # writes call N's tars into OUT; prints the number of calls
+    python tools/hushem_gpu/pack_calls.py runs/gpu OUT N   # every checkpoint under runs/gpu; call N's tars into OUT
 """
 import sys
 import tarfile
@@ -15,27 +15,34 @@ CALL_CAP = int(62.5 * 2**20)  # leaves room for the logs archive of call 1 (well
 TAR_CAP = int(15.5 * 2**20)
 MAX_TARS = 7
 
+Item = list[Path]  # a checkpoint: its weights and its card
 
-def items(root: Path) -> list[list[Path]]:
+
+def checkpoints_under(root: Path) -> list[Item]:
+    """Every checkpoint under ``root``, sorted by path with ``effnet_cbam`` first."""
     weights = sorted(root.rglob("*.safetensors"), key=lambda p: (p.parent.name != "effnet_cbam", str(p)))
     return [[w, w.with_suffix(".json")] for w in weights if w.with_suffix(".json").exists()]
 
 
-def plan(root: Path) -> list[list[list[list[Path]]]]:
-    """calls → tars → checkpoints → files."""
-    calls, tars, tar, size = [], [], [], 0
-    for item in items(root):
-        s = sum(f.stat().st_size for f in item)
-        if tar and (sum(f.stat().st_size for i in tar for f in i) + s > TAR_CAP):
+def _size(items: list[Item]) -> int:
+    return sum(f.stat().st_size for item in items for f in item)
+
+
+def plan(items: list[Item], first_call: tuple[int, int] = (CALL_CAP, MAX_TARS)) -> list[list[list[Item]]]:
+    """calls → tars → checkpoints; call 1 holds at most ``first_call`` = (bytes, tars), later calls
+    (``CALL_CAP``, ``MAX_TARS``)."""
+    calls, tars, tar = [], [], []
+    for item in items:
+        cap, max_tars = first_call if not calls else (CALL_CAP, MAX_TARS)
+        if tar and _size(tar + [item]) > TAR_CAP:
             tars.append(tar)
             tar = []
-        if size + s > CALL_CAP or (not tar and len(tars) >= MAX_TARS):
+        if _size([i for t in tars for i in t] + tar + [item]) > cap or (not tar and len(tars) >= max_tars):
             if tar:
                 tars.append(tar)
             calls.append(tars)
-            tars, tar, size = [], [], 0
+            tars, tar = [], []
         tar.append(item)
-        size += s
     if tar:
         tars.append(tar)
     if tars:
@@ -43,9 +50,8 @@ def plan(root: Path) -> list[list[list[list[Path]]]]:
     return calls
 
 
-def main() -> None:
-    root, out, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    calls = plan(root)
+def emit(calls: list[list[list[Item]]], n: int, out: Path) -> None:
+    """Write call ``n``'s tars (1-based) into ``out``."""
     print(f"{sum(len(t) for c in calls for t in c)} checkpoints in {len(calls)} calls")
     for i, tar in enumerate(calls[n - 1] if n <= len(calls) else []):
         name = out / f"ckpt_call{n}_{i}.tar"
@@ -54,6 +60,11 @@ def main() -> None:
                 for f in item:
                     t.add(f)
         print(f"wrote {name}: {', '.join(str(item[0]) for item in tar)} ({name.stat().st_size / 2**20:.1f} MiB)")
+
+
+def main() -> None:
+    root, out, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    emit(plan(checkpoints_under(root)), n, out)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ ls runs/gpu 2>/dev/null | tr '\n' ' '; echo
 ls runs/gpu | timeout 90 xargs -P ${PP:-6} -I{} $PY tools/hushem_gpu/probabilities.py .gpu/data runs/gpu-probs ${DEV:-cuda} {} 2>&1 | grep -v Warning | tail -30
 echo "probs ended at $(( $(date +%s) - START )) s"
 $PY tools/hushem_gpu/choose.py runs/gpu-probs runs/gpu-probs/chosen.json
-$PY tools/hushem_gpu/pack.py plan runs/gpu-probs/chosen.json
 tar czf $OUT/results.tgz runs/gpu-probs $(find runs/gpu -name '*.json') runs/gpu-logs 2>/dev/null
 ls -la $OUT/results.tgz
-$PY tools/hushem_gpu/pack.py emit 1 $OUT
+$PY tools/hushem_gpu/pack.py runs/gpu-probs/chosen.json $OUT 1  # later calls: … $OUT N
 echo "done at $(( $(date +%s) - START )) s"
