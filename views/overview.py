@@ -206,20 +206,21 @@ st.markdown(
     "CNN, each evaluated by leakage-free 5-fold cross-validation."
 )
 rows = _status(str(default_checkpoints_dir()), os.environ.get(DATA_DIR_ENV, ""))
-board = plain_board(load_board())
+full_board = load_board()
+board = plain_board(full_board)
 example_slot = None
 if board.empty:
     for name in DATASETS:
         st.info(missing_results_message(name))
 else:
     with st.container(horizontal=True):  # pairs of cards: four in a row on a desktop, two on a phone
-        for pair in charts.rows_of(key_figures(board), 2):
+        for pair in charts.rows_of(key_figures(full_board), 2):
             with st.container(horizontal=True):
                 for figure in pair:
                     st.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
                               help=figure.help, border=True, width="stretch")
     left, right = st.columns(2, gap="large")
-    left.markdown("**How often is it right?** Accuracy on images the model never saw, with its 95 % CI")
+    left.markdown("**How often is it right?** Accuracy on images the model never saw (one view each), with its 95 % CI")
     left.plotly_chart(charts.headline_figure(board), width="stretch", key="overview_headline")
     example_slot = right.container()
     for name in DATASETS:

@@ -17,7 +17,7 @@ import pandas as pd
 from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard.tables import PAPER_RESULTS, arch_title, pct
 from spermlib.data.datasets import DATASETS
-from spermlib.store.results import is_tta
+from spermlib.store.results import entry_name, is_tta
 
 
 @dataclass(frozen=True)
@@ -35,23 +35,39 @@ def plain_board(board: pd.DataFrame) -> pd.DataFrame:
     return board[~board["arch"].map(is_tta)].reset_index(drop=True)
 
 
+def _shipped_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """Per built-in dataset, the row of what the shipped predictor does by default: the paper's model with
+    test-time augmentation (Classify and ``predict`` turn it on unless told not to), else its one-view row."""
+    ours = board[board["arch"].isin([DEFAULT_ARCH, entry_name(DEFAULT_ARCH, tta=True)])
+                 & board["dataset"].isin(list(DATASETS))]
+    return (ours.assign(_tta=ours["arch"].map(is_tta)).sort_values("_tta", ascending=False)
+            .drop_duplicates("dataset").drop(columns="_tta"))
+
+
 def key_figures(board: pd.DataFrame) -> list[KeyFigure]:
-    """Per evaluated built-in dataset, the paper's model's accuracy (delta: to the paper), then the images
-    scored out of fold and the number of models compared. Own datasets are left to the leaderboard and the
-    chart: these cards are the replication's headline, and a fifth card would break their rows."""
-    ours = board[(board["arch"] == DEFAULT_ARCH) & board["dataset"].isin(list(DATASETS))]
+    """Per evaluated built-in dataset, the accuracy of the paper's model as the app and ``predict`` run it by
+    default (delta: to the paper), then the images scored out of fold and the number of models compared.
+    ``board`` is the whole leaderboard, test-time augmentation entries included. Own datasets are left to the
+    leaderboard and the chart: these cards are the replication's headline, and a fifth card would break their rows."""
+    shipped = _shipped_rows(board)
+    one_view = board[(board["arch"] == DEFAULT_ARCH)].set_index("dataset")["accuracy_mean"]
     figures = []
-    for dataset in [d for d in DATASETS if d in set(ours["dataset"])]:
-        r = ours[ours["dataset"] == dataset].iloc[0]
+    for dataset in [d for d in DATASETS if d in set(shipped["dataset"])]:
+        r = shipped[shipped["dataset"] == dataset].iloc[0]
         paper = PAPER_RESULTS.get(dataset, {}).get("accuracy")
+        how = ""
+        if is_tta(r.arch):
+            how = (" With test-time augmentation (each image classified by the mean over its 8 flips and turns), as "
+                   "Classify and `predict` run it by default"
+                   + (f"; one view: {pct(one_view[dataset])}." if dataset in one_view.index else "."))
         figures.append(KeyFigure(
             f"{DATASETS[dataset].folder} accuracy", pct(r.accuracy_mean),
             f"{100 * (r.accuracy_mean - paper):+.1f} pts vs paper".replace("-", "−") if paper else None,
             f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images)."
-            + (f" The paper reports {pct(paper)} from one hold-out split." if paper else "")))
-    if len(ours):
+            + how + (f" The paper reports {pct(paper)} from one hold-out split." if paper else "")))
+    if len(shipped):
         figures.append(KeyFigure(
-            "Images scored", f"{int(ours['n_images'].sum()):,}",
+            "Images scored", f"{int(shipped['n_images'].sum()):,}",
             help="Every image was classified once, by the fold model that never saw it in training."))
     models = plain_board(board)["arch"].unique()
     if len(models):

@@ -30,14 +30,22 @@ def board():
     ])
 
 
-def test_key_figures_are_the_papers_model_beside_the_paper(board):
-    figures = key_figures(plain_board(board))
+def test_key_figures_are_the_shipped_default_beside_the_paper(board):
+    """The cards lead with what Classify and `predict` do by default: the paper's model with TTA where scored."""
+    figures = key_figures(board)
     assert [f.label for f in figures] == ["SMIDS accuracy", "HuSHeM accuracy", "Images scored", "Models compared"]
     smids = figures[0]
-    assert smids.value == "89.9 %" and smids.delta == "−0.3 pts vs paper" and "reports 90.2 %" in smids.help
-    assert figures[1].delta == "−7.8 pts vs paper"
-    assert figures[2].value == "3,208"  # 2992 + 216, the paper's model's rows only
+    assert smids.value == "90.8 %" and smids.delta == "+0.6 pts vs paper" and "reports 90.2 %" in smids.help
+    assert "test-time augmentation" in smids.help and "one view: 89.9 %" in smids.help
+    hushem = figures[1]  # no TTA entry scored: its one-view row, said plainly
+    assert hushem.delta == "−7.8 pts vs paper" and "test-time augmentation" not in hushem.help
+    assert figures[2].value == "3,208"  # 2992 + 216: one row per dataset, not the TTA row beside the one-view one
     assert figures[3].value == "2"  # TTA entries are not models of their own
+
+
+def test_key_figures_fall_back_to_one_view_without_tta_entries(board):
+    smids = key_figures(plain_board(board))[0]
+    assert smids.value == "89.9 %" and smids.delta == "−0.3 pts vs paper" and "test-time" not in smids.help
 
 
 def test_plain_board_drops_tta_entries(board):
