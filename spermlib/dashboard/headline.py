@@ -35,39 +35,34 @@ def plain_board(board: pd.DataFrame) -> pd.DataFrame:
     return board[~board["arch"].map(is_tta)].reset_index(drop=True)
 
 
-def _shipped_rows(board: pd.DataFrame) -> pd.DataFrame:
-    """Per built-in dataset, the row of what the shipped predictor does by default: the paper's model with
-    test-time augmentation (Classify and ``predict`` turn it on unless told not to), else its one-view row."""
-    ours = board[board["arch"].isin([DEFAULT_ARCH, entry_name(DEFAULT_ARCH, tta=True)])
-                 & board["dataset"].isin(list(DATASETS))]
-    return (ours.assign(_tta=ours["arch"].map(is_tta)).sort_values("_tta", ascending=False)
-            .drop_duplicates("dataset").drop(columns="_tta"))
-
-
 def key_figures(board: pd.DataFrame) -> list[KeyFigure]:
     """Per evaluated built-in dataset, the accuracy of the paper's model as the app and ``predict`` run it by
     default (delta: to the paper), then the images scored out of fold and the number of models compared.
-    ``board`` is the whole leaderboard, test-time augmentation entries included. Own datasets are left to the
+    ``board`` is the whole leaderboard, test-time augmentation entries included: the default is the TTA entry
+    (Classify and ``predict`` turn it on unless told not to), else the one-view one. Own datasets are left to the
     leaderboard and the chart: these cards are the replication's headline, and a fifth card would break their rows."""
-    shipped = _shipped_rows(board)
-    one_view = board[(board["arch"] == DEFAULT_ARCH)].set_index("dataset")["accuracy_mean"]
-    figures = []
-    for dataset in [d for d in DATASETS if d in set(shipped["dataset"])]:
-        r = shipped[shipped["dataset"] == dataset].iloc[0]
+    rows = {(r.dataset, r.arch): r for r in board.itertuples()}
+    figures, images_scored = [], 0
+    for dataset in DATASETS:
+        one_view = rows.get((dataset, DEFAULT_ARCH))
+        r = rows.get((dataset, entry_name(DEFAULT_ARCH, tta=True)), one_view)
+        if r is None:
+            continue
+        images_scored += int(r.n_images)
         paper = PAPER_RESULTS.get(dataset, {}).get("accuracy")
         how = ""
         if is_tta(r.arch):
             how = (" With test-time augmentation (each image classified by the mean over its 8 flips and turns), as "
                    "Classify and `predict` run it by default"
-                   + (f"; one view: {pct(one_view[dataset])}." if dataset in one_view.index else "."))
+                   + (f"; one view: {pct(one_view.accuracy_mean)}." if one_view is not None else "."))
         figures.append(KeyFigure(
             f"{DATASETS[dataset].folder} accuracy", pct(r.accuracy_mean),
             f"{100 * (r.accuracy_mean - paper):+.1f} pts vs paper".replace("-", "−") if paper else None,
             f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images)."
             + how + (f" The paper reports {pct(paper)} from one hold-out split." if paper else "")))
-    if len(shipped):
+    if figures:
         figures.append(KeyFigure(
-            "Images scored", f"{int(shipped['n_images'].sum()):,}",
+            "Images scored", f"{images_scored:,}",
             help="Every image was classified once, by the fold model that never saw it in training."))
     models = plain_board(board)["arch"].unique()
     if len(models):
