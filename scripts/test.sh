@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh requirements-dev.txt
 venv="${SPERMLIB_VENV:-.venv}"
-"$venv/bin/python" -m ruff check spermlib tests app.py views tools
+"$venv/bin/python" -m ruff check spermlib tests app.py views tools research
 exec "$venv/bin/python" -m pytest "$@"
