@@ -42,7 +42,7 @@ def fold_sets(dataset: str, data_dir: str | None, arch: str, card_changes: dict 
               decoded: dict[int, DecodedImages] | None = None) -> Iterator[FoldSet]:
     """Every shipped fold model of ``arch`` (its card updated with ``card_changes``) with its inner validation (as
     ``evaluate.inner_validation_sets`` gives it) and its test fold. ``decoded`` caches the decoded test images per
-    input size and may be shared between calls."""
+    input size and may be shared by the probes of several archs."""
     spec = get_dataset(dataset)
     root = resolve_data_root(spec, data_dir)
     manifest, sha = manifest_for_root(spec, root, None)

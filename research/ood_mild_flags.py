@@ -4,7 +4,7 @@ middle corruptions, each image scored by the fold model that never saw it.
     python -m research.ood_mild_flags --dataset hushem --arch effnet_cbam [--data-dir ../shared/data]
 
 Prints one line per corruption and severity. It measures how strict a detector is with shifts the model itself
-shrugs off; ``ood.json`` carries the mild rates too (README: "A detector that lets nuisance by").
+shrugs off (docs, Experiments, out-of-domain mild flags); ``ood.json`` carries the mild rates too.
 """
 
 from __future__ import annotations
