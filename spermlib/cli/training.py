@@ -148,6 +148,15 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_comparison_args(p: argparse.ArgumentParser, merge_help: str, baseline_help: str) -> None:
+    """How tune and sweep record their comparison with the ``--checkpoints`` baseline."""
+    p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
+    p.add_argument("--merge", action="store_true", help=merge_help)
+    p.add_argument("--baseline-name", default="shipped", dest="baseline_name", help=baseline_help)
+    add_results_arg(p, STORE_RESULTS_HELP)
+    add_checkpoints_arg(p)
+
+
 def _tune_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--splits", default=None, help="split manifest (default splits/<dataset>.csv); with --robustness")
@@ -157,13 +166,9 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="effnet_cbam", choices=ARCHS)
     p.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                    help="checkpoints folder of a tuning run (train --checkpoints FOLDER); repeatable")
-    p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
-    p.add_argument("--merge", action="store_true",
-                   help="with --record: keep recorded rows of this arch that this comparison lacks")
-    p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
-                   help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run replaces it)")
-    add_results_arg(p, STORE_RESULTS_HELP)
-    add_checkpoints_arg(p)
+    _add_comparison_args(p, merge_help="with --record: keep recorded rows of this arch that this comparison lacks",
+                         baseline_help="label of the --checkpoints row (e.g. the recipe's name, when a tuned run "
+                                       "replaces it)")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -206,12 +211,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-epochs", type=int, default=3, dest="grace_epochs",
                    help="epochs every trial runs before ASHA may stop it (on inner-validation macro-F1)")
     p.add_argument("--pretrained", default="auto", choices=["auto", "timm", "offline", "none"])
-    p.add_argument("--record", action="store_true", help="write the comparison to results/<dataset>/tuning.json")
-    p.add_argument("--merge", action="store_true", help="with --record: keep recorded rows this sweep lacks")
-    p.add_argument("--baseline-name", default="shipped", dest="baseline_name",
-                   help="label of the --checkpoints folder (the baseline) in the comparison")
-    add_results_arg(p, STORE_RESULTS_HELP)
-    add_checkpoints_arg(p)
+    _add_comparison_args(p, merge_help="with --record: keep recorded rows this sweep lacks",
+                         baseline_help="label of the --checkpoints folder (the baseline) in the comparison")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
