@@ -1,4 +1,4 @@
-"""``python -m spermlib …``: the command line (see :mod:`spermlib.cli`)."""
+"""``python -m spermlib …``: the same command line as the ``spermlib`` command (see :mod:`spermlib.cli`)."""
 
 from spermlib.cli import main
 

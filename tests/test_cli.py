@@ -197,3 +197,34 @@ def test_interrupt_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys
 
 def test_weights_error_is_still_a_runtime_error():
     assert issubclass(WeightsError, RuntimeError) and issubclass(WeightsError, SpermlibError)
+
+
+# ----------------------------------------------------------------------------- the `spermlib` command
+
+def test_the_console_script_is_the_cli_main():
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    import spermlib.cli
+
+    target = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]["spermlib"]
+    module, _, attr = target.partition(":")
+    assert getattr(importlib.import_module(module), attr) is spermlib.cli.main
+
+
+def test_python_m_spermlib_help_lists_every_command_without_importing_torch():
+    import argparse
+
+    from spermlib.cli import build_parser
+
+    proc = subprocess.run([sys.executable, "-m", "spermlib", "--help"], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: spermlib ")
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert all(name in proc.stdout for name in commands) and "predict" in commands and "samples" in commands
+    script = ("import sys\nfrom spermlib.cli import main\ntry:\n    main(['predict', '--help'])\n"
+              "except SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "False", proc.stderr

@@ -55,9 +55,9 @@ def test_gradcampp_lies_on_the_object(tmp_path, predictor):
 
 
 def test_cam_overlays_written_by_cli(tmp_path, toy_checkpoints, capsys, monkeypatch):
-    import spermlib.cli as cli
+    import spermlib.cli.predict as predict_command
 
-    monkeypatch.setattr(cli, "get_dataset", lambda name: TOY)
+    monkeypatch.setattr(predict_command, "get_dataset", lambda name: TOY)
     good, _ = _write_toy(tmp_path, "square", 7)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # PNG signature, then garbage
@@ -75,9 +75,9 @@ def test_cam_overlays_written_by_cli(tmp_path, toy_checkpoints, capsys, monkeypa
 def test_predict_defaults_to_the_apps_tta_and_no_tta_gives_one_view(tmp_path, toy_checkpoints, capsys, monkeypatch):
     """``predict``, the Python API and the Classify page share one default inference: the 8-view TTA."""
     import spermlib.api as api
-    import spermlib.cli as cli
+    import spermlib.cli.predict as predict_command
 
-    monkeypatch.setattr(cli, "get_dataset", lambda name: TOY)
+    monkeypatch.setattr(predict_command, "get_dataset", lambda name: TOY)
     files = [str(_write_toy(tmp_path, label, 11)[0]) for label in ("disc", "square")]
     base = ["predict", *files, "--dataset", "hushem", "--arch", "simplecnn", "--json",
             "--checkpoints", str(toy_checkpoints["checkpoints"])]
