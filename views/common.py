@@ -35,12 +35,11 @@ from spermlib.data.datasets import (
     DatasetSpec,
     get_dataset,
     list_images,
-    listed_datasets,
     resolve_data_root,
 )
 from spermlib.data.imageio import ImageError
 from spermlib.errors import SpermlibError
-from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path
+from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path, listed_datasets
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
 from spermlib.store.results import (
     ResultsError,

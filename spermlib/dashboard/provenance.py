@@ -14,8 +14,8 @@ from pathlib import Path
 from spermlib import __version__
 from spermlib.archs import ARCHS
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import get_dataset, listed_datasets
-from spermlib.store.cards import CheckpointError, fold_cards
+from spermlib.data.datasets import get_dataset
+from spermlib.store.cards import CheckpointError, fold_cards, listed_datasets
 
 
 @dataclass(frozen=True)
