@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image
 
-from spermlib.dashboard.tables import arch_title
-from spermlib.dashboard.triage import NORMAL_LABEL, WHO_2021_NORMAL_FORMS_LRL, normal_share
 from spermlib.data.datasets import DatasetSpec, get_dataset
 from spermlib.errors import SpermlibError
 from spermlib.samples.service import ImageRecord, SampleStore, SampleSummary
 from spermlib.store.results import ResultsError, load_metrics
+from spermlib.vocabulary import NORMAL_LABEL, WHO_2021_NORMAL_FORMS_LRL, arch_title, normal_share
 
 if TYPE_CHECKING:
     from spermlib.inference.predict import Predictor
@@ -44,7 +43,7 @@ FONT_FILES = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
 
 
 class _Verdict(NamedTuple):
-    """What ``triage.normal_share`` reads of a verdict."""
+    """What ``vocabulary.normal_share`` reads of a verdict."""
 
     label: str | None
     in_domain: bool | None = None
