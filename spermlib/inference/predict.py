@@ -2,6 +2,8 @@
 
 The default model for a dataset is the 5-fold ensemble of one arch: each fold model saw a different
 80 % of the data, and averaging their softmax outputs is the usual way to use CV models on new data.
+Explanation sits on top of prediction (``inference.explain.Explainer`` wraps a ``Predictor``): nothing here
+imports it.
 """
 
 from __future__ import annotations
@@ -309,20 +311,9 @@ class Predictor:
             results[i] = pred
         return results  # type: ignore[return-value]
 
-    def predict_files(self, paths: Sequence[str | Path], cam_dir: str | Path | None = None) -> list[Prediction]:
-        """Classify files; with ``cam_dir``, also write a Grad-CAM++ overlay per file (``explain.Explainer``)."""
-        if cam_dir:
-            from spermlib.inference.explain import Explainer  # explanation sits on top of prediction, not below
-
-            return Explainer(self).predict_files(paths, cam_dir)
+    def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction]:
+        """Classify files (``explain.Explainer.predict_files`` also writes a Grad-CAM++ overlay per file)."""
         return self.predict_sources([str(p) for p in paths], keep_inputs=False)
-
-    def explain(self, image: Image.Image | np.ndarray, class_idx: int | None = None,
-                folds: Sequence[int] | None = None):
-        """Convenience for ``explain.Explainer(self).explain(...)`` (see there)."""
-        from spermlib.inference.explain import Explainer  # explanation sits on top of prediction, not below
-
-        return Explainer(self).explain(image, class_idx=class_idx, folds=folds)
 
 
 def format_table(results: Sequence[Prediction], spec: DatasetSpec) -> str:

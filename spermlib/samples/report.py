@@ -162,9 +162,9 @@ def _thumbs(store: SampleStore, report: SampleReport, predictor: Predictor | Non
         rgb = load_rgb(store.image_bytes(report.summary.name, img.file_name), name=img.file_name)
         cam = None
         if predictor is not None:
-            from spermlib.inference.explain import overlay
+            from spermlib.inference.explain import Explainer, overlay
 
-            exp = predictor.explain(rgb, class_idx=predictor.classes.index(pred.label))
+            exp = Explainer(predictor).explain(rgb, class_idx=predictor.classes.index(pred.label))
             cam = _png(overlay(exp.rgb, exp.gradcam, alpha=0.5))
         report.thumbs.append(Thumb(img.file_name, report.spec.display(pred.label), pred.confidence,
                                    report.spec.display(review.label), review.reviewer, review.comment, _png(rgb), cam))
