@@ -1,6 +1,6 @@
 """Per-class decision bias: the one calibration step that may move a fold model's predicted class.
 
-Temperature scaling (``inference.ood``) rescales every class alike, so it never changes a single model's
+Temperature scaling (``calibration.temperature``) rescales every class alike, so it never changes a single model's
 argmax. An additive per-class bias on the log-probabilities can: it is the bias half of vector scaling (Guo
 et al., ICML 2017), i.e. where the decision boundaries between the classes sit. Per fold model and per
 inference mode (one view, or the mean over the 8 TTA views), ``b`` (class 0's entry fixed at 0) minimises the

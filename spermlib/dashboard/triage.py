@@ -12,7 +12,7 @@ Rules (the thresholds are module constants so pages, docs and tests agree):
 * **Not a head crop** (HuSHeM task) — HuSHeM models saw 131 × 131 px crops of single sperm heads;
   an image far from square (aspect ratio outside ``HEAD_CROP_ASPECT``) or much smaller/larger
   (``HEAD_CROP_SIDE``) is probably outside their domain.
-* **Out of domain** — the fold models' out-of-domain detector (``inference.ood``, fitted on their
+* **Out of domain** — the fold models' out-of-domain detector (``calibration.detectors``, fitted on their
   training images by ``python -m spermlib ood``) finds the image unlike anything they were trained on
   (``Prediction.in_domain`` false): its label, however confident, says nothing about the image. A batch
   with any such image gets a banner; when more than ``MAX_OUT_OF_DOMAIN_SHARE`` (20 %) of a batch is out

@@ -29,12 +29,12 @@ import numpy as np
 import timm
 import torch
 
+from spermlib.calibration.detectors import fit_detector
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, SAMPLE_DATA_ROOT, DatasetSpec, get_dataset, list_images
 from spermlib.data.preprocess import load_uint8_batch, normalize
 from spermlib.errors import SpermlibError
 from spermlib.evaluation.browser import CHROMIUM, IDLE, classify_url, free_port, launch
 from spermlib.inference.explain import Explainer
-from spermlib.inference.ood import fit_detector
 from spermlib.inference.predict import Predictor
 from spermlib.models import build_model
 from spermlib.runtime import FP32, Precision, bf16_available, pick_device, precision_policy

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spermlib.calibration.decision_bias import log_probabilities, softmax
+from spermlib.calibration.detectors import Detector, ensemble_domain, load_detector, softmax_t
+from spermlib.calibration.store import detector_path
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, ImageSource, load_rgb
 from spermlib.errors import SpermlibError
 from spermlib.inference.core import ForwardOutput, InferenceModel, Preprocessing
-from spermlib.inference.decision_bias import log_probabilities, softmax
-from spermlib.inference.ood import Detector, ensemble_domain, load_detector, softmax_t
 from spermlib.runtime import Precision, pick_device, precision_policy
 from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
-from spermlib.store.ood import detector_path
 from spermlib.store.paths import default_checkpoints_dir
 
 # What every fold of one ensemble must share: the same normalisation and the same output space. The input size
@@ -45,7 +45,7 @@ class Prediction:
     agreement: float | None = None  # share of fold models that agree with the ensemble label
     error: str | None = None
     cam_path: str | None = None
-    # Out-of-domain check (``inference.ood``): True/False when every fold model has a stored detector, else
+    # Out-of-domain check (``calibration.detectors``): True/False when every fold model has a stored detector, else
     # None (also for a file that failed). ``domain_score``: higher = more typical of the training data,
     # 0 = the flagging threshold (mean of the fold models' normalised scores).
     in_domain: bool | None = None

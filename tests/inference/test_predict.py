@@ -286,7 +286,7 @@ def test_tta_prediction_of_one_fold_is_evaluate_tta_and_keeps_its_class_under_a_
 
 def test_with_tta_the_domain_check_scores_the_image_itself(toy_checkpoints):
     """Out-of-domain detectors were fitted on single views: with TTA they still see the unaugmented image."""
-    from spermlib.inference.ood import fit_detector
+    from spermlib.calibration.detectors import fit_detector
 
     one = Predictor.from_checkpoints(TOY, "simplecnn", folds=[0], checkpoints_dir=toy_checkpoints["checkpoints"])
     images = [toy_image(lab, np.random.default_rng(50 + i))[0] for i, lab in enumerate(TOY.class_dirs * 3)]
