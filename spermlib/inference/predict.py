@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 
 from spermlib.calibration.decision_bias import log_probabilities, softmax
-from spermlib.calibration.detectors import Detector, ensemble_domain, load_detector, softmax_t
+from spermlib.calibration.detectors import Detector, ensemble_domain, load_detector
 from spermlib.calibration.store import detector_path
+from spermlib.calibration.temperature import softmax_t
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, ImageSource, load_rgb
 from spermlib.errors import SpermlibError
