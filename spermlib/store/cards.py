@@ -2,7 +2,8 @@
 
 A checkpoint is ``<checkpoints>/<dataset>/<arch>/fold<K>.safetensors`` (fp16 weights) plus
 ``fold<K>.json`` (the card: arch, backbone, classes, input size, normalisation, split manifest hash,
-recipe, metrics). Loading and saving weights is :mod:`spermlib.store.checkpoints`.
+recipe, metrics). Loading and saving weights is :mod:`spermlib.store.checkpoints`. :func:`listed_datasets`:
+the datasets the app offers (the built-in ones, and every registered own dataset with checkpoints).
 """
 
 from __future__ import annotations
