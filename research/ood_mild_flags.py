@@ -13,14 +13,14 @@ import argparse
 
 import numpy as np
 
+from spermlib.calibration.detectors import load_detector
+from spermlib.calibration.store import detector_path
 from spermlib.data.corruptions import CORRUPTIONS
 from spermlib.data.datasets import get_dataset, resolve_data_root
 from spermlib.data.preprocess import load_uint8_batch
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import fold_checkpoints
 from spermlib.inference.core import InferenceModel
-from spermlib.inference.ood import load_detector
-from spermlib.store.ood import detector_path
 from spermlib.store.paths import default_checkpoints_dir
 
 SEVERITIES = ("mild", "middle")

@@ -13,7 +13,6 @@ From a notebook::
 
 from spermlib.api import explain, list_archs, list_datasets, load_predictor, predict
 from spermlib.errors import SpermlibError
-
-__version__ = "0.1.0"
+from spermlib.version import __version__
 
 __all__ = ["SpermlibError", "__version__", "explain", "list_archs", "list_datasets", "load_predictor", "predict"]

@@ -97,6 +97,7 @@ def explain(image: ImageSource, dataset: str = DEFAULT_DATASET, arch: str = DEFA
     for an image that cannot be decoded.
     """
     from spermlib.data.imageio import load_rgb
+    from spermlib.inference.explain import Explainer
 
     predictor = predictor or _shared_predictor(dataset, arch)
-    return predictor.explain(load_rgb(image, name=_name(image, 0)), class_idx=class_idx)
+    return Explainer(predictor).explain(load_rgb(image, name=_name(image, 0)), class_idx=class_idx)

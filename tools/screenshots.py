@@ -11,119 +11,39 @@ repository's, unless $SPERMLIB_CHECKPOINTS / $SPERMLIB_RESULTS say otherwise).
 
 Every shot is checked with :func:`chart_problems` (charts too narrow, clipped titles, heat maps without
 all their class labels) and for Streamlit exception boxes; a summary is printed and the exit status is
-1 when something is wrong. tests/e2e/test_browser.py uses the same server and checks.
+1 when something is wrong. The server and browser driver is :mod:`spermlib.evaluation.browser` (the speed
+benchmark's browser rows use it too); tests/e2e/test_browser.py uses the same server and checks.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+if not __package__:  # `python tools/screenshots.py` as well as `python -m tools.screenshots`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spermlib.evaluation.browser import (  # noqa: E402  (after the path fix above)
+    CHROMIUM,
+    PAGE_LOAD_MS,
+    classify_url,
+    launch,
+    open_page,
+    settle,
+    streamlit_server,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--hide-scrollbars"]
 DEFAULT_OUT = ROOT / "test-artifacts" / "screenshots"
 FULL_DATA_DIR = "../shared/data"  # relative to the repository root, where the server runs
 DESKTOP, PHONE = 1440, 390
 WIDTHS = (DESKTOP, PHONE)
 MIN_CHART_WIDTH = 250  # px: narrower than this, a chart's labels collide or vanish
 MIN_HEATMAP_SIDE = 120  # px: a confusion matrix whose cells and numbers can be read
-SERVER_START_S = 90
-PAGE_LOAD_MS = 600_000  # the first visit may embed every image of the full data set
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGES = ("", "explorer", "classify", "compare", "mistakes", "embedding", "samples")  # URL paths ("" = Overview)
 MAX_SHOT_HEIGHT = 12_000
-
-
-class ServerError(RuntimeError):
-    """The Streamlit server did not start or died."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def streamlit_server(env: Mapping[str, str | None], log_path: Path) -> Iterator[str]:
-    """A headless ``streamlit run app.py`` on a free port with ``env`` applied to this process's
-    environment (``None`` unsets a variable); yields its base URL and stops it (by its pid) on exit."""
-    port = free_port()
-    full_env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    for key, value in env.items():
-        if value is None:
-            full_env.pop(key, None)
-        else:
-            full_env[key] = value
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_healthy(proc, base, log_path)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=20)
-
-
-def _wait_healthy(proc: subprocess.Popen, base: str, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        if proc.poll() is not None:
-            raise ServerError(f"streamlit exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise ServerError(f"streamlit did not answer within {SERVER_START_S} s; see {log_path}")
-        time.sleep(0.5)
-
-
-# ------------------------------------------------------------------------------------------ browser
-
-
-def launch(playwright):
-    """Debian's Chromium, headless."""
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
-
-
-def settle(page, timeout_ms: int = PAGE_LOAD_MS) -> None:
-    """Wait until the script has finished (twice, a moment apart: a widget change starts a rerun a
-    little after the click), no spinner is left and the images have loaded."""
-    for _ in range(2):
-        page.wait_for_selector(IDLE, timeout=timeout_ms)
-        page.wait_for_timeout(800)
-    page.wait_for_function("() => !document.querySelector('[data-testid=stSpinner]')", timeout=timeout_ms)
-    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=60_000)
-    page.wait_for_timeout(700)  # plotly's resize after the last layout change
-
-
-def open_page(page, base: str, path: str, timeout_ms: int = PAGE_LOAD_MS) -> None:
-    page.goto(f"{base}/{path}", wait_until="domcontentloaded", timeout=60_000)
-    settle(page, timeout_ms)
 
 
 def select_box(page, label: str):
@@ -235,12 +155,6 @@ def three_samples(dataset: str = "smids") -> list[str]:
     return [images.loc[images["label"] == c, "path"].min() for c in spec.class_dirs][:3]
 
 
-def classify_url(samples: list[str], dataset: str = "smids", arch: str = "all") -> str:
-    from urllib.parse import urlencode
-
-    return "classify?" + urlencode([("dataset", dataset), ("arch", arch), *(("sample", s) for s in samples)])
-
-
 def open_cell_in_mistakes(page, base: str) -> None:
     """Comparison page → "Open these images" (the default cell: the paper's model's largest error)."""
     open_page(page, base, "compare")
@@ -321,5 +235,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))  # `python tools/screenshots.py` as well as `python -m tools.screenshots`
     sys.exit(main())

@@ -21,10 +21,10 @@ from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard import charts, palette, samples, triage
 from spermlib.dashboard.images import fit
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import get_dataset, listed_datasets
+from spermlib.data.datasets import get_dataset
 from spermlib.inference.explain import Explainer, Explanation, overlay
 from spermlib.inference.predict import Predictor
-from spermlib.store.cards import available_folds
+from spermlib.store.cards import available_folds, listed_datasets
 from spermlib.store.paths import default_checkpoints_dir
 from views.annotations import save_as_sample
 from views.common import (

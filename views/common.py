@@ -35,12 +35,11 @@ from spermlib.data.datasets import (
     DatasetSpec,
     get_dataset,
     list_images,
-    listed_datasets,
     resolve_data_root,
 )
 from spermlib.data.imageio import ImageError
 from spermlib.errors import SpermlibError
-from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path
+from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path, listed_datasets
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
 from spermlib.store.results import (
     ResultsError,
@@ -147,12 +146,14 @@ def get_predictor(dataset: str, arch: str) -> Predictor | None:
 
 
 def _warm_up(dataset: str, arch: str, checkpoints_dir: str) -> None:
+    from spermlib.inference.explain import Explainer  # torch: the warm-up thread loads it anyway
+
     try:
         predictor = _predictor(dataset, arch, checkpoints_dir)  # the cached function the pages call: found loaded
         # One explanation of a blank image: imports Grad-CAM++'s libraries (~2 s: pytorch-grad-cam pulls in
         # scikit-learn) and runs each kernel once, so the first real prediction with its map pays neither.
         blank = np.zeros((predictor.input_size,) * 2 + (3,), dtype=np.uint8)
-        predictor.explain(blank, folds=predictor.folds[:1])
+        Explainer(predictor).explain(blank, folds=predictor.folds[:1])
         # Classify predicts with test-time augmentation by default: one stacked pass of 8 views, whose batch
         # shape also needs its kernels set up once.
         predictor.subset(predictor.folds[:1]).with_tta().predict_images([blank], keep_inputs=False)

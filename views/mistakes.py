@@ -38,9 +38,9 @@ PAGE_SIZE = 24
 def explain_image(_predictor, dataset: str, arch: str, checkpoints: str, image_path: str, fold: int,
                   class_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Grad-CAM++ overlay (and CBAM overlay) of the fold-``fold`` model for one image file."""
-    from spermlib.inference.explain import overlay  # torch: only once a map is computed
+    from spermlib.inference.explain import Explainer, overlay  # torch: only once a map is computed
 
-    exp = _predictor.explain(load_rgb(image_path), class_idx=class_idx, folds=[fold])
+    exp = Explainer(_predictor).explain(load_rgb(image_path), class_idx=class_idx, folds=[fold])
     cam = overlay(exp.rgb, exp.gradcam, alpha=0.5)
     att = overlay(exp.rgb, exp.cbam, alpha=0.5) if exp.cbam is not None else None
     return cam, att

@@ -33,10 +33,10 @@ from spermlib.dashboard.tables import (
     missing_results_message,
 )
 from spermlib.dashboard.triage import NORMAL_LABEL
-from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset, listed_datasets
+from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset
 from spermlib.data.imageio import load_rgb
 from spermlib.evaluation.worked_example import pick_example
-from spermlib.store.cards import available_folds, checkpoint_path
+from spermlib.store.cards import available_folds, checkpoint_path, listed_datasets
 from spermlib.store.examples import Example, StoredExample, is_current, read_example
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
 from spermlib.store.results import ResultsError

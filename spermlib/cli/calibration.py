@@ -31,8 +31,8 @@ def cmd_ood(args: argparse.Namespace) -> int:
 
 
 def cmd_bias(args: argparse.Namespace) -> int:
-    from spermlib.evaluation.decision_bias import decision_bias_dataset
-    from spermlib.inference.decision_bias import MODES
+    from spermlib.calibration.decision_bias import MODES
+    from spermlib.evaluation.bias import decision_bias_dataset
 
     spec = get_dataset(args.dataset)
     report = decision_bias_dataset(spec, device=args.device, **scoring_args(spec, args))

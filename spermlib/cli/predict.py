@@ -38,6 +38,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from spermlib.data.datasets import expand_image_paths
+    from spermlib.inference.explain import Explainer
     from spermlib.inference.predict import Predictor, format_table
 
     spec = get_dataset(args.dataset)
@@ -49,7 +50,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoints(spec, arch=args.arch, folds=None if args.fold is None else [args.fold],
                                            checkpoints_dir=Path(args.checkpoints), device=args.device, tta=args.tta)
     cam_error = _cam_dir_error(Path(args.cam)) if args.cam else None
-    results = predictor.predict_files(paths, cam_dir=None if cam_error else args.cam)
+    results = (Explainer(predictor).predict_files(paths, args.cam) if args.cam and not cam_error
+               else predictor.predict_files(paths))
     if args.out:
         from spermlib.inference.distributed import prediction_row, rows_frame, write_table
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from spermlib.data.datasets import PROJECT_ROOT
-from spermlib.store.paths import CHECKPOINTS_ENV, DATASETS_ENV, RESULTS_ENV, project_relative
+from spermlib.data.datasets import DATASETS_ENV, PROJECT_ROOT
+from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV, project_relative
 
 CLI_REFERENCE = PROJECT_ROOT / "docs" / "cli.md"
 _USAGE_WIDTH = 10_000  # one usage line, whatever the terminal's width

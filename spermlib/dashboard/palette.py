@@ -53,7 +53,7 @@ def model_colour(entry: str) -> str:
 
 
 def model_colour_map(entries: Iterable[str]) -> dict[str, str]:
-    """Model title (as charts label models, :func:`~spermlib.dashboard.tables.arch_title`) → colour."""
+    """Model title (as charts label models, :func:`~spermlib.vocabulary.arch_title`) → colour."""
     return {arch_title(e): model_colour(e) for e in entries}
 
 

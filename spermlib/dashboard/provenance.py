@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spermlib import __version__
 from spermlib.archs import ARCHS
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import get_dataset, listed_datasets
-from spermlib.store.cards import CheckpointError, fold_cards
+from spermlib.data.datasets import get_dataset
+from spermlib.store.cards import CheckpointError, fold_cards, listed_datasets
+from spermlib.version import __version__
 
 
 @dataclass(frozen=True)

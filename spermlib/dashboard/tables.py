@@ -3,7 +3,9 @@
 Everything here reads what ``python -m spermlib evaluate`` wrote (``metrics.json`` and
 ``oof_<arch>.csv`` in ``<results>/<dataset>/``) and never recomputes a metric, so the numbers on
 screen are the ones on disk. The paper's numbers come from a single hold-out split, ours from
-out-of-fold predictions of 5-fold CV; both protocols are stated wherever both appear.
+out-of-fold predictions of 5-fold CV; both protocols are stated wherever both appear. The paper's numbers,
+model titles and number formats are the shared vocabulary of the dashboard and the reports
+(:mod:`spermlib.vocabulary`).
 """
 
 from __future__ import annotations
@@ -22,61 +24,22 @@ from spermlib.store.results import (
     evaluate_command,
     is_tta,
     load_metrics,
-    parse_entry,
     prob_columns,
 )
-
-ARCH_TITLES = {"simplecnn": "SimpleCNN", "effnet": "EfficientNet", "effnet_cbam": "EfficientNet + CBAM"}
-
-PAPER_TITLE = "Interpretable Sperm Morphology Classification via Attention-Guided Deep Learning (2026)"
-PAPER_PROTOCOL = (
-    "single hold-out train/test split (HuSHeM test set: 33 images), proposed model "
-    "(EfficientNet + CBAM); one number per dataset, no spread over splits"
+from spermlib.vocabulary import (  # PAPER_PROTOCOL and PAPER_TITLE: re-exported for the pages
+    PAPER_PROTOCOL,  # noqa: F401
+    PAPER_RESULTS,
+    PAPER_TITLE,  # noqa: F401
+    arch_title,
+    ci_f1,
+    ci_pct,
+    mean_std_f1,
+    mean_std_pct,
+    num,
+    pct,
 )
-# The paper's headline numbers belong to its proposed model (EfficientNet + CBAM).
-PAPER_RESULTS: dict[str, dict] = {
-    "smids": {"arch": "effnet_cbam", "accuracy": 0.902, "macro_f1": 0.913, "protocol": PAPER_PROTOCOL},
-    "hushem": {"arch": "effnet_cbam", "accuracy": 0.939, "macro_f1": 0.948, "protocol": PAPER_PROTOCOL},
-}
+
 SUBSET_NOTE = "subset (e.g. the bundled sample) — not the published protocol"
-
-
-def arch_title(arch: str) -> str:
-    """``effnet_cbam+tta`` → ``EfficientNet + CBAM (TTA)``."""
-    base, tta = parse_entry(arch)
-    title = ARCH_TITLES.get(base, base)
-    return f"{title} (TTA)" if tta else title
-
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def pct(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None or pd.isna(x) else f"{100 * x:.{digits}f} %"
-
-
-def mean_std_pct(stat: Mapping) -> str:
-    """``{"mean": .25, "std": .102}`` → ``25.0 ± 10.2 %``."""
-    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f} %"
-
-
-def ci_pct(stat: Mapping) -> str:
-    lo, hi = stat["ci95"]
-    return f"{100 * lo:.1f}–{100 * hi:.1f} %"
-
-
-def mean_std_f1(stat: Mapping) -> str:
-    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
-
-
-def ci_f1(stat: Mapping) -> str:
-    lo, hi = stat["ci95"]
-    return f"{lo:.3f}–{hi:.3f}"
-
-
-def num(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None or pd.isna(x) else f"{x:.{digits}f}"
 
 
 # ----------------------------------------------------------------------------- leaderboard

@@ -12,17 +12,18 @@ Rules (the thresholds are module constants so pages, docs and tests agree):
 * **Not a head crop** (HuSHeM task) — HuSHeM models saw 131 × 131 px crops of single sperm heads;
   an image far from square (aspect ratio outside ``HEAD_CROP_ASPECT``) or much smaller/larger
   (``HEAD_CROP_SIDE``) is probably outside their domain.
-* **Out of domain** — the fold models' out-of-domain detector (``inference.ood``, fitted on their
+* **Out of domain** — the fold models' out-of-domain detector (``calibration.detectors``, fitted on their
   training images by ``python -m spermlib ood``) finds the image unlike anything they were trained on
   (``Prediction.in_domain`` false): its label, however confident, says nothing about the image. A batch
   with any such image gets a banner; when more than ``MAX_OUT_OF_DOMAIN_SHARE`` (20 %) of a batch is out
   of domain, its normal-forms share is withheld: it would describe mostly images the models cannot judge
   (another lab's 240 unstained heads gave 3 % "normal" for a sample labelled 73 % normal).
-* **Normal-forms share** — images predicted normal ÷ images classified as sperm. For SMIDS, images
-  predicted Non-Sperm are excluded from the denominator (they are not sperm); failed files are never
-  counted. Shown against the WHO 2021 lower reference limit of 4 % normal forms (WHO laboratory manual
-  for the examination and processing of human semen, 6th ed., 2021). It is a screening aid for a
-  handful of images, not a semen analysis (which needs ≥ 200 assessed spermatozoa).
+* **Normal-forms share** (:func:`spermlib.vocabulary.normal_share`, shared with the sample report) —
+  images predicted normal ÷ images classified as sperm. For SMIDS, images predicted Non-Sperm are
+  excluded from the denominator (they are not sperm); failed files are never counted. Shown against the
+  WHO 2021 lower reference limit of 4 % normal forms (WHO laboratory manual for the examination and
+  processing of human semen, 6th ed., 2021). It is a screening aid for a handful of images, not a semen
+  analysis (which needs ≥ 200 assessed spermatozoa).
 """
 
 from __future__ import annotations
@@ -36,9 +37,17 @@ import pandas as pd
 from PIL import Image
 
 from spermlib.dashboard.samples import Route
-from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.vocabulary import (  # the normal-forms rule: re-exported for the pages
+    MAX_OUT_OF_DOMAIN_SHARE,  # noqa: F401
+    NON_SPERM_LABEL,
+    NORMAL_LABEL,  # noqa: F401
+    WHO_2021_NORMAL_FORMS_LRL,  # noqa: F401
+    NormalShare,  # noqa: F401
+    arch_title,
+    normal_share,  # noqa: F401
+)
 
 if TYPE_CHECKING:  # torch: the Overview reads NORMAL_LABEL without loading a model
     from spermlib.inference.predict import Prediction, Predictor
@@ -48,15 +57,10 @@ MIN_AGREEMENT = 0.80
 NON_SPERM_PROB = 0.30
 HEAD_CROP_ASPECT = (0.8, 1.25)  # width / height
 HEAD_CROP_SIDE = (64, 400)  # px, shorter and longer side
-WHO_2021_NORMAL_FORMS_LRL = 0.04  # lower reference limit (5th centile), normal forms
-MAX_OUT_OF_DOMAIN_SHARE = 0.20  # above this share of out-of-domain images a batch's normal-forms share is withheld
 
 # The results table on screen (the CSV keeps every column): what differs between rows, narrow enough to read.
 SHOWN_COLUMNS = ["file", "model", "prediction", "confidence", "in domain", "classified by", "warnings", "error"]
 
-# Which class is "normal" / "not sperm" in each task.
-NORMAL_LABEL = {"smids": "Normal_Sperm", "hushem": "01_Normal"}
-NON_SPERM_LABEL = {"smids": "Non-Sperm"}
 
 
 @dataclass(frozen=True)
@@ -93,39 +97,6 @@ class ArchResult:
         if self.route is not None and self.route.single_fold:
             return self.route.model
         return agreement_text(self.prediction)
-
-
-@dataclass
-class NormalShare:
-    n_normal: int
-    n_sperm: int  # denominator: images classified as sperm
-    n_non_sperm: int  # SMIDS images predicted Non-Sperm (left out of the denominator)
-    n_failed: int  # files that could not be classified
-    n_out_of_domain: int = 0  # classified images the out-of-domain detector flagged
-    n_domain_checked: int = 0  # classified images with a domain verdict (0: no detector for this model)
-
-    @property
-    def share(self) -> float | None:
-        return self.n_normal / self.n_sperm if self.n_sperm else None
-
-    @property
-    def out_of_domain_share(self) -> float | None:
-        return self.n_out_of_domain / self.n_domain_checked if self.n_domain_checked else None
-
-    @property
-    def withheld(self) -> bool:
-        """True when too much of the batch is out of domain for the share to mean anything."""
-        return (self.out_of_domain_share or 0.0) > MAX_OUT_OF_DOMAIN_SHARE
-
-    @property
-    def withheld_reason(self) -> str:
-        return (f"{self.n_out_of_domain} of {self.n_domain_checked} images ({self.out_of_domain_share:.0%}) are out "
-                f"of domain (more than {MAX_OUT_OF_DOMAIN_SHARE:.0%}): the models cannot judge them, so a share of "
-                "normal forms over this batch would not describe the sample. See the per-image table.")
-
-    @property
-    def below_who_limit(self) -> bool | None:
-        return None if self.share is None else self.share < WHO_2021_NORMAL_FORMS_LRL
 
 
 def upload_limit_error(name: str, n_bytes: int, limit_mb: float) -> str | None:
@@ -243,21 +214,6 @@ def classify_inputs(predictors: Mapping[str, Predictor], inputs: Sequence[ImageI
                 results[i] = ArchResult(arch, pred, warnings, route=arch_routes[i])
         out[arch] = results
     return out
-
-
-def normal_share(results: Sequence[ArchResult | Prediction | None], spec: DatasetSpec) -> NormalShare:
-    """Share of normal forms among images classified as sperm (see module docstring).
-
-    ``results`` are one arch's verdicts for a batch (``None`` or an ``error`` = a file that failed).
-    """
-    normal, non_sperm = NORMAL_LABEL[spec.name], NON_SPERM_LABEL.get(spec.name)
-    predictions = [r.prediction if isinstance(r, ArchResult) else r for r in results]
-    ok = [p for p in predictions if p is not None and not p.error and p.label is not None]
-    n_failed = len(predictions) - len(ok)
-    n_non = sum(p.label == non_sperm for p in ok) if non_sperm else 0
-    return NormalShare(n_normal=sum(p.label == normal for p in ok), n_sperm=len(ok) - n_non,
-                       n_non_sperm=n_non, n_failed=n_failed, n_out_of_domain=sum(p.in_domain is False for p in ok),
-                       n_domain_checked=sum(p.in_domain is not None for p in ok))
 
 
 def out_of_domain_banner(results: Mapping[str, Sequence[ArchResult | None]]) -> str | None:

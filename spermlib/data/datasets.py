@@ -5,7 +5,7 @@ ImageFolder layout). The label of an image is its folder, never its file name (S
 prefixes contradict the folders). Two built-in datasets (SMIDS, HuSHeM) are described here; any
 other folder of that layout is a user's *own dataset*: ``get_dataset`` turns its path into a
 ``DatasetSpec`` and ``python -m spermlib splits`` records it (name, path, classes, display names,
-citation) in the dataset registry file (``store.paths.dataset_registry_path``), so later commands
+citation) in the dataset registry file (:func:`dataset_registry_path`), so later commands
 and the app know it by name. ``get_dataset`` is the one entry point every command resolves
 ``--dataset`` through.
 """
@@ -27,6 +27,7 @@ SAMPLE_DATA_ROOT = PROJECT_ROOT / "sample_data"
 # Developers and CI have the full datasets beside the checkout.
 SHARED_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data"
 DATA_DIR_ENV = "SPERM_DATA_DIR"
+DATASETS_ENV = "SPERMLIB_DATASETS"
 IMAGE_SUFFIXES = {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp"}
 
 
@@ -149,10 +150,15 @@ def folder_dataset(path: str | os.PathLike, name: str | None = None, citation: s
                        citation=citation, licence="", root=str(root))
 
 
+def dataset_registry_path() -> Path:
+    """``$SPERMLIB_DATASETS`` or ``datasets.json``: the own datasets ``splits`` recorded (name, path, classes, …).
+
+    Read at call time (not import time) so tests and the app can redirect it."""
+    return Path(os.environ.get(DATASETS_ENV) or PROJECT_ROOT / "datasets.json")
+
+
 def registered_datasets() -> dict[str, DatasetSpec]:
     """The own datasets recorded in the registry file, by name (none when the file is absent)."""
-    from spermlib.store.paths import dataset_registry_path  # store/ imports this module: import at call time
-
     path = dataset_registry_path()
     if not path.is_file():
         return {}
@@ -166,8 +172,6 @@ def registered_datasets() -> dict[str, DatasetSpec]:
 
 def register_dataset(spec: DatasetSpec) -> Path:
     """Record (or update) an own dataset in the registry file; returns the file's path."""
-    from spermlib.store.paths import dataset_registry_path
-
     if spec.is_builtin:
         raise DataError(f"{spec.name} is built in; only own datasets are registered")
     path = dataset_registry_path()
@@ -176,16 +180,6 @@ def register_dataset(spec: DatasetSpec) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"datasets": dict(sorted(entries.items()))}, indent=1, ensure_ascii=False) + "\n")
     return path
-
-
-def listed_datasets(checkpoints_dir: Path | None = None) -> dict[str, DatasetSpec]:
-    """What the app offers: the built-in datasets, then every registered own dataset that has checkpoints."""
-    from spermlib.archs import ARCHS
-    from spermlib.store.cards import available_folds
-
-    own = {n: s for n, s in registered_datasets().items()
-           if any(available_folds(s, arch, checkpoints_dir) for arch in ARCHS)}
-    return {**DATASETS, **own}
 
 
 def _has_dataset(base: Path, spec: DatasetSpec) -> bool:

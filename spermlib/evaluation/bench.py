@@ -29,11 +29,12 @@ import numpy as np
 import timm
 import torch
 
+from spermlib.calibration.detectors import fit_detector
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, SAMPLE_DATA_ROOT, DatasetSpec, get_dataset, list_images
 from spermlib.data.preprocess import load_uint8_batch, normalize
 from spermlib.errors import SpermlibError
+from spermlib.evaluation.browser import CHROMIUM, IDLE, classify_url, free_port, launch
 from spermlib.inference.explain import Explainer
-from spermlib.inference.ood import fit_detector
 from spermlib.inference.predict import Predictor
 from spermlib.models import build_model
 from spermlib.runtime import FP32, Precision, bf16_available, pick_device, precision_policy
@@ -444,12 +445,10 @@ def browser_timings(dataset: str, arch: str, sample: str) -> dict[str, float]:
     one bundled sample), in Debian's Chromium driven by Playwright. The browser starts before the clock."""
     from playwright.sync_api import sync_playwright
 
-    from tools import screenshots as shots  # the e2e tests' browser setup (repository tool, not the library)
-
-    port = shots.free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with sync_playwright() as pw:
-        browser = shots.launch(pw)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(300_000)
         t0 = time.perf_counter()
@@ -458,9 +457,9 @@ def browser_timings(dataset: str, arch: str, sample: str) -> dict[str, float]:
             _goto_when_up(page, base, proc)
             page.get_by_role("heading", name=OVERVIEW_TITLE).wait_for()
             t_title = time.perf_counter() - t0
-            page.wait_for_selector(shots.IDLE)
+            page.wait_for_selector(IDLE)
             t_overview = time.perf_counter() - t0
-            page.goto(f"{base}/{shots.classify_url([sample], dataset, arch)}", wait_until="commit")
+            page.goto(f"{base}/{classify_url([sample], dataset, arch)}", wait_until="commit")
             page.locator("[data-testid='stImageContainer']").filter(has_text=CAM_CAPTION).first.wait_for()
             t_classify = time.perf_counter() - t0
         finally:
@@ -473,10 +472,8 @@ def browser_timings(dataset: str, arch: str, sample: str) -> dict[str, float]:
 def browser_rows(dataset: str, arch: str, sample: str) -> list[Row]:
     """The cold start a user sees: server start → Overview and → first prediction, in a real browser.
     No rows (a note instead) without Playwright or ``/usr/bin/chromium``."""
-    from tools import screenshots as shots
-
-    if not shots.CHROMIUM.is_file():
-        print(f"browser rows skipped: {shots.CHROMIUM} not found (apt-get install chromium)")
+    if not CHROMIUM.is_file():
+        print(f"browser rows skipped: {CHROMIUM} not found (apt-get install chromium)")
         return []
     try:
         t = browser_timings(dataset, arch, sample)

@@ -123,7 +123,7 @@ def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def domain_scores(predictor: Predictor, fold: int, features: np.ndarray, stats: np.ndarray | None = None
                   ) -> np.ndarray:
-    """Each image's domain score by the fold-``fold`` model's out-of-domain detector (``inference.ood``;
+    """Each image's domain score by the fold-``fold`` model's out-of-domain detector (``calibration.detectors``;
     higher = more typical of its training images, < 0 = flagged), from the features (and early-map
     statistics) the map already has; NaN when that model has no detector (or one that needs logits, which
     the map does not keep)."""

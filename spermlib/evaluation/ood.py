@@ -1,5 +1,5 @@
-"""Out-of-domain detection and temperature scaling per fold model → detectors beside the checkpoints and
-``results/<dataset>/ood.json``.
+"""The ``ood`` command: one inference-core pass per fold model, the detectors and temperatures fitted on it
+(``calibration.fit``), their evaluation → detectors beside the checkpoints and ``results/<dataset>/ood.json``.
 
 Per fold model, one inference-core pass over its training, inner-validation and test images (the
 split comes from ``training.fold_data``, exactly as training made it) gives features and logits:
@@ -12,13 +12,14 @@ split comes from ``training.fold_data``, exactly as training made it) gives feat
   on clean images only, the early-map detector flagged 91 % of HuSHeM's inner-validation images under the
   suite's mild corruptions (JPEG quality 50: 99 %); with the views, ~9 %, while the other dataset and the
   synthetic shifts stayed at AUROC ≥ 0.998 and 100 % flagged (4 CBAM folds, inner validation only).
-* **Choice of detector, nested**: for fold k, every method of ``inference.ood.METHODS`` is fitted as
-  above and scored on fold k's own inner validation by AUROC against (i) the other dataset's images and
-  (ii) the synthetic shifts of its inner-validation images, and by the share of its inner-validation images
-  it flags under each of the suite's mild corruptions. Among the methods that flag at most
-  :data:`MAX_MILD_FLAGGED` of those on average, the one with the best mean of (i) and (ii) is fold k's
-  detector (none: the one that flags fewest). Only fold k's training part decides for fold k (another
-  fold's inner validation holds fold k's test images); natural photographs and test folds play no part.
+* **Choice of detector, nested** (``calibration.fit``): for fold k, every method of
+  ``calibration.detectors.METHODS`` is fitted as above and scored on fold k's own inner validation by
+  AUROC against (i) the other dataset's images and (ii) the synthetic shifts of its inner-validation
+  images, and by the share of its inner-validation images it flags under each of the suite's mild
+  corruptions. Among the methods that flag at most ``calibration.fit.MAX_MILD_FLAGGED`` of those on
+  average, the one with the best mean of (i) and (ii) is fold k's detector (none: the one that flags
+  fewest). Only fold k's training part decides for fold k (another fold's inner validation holds fold k's
+  test images); natural photographs and test folds play no part.
 * **Evaluation**: AUROC (in-domain = the test folds, each image through the fold model that never saw
   it) and flag rates on (a) the test folds, (b) the other dataset, (c) synthetic shifts of the test-fold
   images, (d) natural photographs (scikit-image's sample images and their quadrants), and the flag rate
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,19 @@ import pandas as pd
 import torch
 import torchvision.transforms.v2.functional as F
 from PIL import Image
-from sklearn.metrics import roc_auc_score
 
+from spermlib.calibration.detectors import FLAG_RATE, METHODS, Detector, ensemble_domain
+from spermlib.calibration.fit import (
+    MAX_MILD_FLAGGED,
+    FoldPass,
+    auroc,
+    compare_methods,
+    fold_detectors,
+    fold_temperatures,
+    store_temperatures,
+)
+from spermlib.calibration.store import detector_path
+from spermlib.calibration.temperature import nll, softmax_t
 from spermlib.data.corruptions import CORRUPTIONS, contrast, desaturate, nuisance_views, zoom
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, DatasetSpec, get_dataset, is_full_dataset, resolve_data_root
 from spermlib.data.preprocess import load_uint8_batch, to_uint8_tensor
@@ -53,22 +65,9 @@ from spermlib.data.splits import manifest_for_root
 from spermlib.errors import SpermlibError
 from spermlib.evaluation.evaluate import expected_calibration_error
 from spermlib.inference.core import EVAL_BATCH, InferenceModel
-from spermlib.inference.ood import (
-    FLAG_RATE,
-    METHODS,
-    Detector,
-    ensemble_domain,
-    fit_detector,
-    fit_temperature,
-    identified_temperature,
-    load_detector,
-    nll,
-    softmax_t,
-)
 from spermlib.runtime import hardware, pick_device
-from spermlib.store.cards import archs_with_checkpoints, set_card_field
-from spermlib.store.checkpoints import available_folds, checkpoint_path
-from spermlib.store.ood import detector_path, write_detector
+from spermlib.store.cards import archs_with_checkpoints
+from spermlib.store.checkpoints import available_folds
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import OOD_FILE, results_to_update, write_json
 from spermlib.training.fold_data import DecodedImages, load_fold_data
@@ -89,7 +88,6 @@ SHIPPED_CHECKPOINTS = PROJECT_ROOT / "checkpoints"
 TARGETS = {"min_auroc": 0.95, "min_flagged_ood": 0.90, "max_flagged_in_domain": 0.10}
 NUISANCE_REACH = 1.5  # nuisance views reach this multiple of each corruption's mild severity
 NUISANCE_ROWS = 600  # views per image: enough for about this many rows, 1 to 3
-MAX_MILD_FLAGGED = 0.20  # a detector may flag at most this share of mildly corrupted inner-validation images
 NUISANCE_SEED = 1000  # + fold: the training part's view draws; 2 × it + fold: the inner validation's
 PROTOCOL = (
     "per fold model: detector fitted on the features of its training part only, together with nuisance views of "
@@ -143,44 +141,6 @@ class Images:
     other_root: Path
 
 
-@dataclass
-class FoldPass:
-    """(features, logits, early-map statistics) of one fold model on every image set, and the labels of its
-    own parts."""
-
-    fold: int
-    sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-    y: dict[str, np.ndarray]
-    card: dict
-    split_as_trained: bool = True  # the train/inner-val parts have the sizes the card records
-    run: dict = field(default_factory=dict)
-    stats_sizes: tuple[int, ...] = ()  # width of each early map's part of the statistics
-
-    def features(self, name: str) -> np.ndarray:
-        return self.sets[name][0]
-
-    def scores(self, det: Detector, name: str) -> np.ndarray:
-        return det.score(*self.sets[name])
-
-    def fit(self, method: str) -> Detector:
-        """``method`` fitted on this fold's training part and its nuisance views, its threshold on the inner
-        validation and its nuisance views."""
-        train, (val, val_logits, val_stats) = self.training_rows(), self.held_out_rows()
-        views = len(train[0]) // len(self.y["train"])
-        return fit_detector(method, train[0], np.tile(self.y["train"], views), val, val_logits,
-                            train_stats=train[2], val_stats=val_stats, stats_sizes=self.stats_sizes)
-
-    def training_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _concat(self.sets["train"], self.sets["train_views"])
-
-    def held_out_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _concat(self.sets["val"], self.sets["val_views"])
-
-
-def _concat(*parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))  # type: ignore[return-value]
-
-
 def views_per_image(n: int) -> int:
     """Nuisance views per image: about :data:`NUISANCE_ROWS` rows in all, 1 to 3 per image."""
     return int(np.clip(np.ceil(NUISANCE_ROWS / max(n, 1)), 1, 3))
@@ -225,74 +185,6 @@ def fold_pass(spec: DatasetSpec, root: Path, images: Images, model: InferenceMod
     return FoldPass(k, sets, y, card, same_split, stats_sizes=out.stats_sizes)
 
 
-def auroc(in_domain: np.ndarray, out_domain: np.ndarray) -> float:
-    """AUROC of domain scores with in-domain images as positives (1 = perfectly separated)."""
-    labels = np.r_[np.ones(len(in_domain)), np.zeros(len(out_domain))]
-    return float(roc_auc_score(labels, np.r_[in_domain, out_domain]))
-
-
-def selection_scores(p: FoldPass, method: str) -> dict[str, float]:
-    """``method`` fitted on fold ``p``'s training part, scored on its own inner validation only."""
-    det = p.fit(method)
-    val = p.scores(det, "val")
-    a = auroc(val, p.scores(det, "other"))
-    b = auroc(val, np.concatenate([p.scores(det, f"val_shift:{s}") for s in SHIFTS]))
-    mild = float(np.mean([(p.scores(det, f"val_mild:{c}") < 0).mean() for c in CORRUPTIONS]))
-    return {"auroc_inner_val_vs_other_dataset": a, "auroc_inner_val_vs_shifted_inner_val": b,
-            "criterion": (a + b) / 2, "inner_val_mild_corruptions_flagged": mild}
-
-
-def choose_method(scores: dict[str, dict[str, float]]) -> str:
-    """Best criterion among the methods flagging at most :data:`MAX_MILD_FLAGGED` of the mildly corrupted
-    inner-validation images; none: the method that flags fewest."""
-    tolerant = [m for m in scores if scores[m]["inner_val_mild_corruptions_flagged"] <= MAX_MILD_FLAGGED]
-    if tolerant:
-        return max(tolerant, key=lambda m: scores[m]["criterion"])
-    return min(scores, key=lambda m: scores[m]["inner_val_mild_corruptions_flagged"])
-
-
-def compare_methods(passes: list[FoldPass]) -> dict:
-    """Every method fitted per fold and scored on that fold's inner validation; each fold's own choice (nested),
-    and the scores averaged over folds (reported, not used to choose)."""
-    per_fold = {p.fold: {m: selection_scores(p, m) for m in METHODS} for p in passes}
-    chosen = {k: choose_method(scores) for k, scores in per_fold.items()}
-    table = {m: {key: float(np.mean([per_fold[k][m][key] for k in per_fold])) for key in per_fold[passes[0].fold][m]}
-             for m in METHODS}
-    return {"rule": "per fold, on that fold's own inner validation: the highest mean of the two AUROCs among the "
-                    f"methods that flag at most {100 * MAX_MILD_FLAGGED:.0f} % of the mildly corrupted "
-                    "inner-validation images (none: the method that flags fewest)",
-            "candidates": table, "per_fold": {str(k): v for k, v in per_fold.items()},
-            "chosen_per_fold": {str(k): m for k, m in chosen.items()},
-            "chosen": max(set(chosen.values()), key=list(chosen.values()).count)}
-
-
-def fold_detectors(passes: list[FoldPass], methods: dict[str, str], spec: DatasetSpec, arch: str,
-                   checkpoints_dir: Path, refit: bool) -> tuple[list[Detector], bool]:
-    """The stored detectors of every fold (when all exist, fit these weights, are of the method chosen for
-    their fold, and ``refit`` is off), else each fold's chosen method (``methods``: fold → method) fitted
-    afresh and written beside its checkpoint. Returns them and whether they were fitted."""
-    paths = [detector_path(spec, arch, p.fold, checkpoints_dir) for p in passes]
-    if not refit:
-        stored = [load_detector(path, p.card.get("weights_sha256")) for p, path in zip(passes, paths)]
-        if all(d is not None and d.method == methods[str(p.fold)] for p, d in zip(passes, stored)):
-            return stored, False  # type: ignore[return-value]
-    fitted = []
-    for p, path in zip(passes, paths):
-        det = p.fit(methods[str(p.fold)])
-        det.meta = {"weights_sha256": p.card.get("weights_sha256"), "split_sha256": p.card.get("split_sha256"),
-                    "fitted_on": f"training part of fold {p.fold} ({len(p.y['train'])} images) and "
-                                 f"{len(p.sets['train_views'][0])} nuisance views of them",
-                    "threshold_on": f"inner validation of fold {p.fold} ({len(p.y['val'])} images) and "
-                                    f"{len(p.sets['val_views'][0])} nuisance views of them",
-                    "nuisance_reach": NUISANCE_REACH,
-                    "flag_rate": FLAG_RATE, "feature_dim": int(p.features("train").shape[1]),
-                    **({"early_map_stats": list(p.stats_sizes)} if det.needs_stats else {}),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        write_detector(path, det.to_stored())
-        fitted.append(det)
-    return fitted, True
-
-
 def _foreign(passes: list[FoldPass], dets: list[Detector], name: str, in_domain: np.ndarray) -> dict:
     """A set every fold model scores: AUROC against the in-domain test folds, flag rate per model and as
     the ensemble mean (what ``predict`` reports)."""
@@ -334,12 +226,7 @@ def calibration(passes: list[FoldPass], stored: bool = False) -> dict:
 
     With ``stored`` (detectors kept, nothing written), the temperatures are those the cards carry, i.e. what
     ``predict`` uses: a fit made now but not stored would report a calibration no shipped model has."""
-    fitted = {p.fold: fit_temperature(p.sets["val"][1], p.y["val"]) for p in passes}
-    if stored:
-        used = {p.fold: float(p.card["temperature"]) for p in passes if p.card.get("temperature") is not None}
-    else:
-        used = {p.fold: t for p in passes
-                if (t := identified_temperature(p.sets["val"][1], p.y["val"], fitted[p.fold])) is not None}
+    fitted, used = fold_temperatures(passes, stored)
     reported = {**fitted, **used}  # a fold's applied temperature, else its fit (reported, not applied)
     temps = {k: used.get(k, 1.0) for k in fitted}
     y = np.concatenate([p.y["test"] for p in passes])
@@ -357,14 +244,6 @@ def calibration(passes: list[FoldPass], stored: bool = False) -> dict:
             "applied": bool(used),  # decided on inner validation (identified fits), never on the test folds
             "source": "the cards' stored temperatures" if stored else "fitted by this run",
             "where": "fold cards (`temperature`): Predictor divides each fold model's logits by it"}
-
-
-def store_temperatures(spec: DatasetSpec, arch: str, checkpoints_dir: Path, calib: dict) -> None:
-    """Write each fold's temperature into its card where its inner-validation fit identified one, else remove it."""
-    applied = set(calib.get("applied_folds", []))
-    for fold, t in calib["temperatures"].items():
-        set_card_field(checkpoint_path(spec, arch, int(fold), checkpoints_dir), "temperature",
-                       t if int(fold) in applied else None)
 
 
 def load_images(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, size: int) -> Images:
@@ -400,7 +279,8 @@ def ood_arch(spec: DatasetSpec, root: Path, manifest: pd.DataFrame, sha: str, ar
         passes[-1].run = {"device": str(dev), "hardware": hardware(dev), "precision": fold_model.precision.name,
                           "batch_size": EVAL_BATCH}
     selection = compare_methods(passes)
-    dets, fitted = fold_detectors(passes, selection["chosen_per_fold"], spec, arch, checkpoints_dir, refit)
+    dets, fitted = fold_detectors(passes, selection["chosen_per_fold"], spec, arch, checkpoints_dir, refit,
+                                  NUISANCE_REACH)
     calib = calibration(passes, stored=not fitted)
     if fitted:
         store_temperatures(spec, arch, checkpoints_dir, calib)

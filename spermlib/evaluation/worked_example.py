@@ -36,12 +36,13 @@ def pick_example(oof: pd.DataFrame, spec: DatasetSpec, arch: str, present: Itera
 
 def explain_example(example: Example, spec: DatasetSpec, image_root: Path, checkpoints_dir: Path | None = None):
     """``(panels, inference)``: caption → overlay of the model input, Grad-CAM++ and (CBAM) attention."""
-    from spermlib.inference.explain import overlay  # torch: the command needs it, the Overview does not
+    from spermlib.inference.explain import Explainer, overlay  # torch: the command needs it, the Overview does not
     from spermlib.inference.predict import Predictor
 
     predictor = Predictor.from_checkpoints(spec, arch=example.arch, folds=[example.fold],
                                            checkpoints_dir=checkpoints_dir)
-    exp = predictor.explain(load_rgb(image_root / example.path), class_idx=spec.class_dirs.index(example.pred))
+    exp = Explainer(predictor).explain(load_rgb(image_root / example.path),
+                                       class_idx=spec.class_dirs.index(example.pred))
     panels = [("the image", exp.rgb), (f"Grad-CAM++ for {spec.display(example.pred)}",
                                        overlay(exp.rgb, exp.gradcam, alpha=0.5))]
     if exp.cbam is not None:

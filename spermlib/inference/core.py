@@ -16,9 +16,9 @@ faithfulness (which class to explain), embeddings and the bench's "ours" rows al
   ``get_classifier()``, the same operations as ``model(x)`` in eval mode (tested bit-exact);
   with ``stats=True`` the same pass also summarises the model's early feature maps
   (``forward_features_and_taps``: per-channel mean and standard deviation, :func:`channel_stats`), which
-  out-of-domain detection (``inference.ood``) reads; with ``tta=True`` the 8 flips/90° turns of each
+  out-of-domain detection (``calibration.detectors``) reads; with ``tta=True`` the 8 flips/90° turns of each
   image go through one stacked pass and their mean is returned;
-* the card's decision bias (``inference.decision_bias``), where its inner validation took one: applied to the
+* the card's decision bias (``calibration.decision_bias``), where its inner validation took one: applied to the
   probabilities of the mode it was fitted for (one view, or the TTA mean), so every caller's predicted class
   is the one ``predict`` reports. Logits, features and statistics stay the model's own.
 
@@ -36,8 +36,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from spermlib.calibration.decision_bias import ONE_VIEW, TTA, apply_bias
 from spermlib.data.preprocess import normalize, to_uint8_tensor
-from spermlib.inference.decision_bias import ONE_VIEW, TTA, apply_bias
 from spermlib.models.fusion import fold_batchnorm
 from spermlib.runtime import Precision, pick_device, precision_policy
 
@@ -235,7 +235,7 @@ class InferenceModel:
     def __init__(self, model: nn.Module, prep: Preprocessing, device: torch.device | str | None = None,
                  precision: Precision | str = "auto", fold_bn: bool = True,
                  decision_bias: Mapping[str, Sequence[float]] | None = None):
-        self.decision_bias = dict(decision_bias or {})  # the card's, per mode (``inference.decision_bias``)
+        self.decision_bias = dict(decision_bias or {})  # the card's, per mode (``calibration.decision_bias``)
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.precision = precision if isinstance(precision, Precision) else precision_policy(self.device, precision)
         self.prep = prep

@@ -2,6 +2,8 @@
 
 The default model for a dataset is the 5-fold ensemble of one arch: each fold model saw a different
 80 % of the data, and averaging their softmax outputs is the usual way to use CV models on new data.
+Explanation sits on top of prediction (``inference.explain.Explainer`` wraps a ``Predictor``): nothing here
+imports it.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spermlib.calibration.decision_bias import log_probabilities, softmax
+from spermlib.calibration.detectors import Detector, ensemble_domain, load_detector
+from spermlib.calibration.store import detector_path
+from spermlib.calibration.temperature import softmax_t
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, ImageSource, load_rgb
 from spermlib.errors import SpermlibError
 from spermlib.inference.core import ForwardOutput, InferenceModel, Preprocessing
-from spermlib.inference.decision_bias import log_probabilities, softmax
-from spermlib.inference.ood import Detector, ensemble_domain, load_detector, softmax_t
 from spermlib.runtime import Precision, pick_device, precision_policy
 from spermlib.store.checkpoints import CheckpointError, available_folds, checkpoint_path, load_checkpoint
-from spermlib.store.ood import detector_path
 from spermlib.store.paths import default_checkpoints_dir
 
 # What every fold of one ensemble must share: the same normalisation and the same output space. The input size
@@ -43,7 +46,7 @@ class Prediction:
     agreement: float | None = None  # share of fold models that agree with the ensemble label
     error: str | None = None
     cam_path: str | None = None
-    # Out-of-domain check (``inference.ood``): True/False when every fold model has a stored detector, else
+    # Out-of-domain check (``calibration.detectors``): True/False when every fold model has a stored detector, else
     # None (also for a file that failed). ``domain_score``: higher = more typical of the training data,
     # 0 = the flagging threshold (mean of the fold models' normalised scores).
     in_domain: bool | None = None
@@ -309,20 +312,9 @@ class Predictor:
             results[i] = pred
         return results  # type: ignore[return-value]
 
-    def predict_files(self, paths: Sequence[str | Path], cam_dir: str | Path | None = None) -> list[Prediction]:
-        """Classify files; with ``cam_dir``, also write a Grad-CAM++ overlay per file (``explain.Explainer``)."""
-        if cam_dir:
-            from spermlib.inference.explain import Explainer  # explanation sits on top of prediction, not below
-
-            return Explainer(self).predict_files(paths, cam_dir)
+    def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction]:
+        """Classify files (``explain.Explainer.predict_files`` also writes a Grad-CAM++ overlay per file)."""
         return self.predict_sources([str(p) for p in paths], keep_inputs=False)
-
-    def explain(self, image: Image.Image | np.ndarray, class_idx: int | None = None,
-                folds: Sequence[int] | None = None):
-        """Convenience for ``explain.Explainer(self).explain(...)`` (see there)."""
-        from spermlib.inference.explain import Explainer  # explanation sits on top of prediction, not below
-
-        return Explainer(self).explain(image, class_idx=class_idx, folds=folds)
 
 
 def format_table(results: Sequence[Prediction], spec: DatasetSpec) -> str:

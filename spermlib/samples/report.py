@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image
 
-from spermlib.dashboard.tables import arch_title
-from spermlib.dashboard.triage import NORMAL_LABEL, WHO_2021_NORMAL_FORMS_LRL, normal_share
 from spermlib.data.datasets import DatasetSpec, get_dataset
 from spermlib.errors import SpermlibError
 from spermlib.samples.service import ImageRecord, SampleStore, SampleSummary
 from spermlib.store.results import ResultsError, load_metrics
+from spermlib.vocabulary import NORMAL_LABEL, WHO_2021_NORMAL_FORMS_LRL, arch_title, normal_share
 
 if TYPE_CHECKING:
     from spermlib.inference.predict import Predictor
@@ -44,7 +43,7 @@ FONT_FILES = (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
 
 
 class _Verdict(NamedTuple):
-    """What ``triage.normal_share`` reads of a verdict."""
+    """What ``vocabulary.normal_share`` reads of a verdict."""
 
     label: str | None
     in_domain: bool | None = None
@@ -163,9 +162,9 @@ def _thumbs(store: SampleStore, report: SampleReport, predictor: Predictor | Non
         rgb = load_rgb(store.image_bytes(report.summary.name, img.file_name), name=img.file_name)
         cam = None
         if predictor is not None:
-            from spermlib.inference.explain import overlay
+            from spermlib.inference.explain import Explainer, overlay
 
-            exp = predictor.explain(rgb, class_idx=predictor.classes.index(pred.label))
+            exp = Explainer(predictor).explain(rgb, class_idx=predictor.classes.index(pred.label))
             cam = _png(overlay(exp.rgb, exp.gradcam, alpha=0.5))
         report.thumbs.append(Thumb(img.file_name, report.spec.display(pred.label), pred.confidence,
                                    report.spec.display(review.label), review.reviewer, review.comment, _png(rgb), cam))

@@ -23,12 +23,12 @@ import pandas as pd
 from sqlalchemy import Engine, delete, exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from spermlib import __version__
 from spermlib.archs import check_arch
 from spermlib.data.datasets import DatasetSpec, get_dataset
 from spermlib.samples import models as m
 from spermlib.samples.db import BUSY_TIMEOUT_S, SampleStoreError, describe, guard_db, open_engine
 from spermlib.store.results import prob_column
+from spermlib.version import __version__
 
 if TYPE_CHECKING:
     from spermlib.inference.predict import Prediction as ModelPrediction

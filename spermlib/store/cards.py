@@ -2,7 +2,8 @@
 
 A checkpoint is ``<checkpoints>/<dataset>/<arch>/fold<K>.safetensors`` (fp16 weights) plus
 ``fold<K>.json`` (the card: arch, backbone, classes, input size, normalisation, split manifest hash,
-recipe, metrics). Loading and saving weights is :mod:`spermlib.store.checkpoints`.
+recipe, metrics). Loading and saving weights is :mod:`spermlib.store.checkpoints`. :func:`listed_datasets`:
+the datasets the app offers (the built-in ones, and every registered own dataset with checkpoints).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from spermlib.archs import ARCHS, check_arch
-from spermlib.data.datasets import DatasetSpec
+from spermlib.data.datasets import DATASETS, DatasetSpec, registered_datasets
 from spermlib.errors import SpermlibError
 from spermlib.store.paths import default_checkpoints_dir
 
@@ -48,6 +49,13 @@ def archs_with_checkpoints(dataset: str | DatasetSpec, archs: list[str] | None =
         name = getattr(dataset, "name", dataset)
         raise CheckpointError(f"no checkpoints for {name} in {root or default_checkpoints_dir()}; train first")
     return archs
+
+
+def listed_datasets(checkpoints_dir: Path | None = None) -> dict[str, DatasetSpec]:
+    """What the app offers: the built-in datasets, then every registered own dataset that has checkpoints."""
+    own = {n: s for n, s in registered_datasets().items()
+           if any(available_folds(s, arch, checkpoints_dir) for arch in ARCHS)}
+    return {**DATASETS, **own}
 
 
 def card_path(weights_path: Path) -> Path:

@@ -1,7 +1,8 @@
-"""Default folders of the on-disk store: ``checkpoints/``, ``results/``, ``runs/``, ``datasets.json``.
+"""Default folders of the on-disk store: ``checkpoints/``, ``results/``, ``runs/``.
 
 Read at call time (not import time) so tests and the app can redirect them with
-``$SPERMLIB_CHECKPOINTS``, ``$SPERMLIB_RESULTS`` and ``$SPERMLIB_DATASETS``.
+``$SPERMLIB_CHECKPOINTS`` and ``$SPERMLIB_RESULTS``. The own-dataset registry (``datasets.json``,
+``$SPERMLIB_DATASETS``) belongs to the data layer: ``data.datasets.dataset_registry_path``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from spermlib.data.datasets import PROJECT_ROOT
 
 CHECKPOINTS_ENV = "SPERMLIB_CHECKPOINTS"
 RESULTS_ENV = "SPERMLIB_RESULTS"
-DATASETS_ENV = "SPERMLIB_DATASETS"
 RUNS_DIR = PROJECT_ROOT / "runs"  # training logs and resumable state (ignored by git)
 PARTIAL_RESULTS_DIR = RUNS_DIR / "results"  # evaluations on a subset (e.g. the bundled sample)
 
@@ -26,11 +26,6 @@ def default_checkpoints_dir() -> Path:
 def default_results_dir() -> Path:
     """``$SPERMLIB_RESULTS`` or ``results/`` (published evaluations on the full datasets)."""
     return Path(os.environ.get(RESULTS_ENV) or PROJECT_ROOT / "results")
-
-
-def dataset_registry_path() -> Path:
-    """``$SPERMLIB_DATASETS`` or ``datasets.json``: the own datasets ``splits`` recorded (name, path, classes, …)."""
-    return Path(os.environ.get(DATASETS_ENV) or PROJECT_ROOT / "datasets.json")
 
 
 def project_relative(path: Path) -> str:

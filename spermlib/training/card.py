@@ -9,13 +9,13 @@ from dataclasses import asdict
 
 import torch
 
-from spermlib import __version__
 from spermlib.data.datasets import PROJECT_ROOT, DatasetSpec
 from spermlib.models import ModelInfo
 from spermlib.training.fold_data import FoldData
 from spermlib.training.loop import LoopSettings
 from spermlib.training.recipe import Recipe
 from spermlib.training.state import TrainState
+from spermlib.version import __version__
 
 
 def git_commit() -> str:

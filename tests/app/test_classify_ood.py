@@ -10,10 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from spermlib.archs import DEFAULT_ARCH
+from spermlib.calibration.detectors import Detector
+from spermlib.calibration.store import detector_path, write_detector
 from spermlib.data.datasets import get_dataset
-from spermlib.inference.ood import Detector
 from spermlib.store.checkpoints import available_folds, checkpoint_path, read_card
-from spermlib.store.ood import detector_path, write_detector
 from spermlib.store.paths import CHECKPOINTS_ENV
 
 PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")

@@ -35,6 +35,7 @@ from streamlit.testing.v1 import app_test as app_test_module
 from spermlib.dashboard import triage
 from spermlib.dashboard.samples import sample_folds
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
+from spermlib.inference.explain import Explainer
 from spermlib.inference.predict import Predictor
 
 PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
@@ -135,7 +136,7 @@ def test_shared_predictor_from_eight_threads(app_env):
         if start is not None:
             start.wait(timeout=60)
         (result,) = triage.classify_inputs({"effnet_cbam": predictor}, [item], SMIDS)["effnet_cbam"]
-        exp = predictor.explain(item.image, class_idx=predictor.classes.index(result.prediction.label))
+        exp = Explainer(predictor).explain(item.image, class_idx=predictor.classes.index(result.prediction.label))
         return result.prediction, exp
 
     serial = [work(item) for item in inputs]

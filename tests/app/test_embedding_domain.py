@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 
 from spermlib.archs import DEFAULT_ARCH
+from spermlib.calibration.detectors import fit_detector
+from spermlib.calibration.store import detector_path, write_detector
 from spermlib.data.datasets import get_dataset
-from spermlib.inference.ood import fit_detector
 from spermlib.inference.predict import Predictor
 from spermlib.store.embeddings import EMBEDDINGS_ENV
-from spermlib.store.ood import detector_path, write_detector
 from spermlib.store.paths import CHECKPOINTS_ENV
 from tests.app.test_embedding_page import chart_spec, open_page
 

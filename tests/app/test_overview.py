@@ -147,8 +147,7 @@ def test_worked_example_is_recomputed_when_its_checkpoint_was_retrained(app_env,
 
 def test_an_own_dataset_with_checkpoints_and_results_joins_the_leaderboard(app_env, tmp_path, monkeypatch):
     """The Overview lists every dataset the app offers: the built-in ones, then a registered own dataset."""
-    from spermlib.data.datasets import folder_dataset, register_dataset
-    from spermlib.store.paths import DATASETS_ENV
+    from spermlib.data.datasets import DATASETS_ENV, folder_dataset, register_dataset
 
     monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets.json"))
     own = tmp_path / "MyLab"

@@ -12,17 +12,17 @@ import pytest
 from spermlib.cli import main
 from spermlib.data.datasets import (
     DATASETS,
+    DATASETS_ENV,
     SAMPLE_DATA_ROOT,
     DataError,
     expand_image_paths,
     get_dataset,
     list_images,
-    listed_datasets,
     registered_datasets,
     resolve_data_root,
 )
 from spermlib.data.splits import CONFLICT, UNREADABLE, assign_folds, hash_images, manifest_for_root, read_manifest
-from spermlib.store.paths import DATASETS_ENV
+from spermlib.store.cards import listed_datasets
 
 HUSHEM_SAMPLE = SAMPLE_DATA_ROOT / "HuSHeM"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from spermlib.data.datasets import DATA_DIR_ENV, SAMPLE_DATA_ROOT, get_dataset
+from spermlib.evaluation import browser as driver
 from spermlib.inference.predict import Predictor
 from spermlib.samples.db import DB_URL_ENV
 from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV, default_checkpoints_dir, default_results_dir
@@ -47,8 +48,8 @@ UPLOAD = SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm" / "Boya_11435.bmp"
 PAGE_LOAD_MS = 180_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
-if not shots.CHROMIUM.is_file():
-    pytest.skip(f"{shots.CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
+if not driver.CHROMIUM.is_file():
+    pytest.skip(f"{driver.CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
 
 
 def _complete_artifacts(base: Path) -> bool:
@@ -83,9 +84,9 @@ def streamlit_server(artifacts: Path | None):
            DB_URL_ENV: f"sqlite:///{SHOTS / 'samples.db'}",  # never the developer's own samples database
            RAISE_ERRORS_ENV: "1", "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
     try:
-        with shots.streamlit_server(env, SHOTS / f"server-{'tiny' if artifacts else 'shipped'}.log") as base:
+        with driver.streamlit_server(env, SHOTS / f"server-{'tiny' if artifacts else 'shipped'}.log") as base:
             yield {"base": base, "artifacts": artifacts}
-    except shots.ServerError as err:
+    except driver.ServerError as err:
         pytest.fail(str(err))
 
 
@@ -98,7 +99,7 @@ def server(artifacts: Path):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as pw:
-        b = shots.launch(pw)
+        b = driver.launch(pw)
         try:
             yield b
         finally:
@@ -119,7 +120,7 @@ def page(browser):
 def _open(page, base: str, path: str) -> None:
     """Load a page and wait until its script has finished running."""
     page.goto(f"{base}/{path}", wait_until="domcontentloaded", timeout=60_000)
-    page.wait_for_selector(shots.IDLE, timeout=PAGE_LOAD_MS)
+    page.wait_for_selector(driver.IDLE, timeout=PAGE_LOAD_MS)
 
 
 def _assert_no_exception(page, what: str) -> None:
@@ -150,7 +151,7 @@ def test_classify_upload_shows_prediction_and_cam(server, page, tmp_path):
     page.get_by_text(re.compile(re.escape(verdict))).first.wait_for(timeout=PAGE_LOAD_MS)
     cam = page.locator("[data-testid='stImageContainer']").filter(has_text="Grad-CAM++").first
     cam.wait_for(timeout=60_000)
-    page.wait_for_selector(shots.IDLE, timeout=PAGE_LOAD_MS)
+    page.wait_for_selector(driver.IDLE, timeout=PAGE_LOAD_MS)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "classify_upload.png"))
 
@@ -202,7 +203,7 @@ TTA_TOGGLE = "Charts: add the scores with test-time augmentation (TTA)"
 CHART_VIEWS = [
     ("overview", "", None),
     ("explorer", "explorer", None),
-    ("classify-all-models", shots.classify_url(shots.three_samples()), None),
+    ("classify-all-models", driver.classify_url(shots.three_samples()), None),
     ("compare-smids", "compare", None),
     ("compare-smids-one-view", "compare", lambda page: shots.flip(page, TTA_TOGGLE)),
     ("compare-hushem", "compare",
@@ -219,7 +220,7 @@ def test_every_chart_is_legible(shipped_server, browser, name, path, action, wid
     page = context.new_page()
     page.set_default_timeout(PAGE_LOAD_MS)
     try:
-        shots.open_page(page, shipped_server["base"], path)
+        driver.open_page(page, shipped_server["base"], path)
         if action:
             action(page)
         shots.full_page_shot(page, SHOTS / f"charts-{name}-{width}.png", width)

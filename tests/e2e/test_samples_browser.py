@@ -11,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from spermlib.data.datasets import DATA_DIR_ENV, get_dataset
+from spermlib.evaluation import browser as driver
 from spermlib.samples.db import DB_URL_ENV
 from spermlib.samples.report import build_report, share_text
 from spermlib.samples.service import SampleStore
@@ -30,7 +31,7 @@ def server_with_db(artifacts, tmp_path):  # noqa: F811 - the fixture imported ab
     url = f"sqlite:///{tmp_path / 'samples.db'}"
     env = {CHECKPOINTS_ENV: str(artifacts / "checkpoints"), RESULTS_ENV: str(artifacts / "results"),
            DATA_DIR_ENV: None, DB_URL_ENV: url, RAISE_ERRORS_ENV: "1", "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}
-    with shots.streamlit_server(env, SHOTS / "server-samples.log") as base:
+    with driver.streamlit_server(env, SHOTS / "server-samples.log") as base:
         yield base, url
 
 
@@ -40,22 +41,22 @@ def test_classify_save_review_and_download_the_report(server_with_db, browser, t
     page = context.new_page()
     page.set_default_timeout(PAGE_LOAD_MS)
     try:
-        _open(page, base, shots.classify_url(shots.three_samples(), arch="effnet_cbam"))
+        _open(page, base, driver.classify_url(shots.three_samples(), arch="effnet_cbam"))
         page.get_by_label("Sample name").fill(NAME)
         page.get_by_role("button", name="Save as sample").click()
         page.get_by_text(f"Saved sample '{NAME}': 3 image(s).").wait_for()
         page.get_by_role("link", name="Review it on the Samples page").click()
         page.get_by_role("heading", name="Samples").first.wait_for()
-        page.wait_for_selector(shots.IDLE)
+        page.wait_for_selector(driver.IDLE)
 
         page.get_by_label("Your name").fill(REVIEWER)
         page.get_by_label("Your name").press("Enter")
-        page.wait_for_selector(shots.IDLE)
+        page.wait_for_selector(driver.IDLE)
         accept = page.get_by_role("button", name=re.compile(r"^Accept ")).first
         accept.wait_for()
         accept.click()  # the first image of the queue: the model's label accepted with one click
         page.get_by_text("1 of 3 images reviewed").wait_for()
-        page.wait_for_selector(shots.IDLE)
+        page.wait_for_selector(driver.IDLE)
 
         page.get_by_role("button", name="Prepare the report (PDF and HTML)").click()
         download_button = page.get_by_role("button", name="Download report (PDF)")

@@ -56,7 +56,7 @@ def test_browser_rows_time_a_real_server_and_browser():
     """`streamlit run` + Chromium: the Overview's title comes before its end, which comes before the prediction."""
     pytest.importorskip("playwright.sync_api")
     from spermlib.evaluation.bench import browser_rows
-    from tools.screenshots import CHROMIUM
+    from spermlib.evaluation.browser import CHROMIUM
 
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")

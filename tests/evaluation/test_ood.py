@@ -9,15 +9,16 @@ import shutil
 import numpy as np
 import pytest
 
+from spermlib.calibration import fit as calibration_fit
+from spermlib.calibration.detectors import METHODS
+from spermlib.calibration.store import detector_path
 from spermlib.cli import main
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.data.splits import write_manifest
 from spermlib.errors import SpermlibError
 from spermlib.evaluation import ood as ood_eval
-from spermlib.inference.ood import METHODS
 from spermlib.inference.predict import Predictor
 from spermlib.store.checkpoints import checkpoint_path, load_checkpoint, read_card, save_checkpoint
-from spermlib.store.ood import detector_path
 from spermlib.store.results import load_ood
 from tests.model_fixtures import TOY, toy_folder
 
@@ -62,7 +63,7 @@ def test_each_fold_chooses_on_its_own_inner_validation_and_lets_mild_corruptions
     assert set(selection["chosen_per_fold"]) == set(selection["per_fold"]) == {"0", "1"}
     for fold, scores in selection["per_fold"].items():
         mild = {m: c["inner_val_mild_corruptions_flagged"] for m, c in scores.items()}
-        tolerant = [m for m, rate in mild.items() if rate <= ood_eval.MAX_MILD_FLAGGED]
+        tolerant = [m for m, rate in mild.items() if rate <= calibration_fit.MAX_MILD_FLAGGED]
         chosen = selection["chosen_per_fold"][fold]
         if tolerant:
             assert chosen == max(tolerant, key=lambda m: scores[m]["criterion"])
@@ -75,10 +76,10 @@ def test_the_choice_rule_prefers_a_tolerant_method_over_a_sharper_one():
     scores = {"sharp": {"criterion": 0.99, "inner_val_mild_corruptions_flagged": 0.9},
               "tolerant": {"criterion": 0.95, "inner_val_mild_corruptions_flagged": 0.1},
               "weak": {"criterion": 0.80, "inner_val_mild_corruptions_flagged": 0.05}}
-    assert ood_eval.choose_method(scores) == "tolerant"
-    assert ood_eval.choose_method({k: v for k, v in scores.items() if k == "sharp"}) == "sharp"
+    assert calibration_fit.choose_method(scores) == "tolerant"
+    assert calibration_fit.choose_method({k: v for k, v in scores.items() if k == "sharp"}) == "sharp"
     strict = {k: {**v, "inner_val_mild_corruptions_flagged": 0.5 + v["criterion"] / 10} for k, v in scores.items()}
-    assert ood_eval.choose_method(strict) == "weak"  # none tolerant: the one that flags fewest
+    assert calibration_fit.choose_method(strict) == "weak"  # none tolerant: the one that flags fewest
 
 
 def test_detectors_and_temperatures_are_stored_beside_the_checkpoints(toy_ood):
@@ -171,10 +172,10 @@ def test_cli_ood_on_the_bundled_sample(tmp_path, capsys):
 def test_embedding_map_carries_the_fold_models_domain_score(toy_ood, tmp_path):
     """The map scores the features it already has with the fold model's detector: the same score ``predict``
     gives that image with that fold model alone (a feature-based detector, fitted here on toy features)."""
+    from spermlib.calibration.detectors import fit_detector
+    from spermlib.calibration.store import write_detector
     from spermlib.data.preprocess import load_uint8_batch
     from spermlib.evaluation.embedding import embedding_map
-    from spermlib.inference.ood import fit_detector
-    from spermlib.store.ood import write_detector
 
     ckpts = tmp_path / "checkpoints"
     shutil.copytree(toy_ood["checkpoints"], ckpts)
@@ -220,7 +221,7 @@ def test_readme_block_shows_the_numbers_of_ood_json(tmp_path):
 
 
 def test_a_temperature_is_used_only_where_inner_validation_identifies_one():
-    from spermlib.inference.ood import fit_temperature, identified_temperature, nll
+    from spermlib.calibration.temperature import fit_temperature, identified_temperature, nll
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 40)
@@ -237,7 +238,7 @@ def test_a_temperature_is_used_only_where_inner_validation_identifies_one():
 def test_shipped_cards_and_detectors_are_the_ones_ood_json_reports(dataset):
     """What predict uses (each card's temperature, each detector file) is what the committed ood.json measured:
     a temperature only on the folds whose inner validation identified one, and detectors fitted on these weights."""
-    from spermlib.inference.ood import load_detector
+    from spermlib.calibration.detectors import load_detector
 
     report = load_ood(dataset)
     if report is None or not report.get("full_dataset"):
@@ -265,7 +266,7 @@ def test_calibration_without_refit_reports_the_cards_temperatures():
         y = rng.integers(0, 3, 60)
         logits = np.eye(3)[np.where(rng.random(60) < 0.3, (y + 1) % 3, y)] * 8.0  # overconfident: fit > 1
         empty = np.zeros((60, 1), np.float32)
-        return ood_eval.FoldPass(fold, {"val": (empty, logits[:30], empty), "test": (empty, logits[30:], empty)},
+        return calibration_fit.FoldPass(fold, {"val": (empty, logits[:30], empty), "test": (empty, logits[30:], empty)},
                                  {"val": y[:30], "test": y[30:]}, {} if temperature is None else
                                  {"temperature": temperature})
 

@@ -47,7 +47,7 @@ def test_gradcampp_lies_on_the_object(tmp_path, predictor):
     hits = []
     for seed in range(6):
         img, mask = toy_image("disc", np.random.default_rng(200 + seed))
-        exp = predictor.explain(Image.fromarray(img), class_idx=0)
+        exp = Explainer(predictor).explain(Image.fromarray(img), class_idx=0)
         cam = exp.gradcam
         assert cam.shape == (48, 48) and float(cam.max()) > float(cam.min())  # not constant
         hits.append(energy_inside(cam, mask) / mask.mean())  # > 1: more CAM mass on the disc than chance
@@ -110,7 +110,7 @@ def test_cbam_explanation(tmp_path):
             "input_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "toy", "fold": 0}
     p = Predictor(TOY, [m], [card])
     img, _ = toy_image("disc", np.random.default_rng(0))
-    exp = p.explain(Image.fromarray(img))
+    exp = Explainer(p).explain(Image.fromarray(img))
     assert exp.cbam is not None and exp.cbam.shape == (64, 64)
     assert exp.gradcam.shape == (64, 64) and exp.rgb.shape == (64, 64, 3)
 
@@ -214,9 +214,9 @@ def test_an_ensemble_may_mix_input_sizes_and_each_fold_sees_its_own(toy_checkpoi
 
     (pred,) = mixed.predict_images([img])
     assert pred.model_input.shape == (64, 64, 3) and len(pred.fold_labels) == 2
-    exp = mixed.explain(pred.model_input, class_idx=0)
+    exp = Explainer(mixed).explain(pred.model_input, class_idx=0)
     assert exp.gradcam.shape == (64, 64) and exp.gradcam.min() >= 0 and exp.gradcam.max() <= 1
-    assert only0.explain(img, class_idx=0).gradcam.shape == (48, 48)
+    assert Explainer(only0).explain(img, class_idx=0).gradcam.shape == (48, 48)
 
 
 def test_an_upload_is_decoded_and_resized_once_for_prediction_and_explanation(predictor, tmp_path, monkeypatch):
@@ -235,7 +235,7 @@ def test_an_upload_is_decoded_and_resized_once_for_prediction_and_explanation(pr
     monkeypatch.setattr(core, "to_uint8_tensor",
                         lambda im, size: (resized.append(im.size) if im.size != (size, size) else None)
                         or real_to_uint8(im, size))
-    results = predictor.predict_files(paths, cam_dir=tmp_path / "cams")
+    results = Explainer(predictor).predict_files(paths, tmp_path / "cams")
     assert all(Image.open(r.cam_path).size == (48, 48) for r in results)
     assert len(decoded) == len(paths) and len(resized) == len(paths)
 
@@ -286,7 +286,7 @@ def test_tta_prediction_of_one_fold_is_evaluate_tta_and_keeps_its_class_under_a_
 
 def test_with_tta_the_domain_check_scores_the_image_itself(toy_checkpoints):
     """Out-of-domain detectors were fitted on single views: with TTA they still see the unaugmented image."""
-    from spermlib.inference.ood import fit_detector
+    from spermlib.calibration.detectors import fit_detector
 
     one = Predictor.from_checkpoints(TOY, "simplecnn", folds=[0], checkpoints_dir=toy_checkpoints["checkpoints"])
     images = [toy_image(lab, np.random.default_rng(50 + i))[0] for i, lab in enumerate(TOY.class_dirs * 3)]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import spermlib.evaluation.decision_bias as db
+import spermlib.evaluation.bias as db
 import spermlib.evaluation.evaluate as ev
 from spermlib.data.splits import fold_parts, write_manifest
 from spermlib.inference.core import InferenceModel

@@ -1,12 +1,12 @@
 """Per-class decision bias: the one calibration step that may move a fold model's predicted class.
 
-Temperature scaling (``inference.ood``) rescales every class alike, so it never changes a single model's
+Temperature scaling (``calibration.temperature``) rescales every class alike, so it never changes a single model's
 argmax. An additive per-class bias on the log-probabilities can: it is the bias half of vector scaling (Guo
 et al., ICML 2017), i.e. where the decision boundaries between the classes sit. Per fold model and per
 inference mode (one view, or the mean over the 8 TTA views), ``b`` (class 0's entry fixed at 0) minimises the
 NLL of the fold's inner-validation images at the card's temperature (L-BFGS).
 
-Rule, fixed before any out-of-fold score was seen (``tools.bias_probe``, commit 89d8d67): fold k's card takes
+Rule, fixed before any out-of-fold score was seen (``research.bias_probe``, commit 89d8d67): fold k's card takes
 ``b`` for a mode only if, cross-fitted on its inner validation (a stratified 5-fold split of those images, seed
 0: ``b`` fitted on four parts, scored on the fifth), it gets strictly more inner-validation images right than no
 bias; a tie keeps none. Test folds play no part.

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy.special import log_softmax
 
+from spermlib.calibration.decision_bias import apply_bias, card_bias, cross_fitted, decide, fit_bias
 from spermlib.evaluation.evaluate import evaluate_dataset
 from spermlib.inference.core import ForwardOutput, with_decision_bias
-from spermlib.inference.decision_bias import apply_bias, card_bias, cross_fitted, decide, fit_bias
 from spermlib.inference.predict import Predictor, tempered
 from spermlib.store.cards import checkpoint_path, set_card_field
 from tests.model_fixtures import TOY

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
-from spermlib.inference.ood import (
+from spermlib.calibration.detectors import (
     FEATURE_METHODS,
     FLAG_RATE,
     METHODS,
@@ -18,12 +18,17 @@ from spermlib.inference.ood import (
     ensemble_domain,
     fit_arrays,
     fit_detector,
-    fit_temperature,
     l2_normalise,
     load_detector,
-    nll,
 )
-from spermlib.store.ood import DetectorFileError, detector_meta_path, detector_path, read_detector, write_detector
+from spermlib.calibration.store import (
+    DetectorFileError,
+    detector_meta_path,
+    detector_path,
+    read_detector,
+    write_detector,
+)
+from spermlib.calibration.temperature import fit_temperature, nll
 
 DIM, N_CLASSES = 32, 3
 STATS_SIZES = (4, 6)  # two early maps' statistics (2 × channels each)

@@ -1,8 +1,8 @@
-"""Fit each fold model's decision bias on its own inner validation and store the ones the rule takes.
+"""The ``bias`` command: each fold model's decision bias fitted on its own inner validation, the taken ones stored.
 
     python -m spermlib bias --dataset D [--arch A]   → fold cards' ``decision_bias``, results/<D>/decision_bias.json
 
-The rule and what the bias is: ``inference.decision_bias``. One inference-core pass with TTA per fold model over
+The rule and what the bias is: ``calibration.decision_bias``. One inference-core pass with TTA per fold model over
 its inner-validation images (the split its training used) gives both modes (the TTA mean and the unaugmented
 view), scored without any bias the card may already carry; test folds are never read. Run it after ``ood``
 (whose temperature it fits at) and before ``evaluate``; a retrain or ``average`` writes a card without it.
@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from spermlib.calibration.decision_bias import MODES, ONE_VIEW, RULE, TTA, decide
+from spermlib.calibration.fit import store_biases
 from spermlib.data.datasets import DatasetSpec, is_full_dataset
 from spermlib.data.splits import manifest_for_root
 from spermlib.evaluation.evaluate import inner_validation_sets
-from spermlib.inference.decision_bias import MODES, ONE_VIEW, RULE, TTA, card_bias, decide
-from spermlib.store.cards import archs_with_checkpoints, set_card_field
-from spermlib.store.checkpoints import checkpoint_path
+from spermlib.store.cards import archs_with_checkpoints
 from spermlib.store.paths import default_checkpoints_dir, project_relative
 from spermlib.store.results import DECISION_BIAS_FILE, results_to_update, write_json
 
@@ -47,9 +47,7 @@ def decision_bias_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None
     path, report = results_to_update(spec, root, DECISION_BIAS_FILE, sha, results_base)
     for arch in archs_with_checkpoints(spec, archs, checkpoints_dir):
         folds = fold_decisions(spec, root, manifest, sha, arch, checkpoints_dir, device)
-        for k, d in folds.items():
-            set_card_field(checkpoint_path(spec, arch, k, checkpoints_dir), "decision_bias",
-                           card_bias({m: d[m] for m in MODES}))
+        store_biases(spec, arch, checkpoints_dir, folds)
         report["archs"][arch] = {
             "folds": {str(k): d for k, d in folds.items()},
             "taken": {m: [k for k, d in folds.items() if d[m]["taken"]] for m in MODES},

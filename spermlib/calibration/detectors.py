@@ -1,9 +1,10 @@
-"""Out-of-domain detection and temperature scaling for one fold model, from the inference core's outputs.
+"""Out-of-domain detectors of one fold model: fitted on, and scoring, the inference core's outputs.
 
 Everything here works on what one core pass (``core.forward``) already returns — pooled pre-logit
 ``features`` and ``logits`` — so scoring an image for its domain costs no second forward. Torch-free.
 
-Detectors (established ones; ``python -m spermlib ood`` picks one per dataset and arch by measurement):
+Detectors (established ones; ``python -m spermlib ood`` picks one per fold model by measurement,
+``calibration.fit``; stored by ``calibration.store``; applied by ``inference.predict``):
 
 * ``mahalanobis`` — class-conditional Gaussians with one shared covariance (Lee et al., NeurIPS 2018),
   the covariance shrunk with scikit-learn's ``LedoitWolf``; raw score = −min over classes of the
@@ -41,7 +42,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spermlib.store.ood import DetectorFileError, StoredDetector, read_detector
+from spermlib.calibration.store import DetectorFileError, StoredDetector, read_detector
+from spermlib.calibration.temperature import logsumexp
 
 if TYPE_CHECKING:  # scikit-learn is imported where a detector is fitted or a kNN bank searched: predict stays light
     from sklearn.neighbors import NearestNeighbors
@@ -53,18 +55,6 @@ RANK = 64  # eigen-directions of a covariance kept exactly (the rest: their mean
 KNN_K = 5
 KNN_BANK = 512  # training features kept for kNN (a fixed-seed subsample above this), ≤ 2.6 MB fp32 at 1280-D
 SEED = 0
-
-
-def logsumexp(x: np.ndarray) -> np.ndarray:
-    """Row-wise log-sum-exp, stable (numpy: scipy.special would add 0.2 s to every predict's imports)."""
-    x = np.asarray(x, dtype=np.float64)
-    m = x.max(1)
-    return m + np.log(np.exp(x - m[:, None]).sum(1))
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x - logsumexp(x)[:, None]
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
@@ -251,50 +241,10 @@ def ensemble_domain(fold_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, mean >= 0.0
 
 
-# ----------------------------------------------------------------------------- temperature scaling
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``labels`` under softmax(logits / T)."""
-    logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature)
-    return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())
-
-
-TEMPERATURE_RANGE = (0.05, 20.0)
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T minimising the NLL of held-out logits (Guo et al., ICML 2017): L-BFGS on log T in ``TEMPERATURE_RANGE``."""
-    from scipy.optimize import minimize
-
-    res = minimize(lambda t: nll(logits, labels, float(np.exp(t[0]))), x0=[0.0], method="L-BFGS-B",
-                   bounds=[tuple(np.log(TEMPERATURE_RANGE))])
-    return float(np.exp(res.x[0]))
-
-
-def identified_temperature(logits: np.ndarray, labels: np.ndarray, fitted: float | None = None,
-                           rel: float = 0.02) -> float | None:
-    """:func:`fit_temperature` (or ``fitted``, its result if already at hand), or ``None`` where the held-out
-    logits do not identify a temperature.
-
-    With no mistake among them every sample's NLL falls monotonically as T → 0, so there is no optimum: the fit
-    only reflects where the search (or the optimiser's tolerance) stopped. The same holds for a fit at a bound.
-    """
-    if (np.asarray(logits).argmax(1) == np.asarray(labels)).all():
-        return None
-    t = fit_temperature(logits, labels) if fitted is None else fitted
-    lo, hi = TEMPERATURE_RANGE
-    return t if lo * (1 + rel) < t < hi / (1 + rel) else None
-
-
-def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature)).astype(np.float32)
-
-
 def load_detector(path, weights_sha256: str | None = None) -> Detector | None:
     """The detector stored at ``path``, or ``None`` when there is none or it was fitted on other weights
     (a retrained checkpoint: its old detector would score features it never saw). An unreadable file
-    raises ``store.ood.DetectorFileError``."""
+    raises ``calibration.store.DetectorFileError``."""
     stored = read_detector(path)
     if stored is None:
         return None
