@@ -297,16 +297,19 @@ def cmd_bias(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from spermlib.evaluation.report import README, dataset_section, update_readme
+    from spermlib.evaluation.report import dataset_section, update_generated
+    from spermlib.store.paths import project_relative
 
-    if args.dataset:  # an own dataset's section, printed (README's block lists the built-in datasets)
+    if args.dataset:  # an own dataset's section, printed (the generated blocks list the built-in datasets)
         print(dataset_section(get_dataset(args.dataset).name, args.results))
         return 0
-    current = update_readme(README, results_dir=args.results, check=args.check)
+    stale = update_generated(check=args.check, results_dir=args.results)
+    names = ", ".join(project_relative(path) for path in stale)
     if args.check:
-        print("README results are current" if current else "README results are stale: run `python -m spermlib report`")
-        return 0 if current else 1
-    print("README results were already current" if current else f"rewrote the results block of {README}")
+        print(f"generated blocks are stale in {names}: run `spermlib report`" if stale
+              else "generated blocks are current")
+        return 1 if stale else 0
+    print(f"rewrote the generated blocks of {names}" if stale else "generated blocks were already current")
     return 0
 
 
@@ -587,7 +590,8 @@ def _ood_args(p: argparse.ArgumentParser) -> None:
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     _add_results_arg(p, "results folder (default: $SPERMLIB_RESULTS or results/)")
-    p.add_argument("--check", action="store_true", help="only check that the README block is current")
+    p.add_argument("--check", action="store_true",
+                   help="only check that the generated blocks are current (exit 1 if not)")
     p.add_argument("--dataset", default=None, help="print this dataset's results section (e.g. an own dataset's)")
 
 
@@ -682,8 +686,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
      cmd_ood),
     ("bias", "per fold model, a per-class decision bias fitted on its inner validation, kept where a cross-fit "
      "there says it helps (fold cards) → decision_bias.json", _scoring_only_args, cmd_bias),
-    ("report", "regenerate README.md's results block from results/ (metrics, faithfulness, robustness)", _report_args,
-     cmd_report),
+    ("report", "regenerate the generated blocks (README.md's headline table, docs/results.md, docs/models.md) "
+     "from results/ and checkpoints/", _report_args, cmd_report),
     ("predict", "classify image files and folders (--ray: on a Ray cluster)", _predict_args, cmd_predict),
     ("embed", "precompute the dashboard's embedding map (features + PCA) into its cache", _embed_args, cmd_embed),
     ("example", "precompute the Overview's worked example (Grad-CAM++ and CBAM maps of a bundled sample)",
