@@ -179,7 +179,7 @@ def test_every_user_facing_error_is_one_line(monkeypatch, capsys, exc, words):
     import spermlib.evaluation.report as report
 
     assert isinstance(exc, (SpermlibError, OSError))
-    monkeypatch.setattr(report, "update_readme", _raising(exc))
+    monkeypatch.setattr(report, "update_generated", _raising(exc))
     assert main(["report"]) == 2
     one_error_line(capsys.readouterr().err, *words)
 
@@ -187,10 +187,10 @@ def test_every_user_facing_error_is_one_line(monkeypatch, capsys, exc, words):
 def test_interrupt_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
     import spermlib.evaluation.report as report
 
-    monkeypatch.setattr(report, "update_readme", _raising(KeyboardInterrupt()))
+    monkeypatch.setattr(report, "update_generated", _raising(KeyboardInterrupt()))
     assert main(["report"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
-    monkeypatch.setattr(report, "update_readme", _raising(KeyError("a bug")))
+    monkeypatch.setattr(report, "update_generated", _raising(KeyError("a bug")))
     with pytest.raises(KeyError):
         main(["report"])
 

@@ -102,27 +102,25 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def _report_args(p: argparse.ArgumentParser) -> None:
     add_results_arg(p, STORE_RESULTS_HELP)
     p.add_argument("--check", action="store_true",
-                   help="only check that the README block and the CLI reference (docs/cli.md) are current")
+                   help="only check that the generated pages are current (exit 1 if not)")
     p.add_argument("--dataset", default=None, help="print this dataset's results section (e.g. an own dataset's)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from spermlib.cli.reference import CLI_REFERENCE, write_cli_reference
-    from spermlib.evaluation.report import README, dataset_section, update_readme
+    from spermlib.evaluation.report import dataset_section, update_generated
     from spermlib.store.paths import project_relative
 
-    if args.dataset:  # an own dataset's section, printed (README's block lists the built-in datasets)
+    if args.dataset:  # an own dataset's section, printed (the generated blocks list the built-in datasets)
         print(dataset_section(get_dataset(args.dataset).name, args.results))
         return 0
-    current = {f"the results block of {project_relative(README)}":
-               update_readme(README, results_dir=args.results, check=args.check),
-               project_relative(CLI_REFERENCE): write_cli_reference(CLI_REFERENCE, check=args.check)}
-    stale = [name for name, is_current in current.items() if not is_current]
+    stale = [project_relative(path) for path in update_generated(check=args.check, results_dir=args.results)]
+    if not write_cli_reference(CLI_REFERENCE, check=args.check):
+        stale.append(project_relative(CLI_REFERENCE))
     if args.check:
-        print(f"stale: {', '.join(stale)}; run `spermlib report`" if stale else
-              f"current: {', '.join(current)}")
+        print(f"stale: {', '.join(stale)}; run `spermlib report`" if stale else "generated pages are current")
         return 1 if stale else 0
-    print(f"rewrote {', '.join(stale)}" if stale else f"already current: {', '.join(current)}")
+    print(f"rewrote {', '.join(stale)}" if stale else "generated pages were already current")
     return 0
 
 
@@ -193,8 +191,8 @@ def register(sub: argparse._SubParsersAction) -> None:
          cmd_faithfulness),
         ("robustness", "out-of-fold accuracy under JPEG, blur, noise, colour and geometry corruptions → "
          "robustness.json", _robustness_args, cmd_robustness),
-        ("report", "regenerate README.md's results block from results/ (metrics, faithfulness, robustness) and "
-         "the CLI reference docs/cli.md from the parsers",
+        ("report", "regenerate the generated pages: README.md's headline table, docs/results.md and docs/models.md "
+         "from results/ and checkpoints/, docs/cli.md from the parsers",
          _report_args, cmd_report),
         ("example", "precompute the Overview's worked example (Grad-CAM++ and CBAM maps of a bundled sample)",
          _example_args, cmd_example),

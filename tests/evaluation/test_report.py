@@ -1,4 +1,5 @@
-"""The README's results block is generated from results/ and must be current."""
+"""The generated blocks (README's headline table, docs/results.md, docs/models.md) come from results/ and
+checkpoints/ and must be current."""
 
 from __future__ import annotations
 
@@ -11,16 +12,39 @@ from spermlib.evaluation.report import (
     README,
     RESULTS_BEGIN,
     RESULTS_END,
+    generated_blocks,
+    headline_markdown,
+    markers,
+    models_markdown,
     replace_block,
     results_markdown,
-    update_readme,
+    update_generated,
 )
 
+README_MAX_LINES = 300
+COMMITTED = generated_blocks(PROJECT_ROOT / "results", PROJECT_ROOT / "checkpoints")
 
-def test_readme_results_block_is_current():
-    """A number edited by hand, or results committed without `python -m spermlib report`, fail here."""
-    assert update_readme(README, results_dir=PROJECT_ROOT / "results", check=True), (
-        "README.md's results block differs from results/: run `python -m spermlib report`")
+
+@pytest.mark.parametrize(("path", "name", "content"), COMMITTED, ids=[f"{p.name}:{n}" for p, n, _ in COMMITTED])
+def test_every_generated_block_is_current(path, name, content):
+    """A number edited by hand, or results or checkpoints committed without `spermlib report`, fail here."""
+    text = path.read_text()
+    assert replace_block(text, content, name, where=path.name) == text, (
+        f"{path.relative_to(PROJECT_ROOT)}'s {name} block differs from results/ and checkpoints/: "
+        "run `spermlib report`")
+
+
+def test_readme_is_a_front_door_not_a_manual():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move detail into docs/"
+
+
+def test_the_committed_headline_table_leads_with_the_default_inference():
+    begin, end = markers("headline")
+    block = README.read_text().split(begin, 1)[1].split(end, 1)[0]
+    header = block.strip().splitlines()[0]
+    assert "8-view TTA (default inference)" in header and "one view" in header
+    assert "*paper, EfficientNet + CBAM" in block and "SMIDS" in block and "HuSHeM" in block
 
 
 def _metrics(acc: float) -> dict:
@@ -76,23 +100,81 @@ def test_best_entry_is_the_most_images_right_then_macro_f1(tmp_path):
     assert "best entry EfficientNet, " in results_markdown(tmp_path)
 
 
+def test_headline_marks_the_default_inference_and_puts_one_view_beside_it(tmp_path):
+    metrics = _metrics(0.87)
+    cbam = metrics["archs"]["effnet_cbam"]
+    metrics["archs"]["effnet_cbam+tta"] = {**cbam, "tta": True,
+                                          "accuracy": {**cbam["accuracy"], "mean": 0.907, "ci95": [0.866, 0.944]}}
+    (tmp_path / "hushem").mkdir()
+    (tmp_path / "hushem" / "metrics.json").write_text(json.dumps(metrics))
+    md = headline_markdown(tmp_path)
+    assert "| accuracy, **8-view TTA (default inference)** |" in md.splitlines()[0]
+    # CBAM: the TTA figure leads, the one-view figure of the same models is beside it
+    assert "| HuSHeM | EfficientNet + CBAM | 90.7 % (86.6–94.4 %) | 0.870 (0.840–0.900) | 87.0 % (84.0–90.0 %) ·" in md
+    # the plain model has no TTA entry: its one-view figure is the default, and says so
+    assert "| HuSHeM | EfficientNet | 50.0 % (84.0–90.0 %) (one view: TTA not scored) |" in md
+    assert "| HuSHeM | *paper, EfficientNet + CBAM (single hold-out split)* | 93.9 % | 0.948 | — |" in md
+    assert "| SMIDS | not evaluated yet |" in md
+    assert "5-fold cross-validation" in md
+
+
+def _card(fold: int, **extra) -> dict:
+    return {"arch": "effnet", "backbone": "tf_efficientnet_lite0", "pretrained_source": "offline weights",
+            "classes": ["01_Normal", "02_Tapered"], "display_names": ["Normal", "Tapered"], "input_size": 224,
+            "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "hushem", "fold": fold, "split_manifest": "splits/h.csv",
+            "split_sha256": "ab" * 32, "recipe": {"input_size": 0, "lr": 3e-4, "epochs": 4 + fold},
+            "epochs_run": 4, "best_epoch": 3, "inner_val": {"accuracy": 0.96, "macro_f1": 0.955},
+            "training_seconds": 120, "device": "cpu", "bf16": True, "torch_threads": 2,
+            "weights_sha256": f"{fold}" * 64, **extra}
+
+
+def test_model_cards_come_from_the_fold_cards_and_metrics(tmp_path):
+    ck = tmp_path / "ck" / "hushem" / "effnet"
+    ck.mkdir(parents=True)
+    average = {"alpha_clean": 0.9, "clean_weights_sha256": "c" * 64, "stage_weights_sha256": "d" * 64}
+    (ck / "fold0.json").write_text(json.dumps(_card(0, temperature=0.8, decision_bias={"tta": [0, 0.1]})))
+    (ck / "fold1.json").write_text(json.dumps(_card(1, weight_average=average, init_weights_sha256="c" * 64,
+                                                    init_training_seconds=600, init_device="cuda")))
+    (tmp_path / "res" / "hushem").mkdir(parents=True)
+    (tmp_path / "res" / "hushem" / "metrics.json").write_text(json.dumps(_metrics(0.9)))
+    md = models_markdown(tmp_path / "ck", tmp_path / "res")
+    assert "### HuSHeM · EfficientNet\n" in md and "SMIDS" not in md  # only what has checkpoints
+    assert "| weight source | offline weights |" in md
+    assert "| cross-validated, one view | accuracy 50.0 % (87.0–93.0 %)" in md
+    assert "| recipe, every fold | `lr` 0.0003 |" in md  # shared fields once; the input size is the card's
+    assert ("| 0 | 224 px | `epochs` 4 | one stage, from the weight source | 4 (3) | 2.0 min, CPU (2 threads), "
+            "bf16 autocast | 96.0 % / 0.955 | 0.800 | TTA | `000000000000` |") in md
+    assert ("| 1 | 224 px | `epochs` 5 | WiSE-FT average, 0.9 × clean `cccccccccccc` + 0.1 × stage "
+            "`dddddddddddd` |") in md
+    assert "first stage 10.0 min, GPU" in md
+
+
 def test_replace_block_keeps_the_rest_and_needs_markers():
     text = f"intro\n{RESULTS_BEGIN}\nold\n{RESULTS_END}\noutro\n"
     assert replace_block(text, "new\n") == f"intro\n{RESULTS_BEGIN}\nnew\n{RESULTS_END}\noutro\n"
-    with pytest.raises(ValueError, match="no results block"):
+    with pytest.raises(ValueError, match="README.md has no results block"):
         replace_block("no markers", "x")
+    with pytest.raises(ValueError, match="models.md has no models block"):
+        replace_block(text, "x", "models", where="models.md")
 
 
-def test_update_readme_rewrites_then_reports_current(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{RESULTS_BEGIN}\nstale\n{RESULTS_END}\n")
+def test_update_generated_rewrites_every_stale_file_then_reports_current(tmp_path):
+    (tmp_path / "docs").mkdir()
+    for path, name in ((tmp_path / "README.md", "headline"), (tmp_path / "docs" / "results.md", "results"),
+                       (tmp_path / "docs" / "models.md", "models")):
+        begin, end = markers(name)
+        path.write_text(f"# x\n{begin}\nstale\n{end}\n")
     (tmp_path / "res" / "hushem").mkdir(parents=True)
     (tmp_path / "res" / "hushem" / "metrics.json").write_text(json.dumps(_metrics(0.8)))
-    assert not update_readme(readme, tmp_path / "res", check=True)
-    assert "stale" in readme.read_text()  # --check never writes
-    assert not update_readme(readme, tmp_path / "res")
-    assert update_readme(readme, tmp_path / "res", check=True)
-    assert "80.0 ± 2.0 %" in readme.read_text()
+    (tmp_path / "ck").mkdir()
+    kw = {"results_dir": tmp_path / "res", "checkpoints_dir": tmp_path / "ck", "root": tmp_path}
+    stale = update_generated(check=True, **kw)
+    assert sorted(p.name for p in stale) == ["README.md", "models.md", "results.md"]
+    assert "stale" in (tmp_path / "README.md").read_text()  # --check never writes
+    assert len(update_generated(**kw)) == 3
+    assert update_generated(check=True, **kw) == []
+    assert "80.0 ± 2.0 %" in (tmp_path / "docs" / "results.md").read_text()
+    assert "80.0 % (77.0–83.0 %)" in (tmp_path / "README.md").read_text()
 
 
 def _faith_entry(cam_mult_gap_std: float) -> dict:
