@@ -14,8 +14,8 @@ from pathlib import Path
 from spermlib import __version__
 from spermlib.archs import ARCHS
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import get_dataset, listed_datasets
-from spermlib.store.cards import CheckpointError, fold_cards
+from spermlib.data.datasets import DATASETS, get_dataset, listed_datasets
+from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path, fold_cards
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,15 @@ def summary(versions: Sequence[ModelVersions]) -> str:
     dates = [d for v in versions for d in v.dates]
     when = f", trained {span(dates)}" if dates else ""
     return f"spermlib {__version__} · {n} fold models installed{when}"
+
+
+def cards_stamp(checkpoints_dir: Path) -> tuple:
+    """Changes whenever a checkpoint card is written, so that cached versions refresh."""
+    cards = [card_path(checkpoint_path(spec, arch, k, checkpoints_dir)) for spec in DATASETS.values() for arch in ARCHS
+             for k in available_folds(spec, arch, checkpoints_dir, suffix=".json")]
+    return tuple((str(c), c.stat().st_mtime_ns) for c in cards if c.is_file())
+
+
+def citations() -> str:
+    """The built-in datasets' citations, one line."""
+    return " · ".join(f"**{spec.folder}**: {spec.citation}" for spec in DATASETS.values())
