@@ -93,3 +93,9 @@ def cards_stamp(checkpoints_dir: Path) -> tuple:
 def citations() -> str:
     """The built-in datasets' citations, one line."""
     return " · ".join(f"**{spec.folder}**: {spec.citation}" for spec in DATASETS.values())
+
+
+def about() -> str:
+    """The app menu's "About" text: what this is, which version, and what it is not."""
+    return (f"spermlib {__version__}: interpretable sperm-morphology classification (EfficientNet + CBAM, "
+            "Grad-CAM++). A research tool, not a diagnostic device.")
