@@ -20,6 +20,7 @@ from spermlib.dashboard import palette, triage
 from spermlib.dashboard.compare import heatmap_grid
 from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DatasetSpec, get_dataset
+from spermlib.store.results import base_arch
 
 T = TypeVar("T")
 
@@ -135,7 +136,7 @@ def headline_figure(board: pd.DataFrame) -> go.Figure:
                 fig.add_trace(go.Scatter(
                     x=[one_view], y=[r.model], mode="markers", name="one view", legendgroup="one view",
                     showlegend=row == 1, marker={"size": 10, "symbol": "circle-open", "line": {"width": 2},
-                                                 "color": palette.model_colour(r.arch)},
+                                                 "color": palette.model_colour(base_arch(r.arch))},
                     hovertemplate=f"{r.model}, one view: %{{x:.1%}} (95 % CI {r.one_view_accuracy_ci_lo:.1%}"
                                   f"–{r.one_view_accuracy_ci_hi:.1%})<extra></extra>"), row=row, col=1)
             if pd.notna(r.paper_accuracy):
@@ -157,7 +158,7 @@ def _accuracy_marker(r, folder: str) -> go.Scatter:
     """One model's pooled out-of-fold accuracy with its bootstrap CI as error bars."""
     return go.Scatter(
         x=[r.accuracy_pooled], y=[r.model], mode="markers", name=r.model, legendgroup=r.model,
-        showlegend=False, marker={"size": 12, "color": palette.model_colour(r.arch)},
+        showlegend=False, marker={"size": 12, "color": palette.model_colour(base_arch(r.arch))},  # one colour a model
         error_x={"type": "data", "symmetric": False, "array": [r.accuracy_ci_hi - r.accuracy_pooled],
                  "arrayminus": [r.accuracy_pooled - r.accuracy_ci_lo], "thickness": 2, "width": 6},
         hovertemplate=f"{r.model} on {folder}: %{{x:.1%}} (95 % CI {r.accuracy_ci_lo:.1%}"
