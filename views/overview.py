@@ -197,12 +197,10 @@ if board.empty:
     for name in DATASETS:
         st.info(missing_results_message(name))
 else:
-    with st.container(horizontal=True):  # pairs of cards: four in a row on a desktop, two on a phone
-        for pair in charts.rows_of(key_figures(full_board), 2):
-            with st.container(horizontal=True):
-                for figure in pair:
-                    st.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
-                              help=figure.help, border=True, width="stretch")
+    with st.container(horizontal=True):  # one row on a desktop; on a phone the accuracy cards one a row, then a pair
+        for figure in key_figures(full_board):
+            st.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
+                      help=figure.help, border=True, width=figure.width)
     left, right = st.columns(2, gap="large")
     left.markdown(chart_heading(board))
     left.plotly_chart(charts.headline_figure(board), width="stretch", key="overview_headline")

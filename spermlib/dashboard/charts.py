@@ -128,6 +128,7 @@ def headline_figure(board: pd.DataFrame) -> go.Figure:
     folders = {d: get_dataset(d).folder for d in datasets}
     fig = make_subplots(rows=len(datasets), cols=1, shared_xaxes=True, vertical_spacing=0.16,
                         subplot_titles=[folders[d] for d in datasets])
+    legend = set()  # one legend entry per kind of marker, not one per model
     for row, dataset in enumerate(datasets, start=1):
         for r in board[board["dataset"] == dataset].itertuples(index=False):
             fig.add_trace(_accuracy_marker(r, folders[dataset]), row=row, col=1)
@@ -135,16 +136,19 @@ def headline_figure(board: pd.DataFrame) -> go.Figure:
             if one_view is not None and pd.notna(one_view):
                 fig.add_trace(go.Scatter(
                     x=[one_view], y=[r.model], mode="markers", name="one view", legendgroup="one view",
-                    showlegend=row == 1, marker={"size": 10, "symbol": "circle-open", "line": {"width": 2},
-                                                 "color": palette.model_colour(base_arch(r.arch))},
+                    showlegend="one view" not in legend,
+                    marker={"size": 10, "symbol": "circle-open", "line": {"width": 2},
+                            "color": palette.model_colour(base_arch(r.arch))},
                     hovertemplate=f"{r.model}, one view: %{{x:.1%}} (95 % CI {r.one_view_accuracy_ci_lo:.1%}"
                                   f"–{r.one_view_accuracy_ci_hi:.1%})<extra></extra>"), row=row, col=1)
+                legend.add("one view")
             if pd.notna(r.paper_accuracy):
                 fig.add_trace(go.Scatter(
                     x=[r.paper_accuracy], y=[r.model], mode="markers", name="paper (hold-out split)",
-                    legendgroup="paper", showlegend=row == 1,
+                    legendgroup="paper", showlegend="paper" not in legend,
                     marker={"size": 12, "symbol": "diamond-open", "color": palette.PAPER_COLOUR, "line": {"width": 2}},
                     hovertemplate="paper, single hold-out split: %{x:.1%}<extra></extra>"), row=row, col=1)
+                legend.add("paper")
     lo = float(board["accuracy_ci_lo"].min()) if len(board) else 0.5
     fig.update_xaxes(range=[max(0.0, lo - 0.05), 1.0], tickformat=".0%")
     fig.update_xaxes(title_text="accuracy (out-of-fold, 95 % CI)", row=len(datasets), col=1)

@@ -32,12 +32,15 @@ PAPER_COLUMNS = ["paper_accuracy", "paper_macro_f1"]
 
 @dataclass(frozen=True)
 class KeyFigure:
-    """One st.metric: ``delta`` compares it with the paper's number and gives the one-view figure."""
+    """One st.metric: ``delta`` compares it with the paper's number and gives the one-view figure; ``width``
+    (px) keeps the card wide enough for its delta, so that the cards wrap whole on a phone rather than
+    cutting their text."""
 
     label: str
     value: str
     delta: str | None = None
     help: str | None = None
+    width: int = 160
 
 
 def plain_board(board: pd.DataFrame) -> pd.DataFrame:
@@ -123,4 +126,4 @@ def _accuracy_figure(dataset: str, r) -> KeyFigure:
         f"{DATASETS[dataset].folder} accuracy" + (f", {TTA_VIEWS}" if tta else ""), pct(r.accuracy_mean),
         " · ".join(p for p in (vs_paper, one_view) if p) or None,
         f"{arch_title(DEFAULT_ARCH)}: mean over the 5 test folds of a cross-validation ({r.n_images} images)."
-        + how + (f" The paper reports {pct(paper)} from one hold-out split." if paper else ""))
+        + how + (f" The paper reports {pct(paper)} from one hold-out split." if paper else ""), width=280)
