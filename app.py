@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from spermlib import __version__
 from spermlib.dashboard.pages import PAGES
+from spermlib.dashboard.provenance import about
 from views.common import run_guarded, warm_up_models
 
 st.set_page_config(
     page_title="Sperm morphology — interpretable classification", page_icon=":material/biotech:", layout="wide",
-    menu_items={"About": f"spermlib {__version__}: interpretable sperm-morphology classification "
-                         "(EfficientNet + CBAM, Grad-CAM++). A research tool, not a diagnostic device."},
+    menu_items={"About": about()},
 )
 page = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, default=p.default) for p in PAGES])
 try:

@@ -1,6 +1,7 @@
 """Streamlit glue for what users save (samples, reviews, tags): the cached store, the reviewer, the tag panel.
 
-Pages never write files or SQL: they call :class:`spermlib.samples.service.SampleStore`. The store is one
+Pages never write files or SQL: they call the samples store (``SampleStore``, opened by
+:func:`spermlib.dashboard.review.open_store`). The store is one
 engine per process and database URL (``st.cache_resource``; the engine pools connections and every call
 is its own transaction, so sessions share it safely). A database that cannot be opened (locked, corrupt,
 newer) is one st.error where the store is needed; the rest of the page, and every other page, still works.
@@ -10,23 +11,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from spermlib.archs import DEFAULT_ARCH
 from spermlib.dashboard import review as vm
+from spermlib.dashboard.compare import default_entry
 from spermlib.dashboard.pages import page
-from spermlib.data.datasets import DatasetSpec
-from spermlib.samples.db import SampleStoreError, default_db_url
-from spermlib.samples.service import SampleStore
+from spermlib.dashboard.resources import DatasetSpec
+from spermlib.dashboard.review import SampleStore, SampleStoreError
 
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> SampleStore:
-    return SampleStore.open(url)  # a failure is not cached: the next run tries again
+    return vm.open_store(url)  # a failure is not cached: the next run tries again
 
 
 def sample_store() -> SampleStore | None:
     """The samples store, or ``None`` after one st.error saying why it cannot be used."""
     try:
-        return _store(default_db_url())
+        return _store(vm.default_db_url())
     except SampleStoreError as err:
         st.error(f"Saved samples, reviews and tags are unavailable: {err}")
         return None
@@ -121,7 +121,7 @@ def save_as_sample(spec: DatasetSpec, inputs, results, predictors) -> None:
     if store is None:
         return
     images, checkpoints = vm.classify_to_sample(inputs, results, predictors)
-    arch = DEFAULT_ARCH if DEFAULT_ARCH in results else next(iter(results))
+    arch = default_entry(list(results))  # the paper's model where it classified them
     summary = store_call(store.save_sample, name, spec.name, arch, images, checkpoints)
     if summary is not None:
         st.session_state["samples_name"] = summary.name  # the Samples page opens on it

@@ -14,26 +14,20 @@ import hashlib
 
 import numpy as np
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from spermlib.archs import DEFAULT_ARCH
-from spermlib.dashboard import charts, palette, samples, triage
+from spermlib.dashboard import charts, palette, resources, samples, triage
+from spermlib.dashboard import classify as vm
+from spermlib.dashboard.compare import default_entry
 from spermlib.dashboard.images import fit
+from spermlib.dashboard.resources import get_dataset, listed_datasets
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import get_dataset
-from spermlib.inference.explain import Explainer, Explanation, overlay
-from spermlib.inference.predict import Predictor
-from spermlib.store.cards import available_folds, listed_datasets
-from spermlib.store.paths import default_checkpoints_dir
 from views.annotations import save_as_sample
 from views.common import (
     bundled_samples,
     dataset_picker,
     get_fold_predictor,
     get_predictor,
-    installed_archs,
-    sample_root,
 )
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif", "webp"]
@@ -50,7 +44,7 @@ def _digest(data: bytes) -> str:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _classify(dataset: str, archs: tuple[str, ...], checkpoints_dir: str, names: tuple[str, ...],
               digests: tuple[str, ...], routes: dict[str, list[samples.Route]], tta: bool,
-              _predictors: dict[str, Predictor], _inputs: list[triage.ImageInput]
+              _predictors: dict, _inputs: list[triage.ImageInput]
               ) -> dict[str, list[triage.ArchResult | None]]:
     """Cached by content (names + sha256 digests), model (routes) and test-time augmentation; the unhashed
     ``_`` arguments carry the objects."""
@@ -61,10 +55,10 @@ def _classify(dataset: str, archs: tuple[str, ...], checkpoints_dir: str, names:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _explain(dataset: str, arch: str, fold: int | None, checkpoints_dir: str, digest: str, class_idx: int,
-             _predictor: Predictor, _image: np.ndarray) -> Explanation:
+             _predictor, _image: np.ndarray):
     """Grad-CAM++ (and the CBAM map) for one image by ``_predictor`` (the fold-``fold`` model alone, or the
-    ensemble when ``fold`` is None); the predictor builds its CAM objects per call, locked."""
-    return Explainer(_predictor).explain(_image, class_idx=class_idx)
+    ensemble when ``fold`` is None)."""
+    return vm.explain(_predictor, _image, class_idx)
 
 
 @st.cache_data(show_spinner=False)
@@ -88,7 +82,7 @@ def _apply_query_params() -> None:
 
 
 def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput, index: int, spec,
-                   predictor: Predictor, alpha: float, target: str | None, side_by_side: bool) -> None:
+                   predictor, alpha: float, target: str | None, side_by_side: bool) -> None:
     """One model's verdict, warnings, probabilities and maps (side by side: the input and the note on
     which model classified it are shown once, above the columns)."""
     pred = result.prediction
@@ -100,68 +94,41 @@ def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput
         st.caption(route.note)
     for warning in result.warnings:
         (st.error if warning.kind == "out_of_domain" else st.warning)(warning.message)
-    model = f"fold-{route.fold} model" if route is not None and route.single_fold else "ensemble"
-    st.plotly_chart(charts.probability_figure(pred.probabilities, pred.label, spec, f"{model} probability"),
+    st.plotly_chart(charts.probability_figure(pred.probabilities, pred.label, spec,
+                                              f"{vm.model_name(route)} probability"),
                     key=f"probs_{index}_{arch}", width="stretch")
     if route is not None and route.single_fold:
         predictor = get_fold_predictor(spec.name, arch, route.fold).with_tta(predictor.tta)
     class_idx = predictor.classes.index(target or pred.label)
     try:
         with st.spinner("Computing Grad-CAM++ …"):
-            exp = _explain(spec.name, arch, route.fold if route else None, str(default_checkpoints_dir()),
+            exp = _explain(spec.name, arch, route.fold if route else None, str(resources.default_checkpoints_dir()),
                            _digest(item.data), class_idx, predictor,
                            result.prediction.model_input)  # the input the prediction used
     except Exception as err:  # noqa: BLE001 - an explanation failure must not hide the prediction
         st.error(f"{item.name}: the explanation could not be computed ({err})")
         return
-    # Side by side, the input is shown once above the columns and the maps are smaller.
-    images = [] if side_by_side else [fit(exp.rgb, DISPLAY_SIDE)]
-    captions = [] if side_by_side else ["model input"]
-    images.append(fit(overlay(exp.rgb, exp.gradcam, alpha=alpha), DISPLAY_SIDE))
-    by = (f"fold-{route.fold} model" if route is not None and route.single_fold
-          else f"mean of {len(predictor.folds)} fold models")
-    captions.append(f"Grad-CAM++ for {spec.display(predictor.classes[class_idx])} ({by})")
-    if exp.cbam is not None:
-        images.append(fit(overlay(exp.rgb, exp.cbam, alpha=alpha), DISPLAY_SIDE))
-        captions.append("CBAM spatial attention (0.5 = neutral)")
-    st.image(images, caption=captions, width=SIDE_BY_SIDE_SIDE if side_by_side else DISPLAY_SIDE)
+    panels = vm.explanation_panels(exp, spec.display(predictor.classes[class_idx]),
+                                   vm.explained_by(route, len(predictor.folds)), alpha, with_input=not side_by_side)
+    st.image([fit(image, DISPLAY_SIDE) for image in panels.images], caption=panels.captions,
+             width=SIDE_BY_SIDE_SIDE if side_by_side else DISPLAY_SIDE)
 
 
 def _normal_share_chart(shares: dict[str, triage.NormalShare]) -> None:
-    names = [arch_title(a) for a in shares]
-    values = [100 * (s.share or 0.0) for s in shares.values()]
-    text = [f"{s.n_normal}/{s.n_sperm} = {100 * s.share:.1f} %" if s.share is not None else "no sperm images"
-            for s in shares.values()]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=text, textposition="outside",
-                           marker_color=[palette.model_colour(a) for a in shares], cliponaxis=False))
-    limit = 100 * triage.WHO_2021_NORMAL_FORMS_LRL
-    fig.add_vline(x=limit, line_dash="dash", line_color=palette.LIMIT_COLOUR)
-    fig.add_annotation(x=limit, y=1, yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
-                       text=f"WHO lower limit ({limit:.0f} %)", font={"color": palette.LIMIT_COLOUR})
-    fig.update_layout(xaxis={"range": [0, 100], "title": "normal forms (% of sperm images)"},
-                      yaxis={"automargin": True}, height=120 + 50 * len(names),
-                      margin={"l": 10, "r": 10, "t": 40, "b": 40})
-    st.plotly_chart(fig, key="normal_share", width="stretch")
+    st.plotly_chart(charts.normal_share_figure(shares), key="normal_share", width="stretch")
     for arch, share in shares.items():
-        if share.share is None:
-            verdict = "no image was classified as sperm"
-        else:
-            side = "below" if share.below_who_limit else "at or above"
-            verdict = (f"{share.n_normal} of {share.n_sperm} sperm images normal ({share.share:.1%}), {side} the "
-                       f"WHO 2021 lower reference limit ({triage.WHO_2021_NORMAL_FORMS_LRL:.0%})")
-        extra = [f"{share.n_non_sperm} predicted Non-Sperm left out"] if share.n_non_sperm else []
-        extra += [f"{share.n_failed} file(s) failed"] if share.n_failed else []
-        st.markdown(f"**{arch_title(arch)}**: {verdict}" + (f" · {', '.join(extra)}" if extra else ""))
+        st.markdown(vm.normal_share_line(arch, share))
 
 
 # ====================================================================== page
 st.title("Classify sperm images")
 _apply_query_params()
 spec = dataset_picker("classify_dataset")
-archs = installed_archs(spec.name)
+archs = resources.installed_archs(spec.name)  # the paper's model first, the weakest last
 if not archs:
     st.info(
-        f"No trained checkpoints for {spec.title} in `{default_checkpoints_dir()}`. Train the fold models with "
+        f"No trained checkpoints for {spec.title} in `{resources.default_checkpoints_dir()}`. Train the fold models "
+        "with "
         f"`python -m spermlib train --dataset {spec.name} --arch effnet_cbam --fold all` "
         "(add `--data-dir ../shared/data` for the full data; see README), then reload this page."
     )
@@ -173,7 +140,7 @@ requested = ALL_ARCHS if requested in ALL_ARCHS_ALIASES else requested
 if requested in arch_options:
     st.session_state["classify_arch"] = requested
 elif "classify_arch" not in st.session_state or st.session_state["classify_arch"] not in arch_options:
-    st.session_state["classify_arch"] = DEFAULT_ARCH if DEFAULT_ARCH in archs else archs[0]
+    st.session_state["classify_arch"] = default_entry(archs)
 choice = st.radio("Model", arch_options, key="classify_arch", horizontal=True,
                   format_func=lambda a: f"All {len(archs)} side by side" if a == ALL_ARCHS else arch_title(a))
 chosen = archs if choice == ALL_ARCHS else [choice]
@@ -201,7 +168,7 @@ picked = st.multiselect("…or pick bundled samples", sample_paths, key="classif
                              "uploads by the ensemble of all fold models.")
 
 items = [(f.name, f.getvalue()) for f in uploads or []]
-items += [(p, (sample_root(spec.name) / p).read_bytes()) for p in picked]
+items += [(p, (resources.sample_root(spec.name) / p).read_bytes()) for p in picked]
 if not items:
     st.info("Upload one or more images, or pick bundled samples, to classify them.")
     st.stop()
@@ -210,11 +177,12 @@ predictors = {a: p.with_tta(tta) for a in chosen if (p := get_predictor(spec.nam
 if not predictors:
     st.stop()
 routes = {a: samples.routes(len(uploads or []), picked, _sample_folds(spec.name),
-                            available_folds(spec, a, default_checkpoints_dir())) for a in predictors}
+                            resources.installed_folds(spec, a)) for a in predictors}
 with st.spinner(f"Classifying {len(items)} image{'s' if len(items) != 1 else ''} …"):
     inputs = triage.decode_inputs(items, limit_mb=limit_mb)
-    results = _classify(spec.name, tuple(predictors), str(default_checkpoints_dir()), tuple(i.name for i in inputs),
-                        tuple(_digest(i.data) for i in inputs), routes, tta, predictors, inputs)
+    results = _classify(spec.name, tuple(predictors), str(resources.default_checkpoints_dir()),
+                        tuple(i.name for i in inputs), tuple(_digest(i.data) for i in inputs), routes, tta, predictors,
+                        inputs)
 
 for item in inputs:
     if item.error:

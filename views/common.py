@@ -6,9 +6,9 @@ per call inside ``with``); tables and thumbnails via ``st.cache_data``. Cache ke
 checkpoints/results folders (and file modification times) so tests (and users) can point the app
 elsewhere with $SPERMLIB_CHECKPOINTS/$SPERMLIB_RESULTS.
 
-Model code (``spermlib.inference``, which imports torch) is imported inside the functions that load
-a model, so pages that show no model (Overview, Dataset explorer, Model comparison) start without
-torch — importing it costs seconds.
+What is loaded, and how, is :mod:`spermlib.dashboard.resources`' (it imports model code, which imports
+torch, only inside the functions that load a model, so pages that show no model — Overview, Dataset
+explorer, Model comparison — start without torch: importing it costs seconds); here it is only cached.
 """
 
 from __future__ import annotations
@@ -19,39 +19,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import streamlit as st
 
-from spermlib.archs import ARCHS, DEFAULT_ARCH
-from spermlib.dashboard import provenance
+from spermlib.dashboard import provenance, resources
 from spermlib.dashboard.images import thumbnail_bytes
+from spermlib.dashboard.resources import CheckpointError, DataError, DatasetSpec, ImageError, ResultsError
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import (
-    DATASETS,
-    SAMPLE_DATA_ROOT,
-    DataError,
-    DatasetSpec,
-    get_dataset,
-    list_images,
-    resolve_data_root,
-)
-from spermlib.data.imageio import ImageError
 from spermlib.errors import SpermlibError
-from spermlib.store.cards import CheckpointError, available_folds, card_path, checkpoint_path, listed_datasets
-from spermlib.store.paths import default_checkpoints_dir, default_results_dir
-from spermlib.store.results import (
-    ResultsError,
-    dataset_results_dir,
-    load_faithfulness,
-    load_metrics,
-    load_oofs,
-    load_robustness,
-)
-
-if TYPE_CHECKING:
-    from spermlib.inference.predict import Predictor
 
 log = logging.getLogger("spermlib.app")
 
@@ -111,52 +86,39 @@ def _run_reporting_errors(run: Callable[[], None]) -> None:
 
 
 @st.cache_resource(show_spinner="Loading fold models …")
-def _predictor(dataset: str, arch: str, checkpoints_dir: str) -> Predictor:
-    from spermlib.inference.predict import Predictor  # torch: imported by the pages that show a model only
-
-    return Predictor.from_checkpoints(get_dataset(dataset), arch=arch, checkpoints_dir=Path(checkpoints_dir))
+def _predictor(dataset: str, arch: str, checkpoints_dir: str):
+    return resources.load_predictor(dataset, arch, checkpoints_dir)
 
 
 @st.cache_resource(show_spinner="Loading the fold model …", max_entries=16)
-def _fold_predictor(dataset: str, arch: str, fold: int, checkpoints_dir: str) -> Predictor:
-    from spermlib.inference.predict import Predictor  # torch: imported by the pages that show a model only
-
-    return Predictor.from_checkpoints(get_dataset(dataset), arch=arch, folds=[fold],
-                                      checkpoints_dir=Path(checkpoints_dir))
+def _fold_predictor(dataset: str, arch: str, fold: int, checkpoints_dir: str):
+    return resources.load_predictor(dataset, arch, checkpoints_dir, folds=[fold])
 
 
-def get_fold_predictor(dataset: str, arch: str, fold: int) -> Predictor:
+def get_fold_predictor(dataset: str, arch: str, fold: int):
     """The fold-``fold`` model of one arch alone (e.g. for an image the other folds trained on): a view of the
     cached ensemble, which the background warm-up has usually loaded already; that fold alone if the
     ensemble cannot be loaded (e.g. another fold's checkpoint is missing)."""
-    checkpoints = str(default_checkpoints_dir())
+    checkpoints = str(resources.default_checkpoints_dir())
     try:
         return _predictor(dataset, arch, checkpoints).subset([fold])
     except CheckpointError:
         return _fold_predictor(dataset, arch, fold, checkpoints)
 
 
-def get_predictor(dataset: str, arch: str) -> Predictor | None:
-    """The cached fold ensemble, or ``None`` (after an explanatory notice) when it is not installed."""
+def get_predictor(dataset: str, arch: str):
+    """The cached fold ensemble (a ``Predictor``), or ``None`` (after an explanatory notice) when it is not
+    installed."""
     try:
-        return _predictor(dataset, arch, str(default_checkpoints_dir()))
+        return _predictor(dataset, arch, str(resources.default_checkpoints_dir()))
     except CheckpointError as err:
-        st.info(f"{arch_title(arch)} for {get_dataset(dataset).title}: {err}")
+        st.info(f"{arch_title(arch)} for {resources.get_dataset(dataset).title}: {err}")
         return None
 
 
 def _warm_up(dataset: str, arch: str, checkpoints_dir: str) -> None:
-    from spermlib.inference.explain import Explainer  # torch: the warm-up thread loads it anyway
-
     try:
-        predictor = _predictor(dataset, arch, checkpoints_dir)  # the cached function the pages call: found loaded
-        # One explanation of a blank image: imports Grad-CAM++'s libraries (~2 s: pytorch-grad-cam pulls in
-        # scikit-learn) and runs each kernel once, so the first real prediction with its map pays neither.
-        blank = np.zeros((predictor.input_size,) * 2 + (3,), dtype=np.uint8)
-        Explainer(predictor).explain(blank, folds=predictor.folds[:1])
-        # Classify predicts with test-time augmentation by default: one stacked pass of 8 views, whose batch
-        # shape also needs its kernels set up once.
-        predictor.subset(predictor.folds[:1]).with_tta().predict_images([blank], keep_inputs=False)
+        resources.warm_up(_predictor(dataset, arch, checkpoints_dir))  # the cached function the pages call
     except Exception:  # noqa: BLE001 — a page that needs the model reports the error itself
         log.info("model warm-up skipped", exc_info=True)
 
@@ -169,8 +131,9 @@ def _warm_up_thread() -> threading.Thread | None:
     (the AppTest suites do: they check which pages import torch, and time the pages' own work)."""
     if os.environ.get(WARM_UP_ENV) == "0":
         return None
-    thread = threading.Thread(target=_warm_up, args=(next(iter(DATASETS)), DEFAULT_ARCH,
-                                                     str(default_checkpoints_dir())), name="model-warm-up", daemon=True)
+    thread = threading.Thread(target=_warm_up, args=(*resources.default_model(),
+                                                     str(resources.default_checkpoints_dir())),
+                              name="model-warm-up", daemon=True)
     thread.start()
     return thread
 
@@ -180,52 +143,30 @@ def warm_up_models() -> None:
     _warm_up_thread()
 
 
-def installed_archs(dataset: str) -> list[str]:
-    spec = get_dataset(dataset)
-    return [a for a in ARCHS if available_folds(spec, a, default_checkpoints_dir())]
-
-
-def default_first(entries: Sequence[str]) -> list[str]:
-    """``entries`` with the paper's model (``DEFAULT_ARCH``) first, so that a picker preselects it."""
-    return sorted(entries, key=lambda e: e != DEFAULT_ARCH)
-
-
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
 
 
 def dataset_picker(key: str = "dataset", label: str = "Dataset / task") -> DatasetSpec:
-    datasets = listed_datasets()  # the built-in ones, then every own dataset (datasets.json) that has checkpoints
+    datasets = resources.listed_datasets()  # the built-in ones, then every own dataset (datasets.json) with checkpoints
     choice = st.selectbox(label, list(datasets), format_func=lambda n: datasets[n].title, key=key)
     return datasets[choice]
-
-
-def results_dir() -> Path:
-    return default_results_dir()
 
 
 def data_root_or_error(spec: DatasetSpec) -> Path | None:
     """The dataset's image folder, or ``None`` after an st.error (e.g. a wrong $SPERM_DATA_DIR)."""
     try:
-        return resolve_data_root(spec)
+        return resources.resolve_data_root(spec)
     except DataError as err:
         st.error(str(err))
         return None
 
 
-def sample_root(dataset: str) -> Path:
-    """The folder of a dataset's bundled sample images (sample paths are relative to it)."""
-    return SAMPLE_DATA_ROOT / get_dataset(dataset).folder
-
-
 @st.cache_data(show_spinner=False)
 def bundled_samples(dataset: str) -> list[str]:
-    """The bundled sample images of a dataset, as paths relative to :func:`sample_root` (= manifest paths)."""
-    try:
-        return list_images(get_dataset(dataset), sample_root(dataset))["path"].tolist()
-    except DataError:
-        return []
+    """The bundled sample images of a dataset, as paths relative to ``resources.sample_root(dataset)``."""
+    return resources.bundled_samples(dataset)
 
 
 def page_picker(n_pages: int, key: str, label: str = "Page", where=st) -> int:
@@ -240,36 +181,16 @@ def page_picker(n_pages: int, key: str, label: str = "Page", where=st) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def results_stamp(dataset: str) -> tuple:
-    """Changes whenever ``evaluate`` rewrites a dataset's results, so cached tables refresh."""
-    d = dataset_results_dir(dataset)
-    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir() if p.is_file())) if d.is_dir() else ()
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_results(kind: str, dataset: str, results: str, stamp: tuple) -> dict | None:
+    return resources.read_results(kind, dataset, results)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _cached_metrics(dataset: str, results: str, stamp: tuple) -> dict | None:
-    return load_metrics(dataset, results)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _cached_oofs(dataset: str, results: str, stamp: tuple) -> dict:
-    return load_oofs(dataset, results)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _cached_faithfulness(dataset: str, results: str, stamp: tuple) -> dict | None:
-    return load_faithfulness(dataset, results)
-
-
-@st.cache_data(show_spinner=False)
-def _cached_robustness(dataset: str, results: str, stamp: tuple) -> dict | None:
-    return load_robustness(dataset, results)
-
-
-def _or_error(load, dataset: str, missing):
-    """``load(dataset, results folder, stamp)``; an unreadable results file becomes one st.error and ``missing``."""
+def _or_error(kind: str, dataset: str, missing):
+    """One results file of ``dataset``, cached until ``evaluate`` rewrites it; an unreadable file becomes one
+    st.error and ``missing``."""
     try:
-        return load(dataset, str(default_results_dir()), results_stamp(dataset))
+        return _cached_results(kind, dataset, str(resources.default_results_dir()), resources.results_stamp(dataset))
     except ResultsError as err:
         st.error(str(err))
         return missing
@@ -277,22 +198,22 @@ def _or_error(load, dataset: str, missing):
 
 def cached_metrics(dataset: str) -> dict | None:
     """metrics.json of ``dataset`` (``None`` if not evaluated; an st.error if unreadable)."""
-    return _or_error(_cached_metrics, dataset, None)
+    return _or_error("metrics", dataset, None)
 
 
 def cached_faithfulness(dataset: str) -> dict | None:
     """faithfulness.json of ``dataset`` (``None`` if not scored; an st.error if unreadable)."""
-    return _or_error(_cached_faithfulness, dataset, None)
+    return _or_error("faithfulness", dataset, None)
 
 
 def cached_robustness(dataset: str) -> dict | None:
     """robustness.json of ``dataset`` (``None`` if not run; an st.error if unreadable)."""
-    return _or_error(_cached_robustness, dataset, None)
+    return _or_error("robustness", dataset, None)
 
 
 def cached_oofs(dataset: str) -> dict:
     """Out-of-fold prediction tables by arch (empty if not evaluated; an st.error if unreadable)."""
-    return _or_error(_cached_oofs, dataset, {})
+    return _or_error("oofs", dataset, {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +225,7 @@ def cached_oofs(dataset: str) -> dict:
 def _thumbnail(path: str, side: int, square: bool, mtime_ns: int) -> bytes | None:
     try:
         return thumbnail_bytes(path, side, square=square)
-    except (ImageError, OSError):
+    except (ImageError, OSError):  # a missing or undecodable file: its tile says so
         return None
 
 
@@ -349,13 +270,6 @@ def gallery(root: Path, tiles: Sequence[Tile], tile_width: int = TILE_WIDTH,
 # ---------------------------------------------------------------------------------------------
 
 
-def _cards_stamp(checkpoints: Path) -> tuple:
-    """Changes whenever a checkpoint card is written, so the footer's versions refresh."""
-    cards = [card_path(checkpoint_path(spec, arch, k, checkpoints)) for spec in DATASETS.values() for arch in ARCHS
-             for k in available_folds(spec, arch, checkpoints, suffix=".json")]
-    return tuple((str(c), c.stat().st_mtime_ns) for c in cards if c.is_file())
-
-
 @st.cache_data(show_spinner=False, max_entries=4)
 def _model_versions(checkpoints: str, stamp: tuple) -> list[provenance.ModelVersions]:
     return provenance.model_versions(Path(checkpoints))
@@ -363,10 +277,10 @@ def _model_versions(checkpoints: str, stamp: tuple) -> list[provenance.ModelVers
 
 def footer() -> None:
     """The datasets' citations and the versions of the installed models (from their checkpoint cards)."""
-    checkpoints = default_checkpoints_dir()
-    versions = _model_versions(str(checkpoints), _cards_stamp(checkpoints))
+    checkpoints = resources.default_checkpoints_dir()
+    versions = _model_versions(str(checkpoints), provenance.cards_stamp(checkpoints))
     st.divider()
-    st.caption(" · ".join(f"**{spec.folder}**: {spec.citation}" for spec in DATASETS.values()))
+    st.caption(provenance.citations())
     st.caption(f"{provenance.summary(versions)}. A research tool, not a diagnostic device.")
     if versions:
         with st.expander("Model versions (from the checkpoint cards)"):

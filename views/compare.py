@@ -8,7 +8,15 @@ from __future__ import annotations
 import streamlit as st
 
 from spermlib.dashboard import charts
-from spermlib.dashboard.compare import Cell, cell_options, cell_to_open, chart_entries, parse_cell_key
+from spermlib.dashboard.compare import (
+    Cell,
+    cell_options,
+    cell_to_open,
+    chart_entries,
+    has_tta,
+    parse_cell_key,
+    preferred_order,
+)
 from spermlib.dashboard.pages import page
 from spermlib.dashboard.state import MistakesPreset
 from spermlib.dashboard.tables import (
@@ -31,8 +39,7 @@ from spermlib.dashboard.tables import (
     reliability_table,
     roc_table,
 )
-from spermlib.store.results import is_tta
-from views.common import cached_faithfulness, cached_metrics, cached_robustness, dataset_picker, default_first
+from views.common import cached_faithfulness, cached_metrics, cached_robustness, dataset_picker
 
 
 def open_in_mistakes(dataset: str, arch: str, cell: Cell) -> None:
@@ -69,12 +76,12 @@ if paper:
 if not metrics.get("full_dataset", False):
     st.warning(f"These results were computed on a {SUBSET_NOTE}; they are not comparable with the paper.")
 st.caption(f"Data: {spec.citation}")
-has_tta = any(is_tta(a) for a in archs)
+scored_with_tta = has_tta(archs)
 # On by default where there are TTA scores: `predict` and the Classify page average the 8 views by default.
-with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)", value=has_tta, key="compare_tta",
-                     disabled=not has_tta, help="Each model's predictions averaged over flipped and rotated copies "
-                                                "of the image, as Classify and `predict` do by default. The tables "
-                                                "always list them.")
+with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)", value=scored_with_tta,
+                     key="compare_tta", disabled=not scored_with_tta,
+                     help="Each model's predictions averaged over flipped and rotated copies of the image, as Classify "
+                          "and `predict` do by default. The tables always list them.")
 shown = chart_entries(archs, with_tta)
 
 st.subheader("All metrics")
@@ -111,7 +118,7 @@ for col, arch in grid(shown):
         open_in_mistakes(spec.name, arch, cell)
 
 c1, c2, c3 = st.columns([1, 3, 1], vertical_alignment="bottom")
-cell_arch = c1.selectbox("Model", default_first(chart_entries(archs, True)), format_func=arch_title,
+cell_arch = c1.selectbox("Model", preferred_order(archs), format_func=arch_title,
                          key="compare_cell_arch")
 labels = cell_options(confusion_cells(metrics, cell_arch, spec))
 chosen_cell = c2.selectbox("Confusion-matrix cell", list(labels), format_func=labels.get, key="compare_cell")

@@ -12,32 +12,26 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
+from spermlib.dashboard import embedding as vm
+from spermlib.dashboard import resources
 from spermlib.dashboard.charts import LEGEND_BELOW
 from spermlib.dashboard.palette import class_colour_map
 from spermlib.dashboard.tables import arch_title
-from spermlib.evaluation.embedding import EXCLUDED, HELD_OUT, TRAINING, EmbeddingMap, embedding_map, selected_paths
-from spermlib.inference.predict import Predictor
-from spermlib.store.cards import checkpoint_path
-from spermlib.store.embeddings import default_embeddings_dir
-from spermlib.store.paths import default_checkpoints_dir
 from views.common import (
     Tile,
     data_root_or_error,
     dataset_picker,
-    default_first,
     gallery,
     get_predictor,
-    installed_archs,
 )
 
 GALLERY_MAX = 48
 DOMAIN = "domain score"
-SHORT_SPLIT = {HELD_OUT: "held out", TRAINING: "seen in training", EXCLUDED: "excluded"}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def compute_map(dataset: str, arch: str, fold: int, checkpoints: str, checkpoint_mtime: int, data_root: str,
-                embeddings: str, _predictor: Predictor) -> EmbeddingMap:
+                embeddings: str, _predictor) -> vm.EmbeddingMap:
     """Cached per dataset × arch × fold model × checkpoint file × data root, in memory and on disk
     (``embeddings``: the folder of ``python -m spermlib embed``, which precomputes the map).
 
@@ -45,7 +39,7 @@ def compute_map(dataset: str, arch: str, fold: int, checkpoints: str, checkpoint
     only do so for blocks the function made itself.
     """
     bar = st.progress(0.0, text="Embedding images …")
-    emap = embedding_map(_predictor, _predictor.spec, Path(data_root), fold, cache_dir=Path(embeddings),
+    emap = vm.embedding_map(_predictor, _predictor.spec, Path(data_root), fold, cache_dir=Path(embeddings),
                          progress=lambda done, total: bar.progress(done / max(total, 1), text=(
                              f"Embedding images with the fold-{fold} model … {done}/{total} (once: the result is "
                              f"cached; `python -m spermlib embed --dataset {dataset}` precomputes it)")))
@@ -63,7 +57,7 @@ st.markdown(
     "be better separated."
 )
 spec = dataset_picker(key="embedding_dataset")
-archs = installed_archs(spec.name)
+archs = resources.installed_archs(spec.name)  # the paper's model first, the weakest last
 if not archs:
     st.info(f"No trained checkpoints for {spec.title}. Train them with "
             f"`python -m spermlib train --dataset {spec.name} --arch all --fold all` (see README).")
@@ -73,7 +67,7 @@ if root is None:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
-arch = c1.selectbox("Model", default_first(archs), format_func=arch_title, key=f"embedding_arch_{spec.name}")
+arch = c1.selectbox("Model", archs, format_func=arch_title, key=f"embedding_arch_{spec.name}")
 predictor = get_predictor(spec.name, arch)
 if predictor is None:
     st.stop()
@@ -83,10 +77,9 @@ colour_by = c3.radio("Colour by", ["true class", "predicted class", DOMAIN], hor
                      help="Domain score: how typical each image is of this fold model's training images, by its "
                           "out-of-domain detector (`python -m spermlib ood`); below 0 an image would be flagged.")
 
-checkpoints = default_checkpoints_dir()
-ckpt_file = checkpoint_path(spec, arch, fold, checkpoints)
-emap = compute_map(spec.name, arch, fold, str(checkpoints), ckpt_file.stat().st_mtime_ns, str(root),
-                   str(default_embeddings_dir()), predictor)
+emap = compute_map(spec.name, arch, fold, str(resources.default_checkpoints_dir()),
+                   resources.checkpoint_stamp(spec, arch, fold), str(root), str(resources.default_embeddings_dir()),
+                   predictor)
 
 for message in emap.warnings:
     st.warning(message)
@@ -109,7 +102,7 @@ order = [spec.display(c) for c in spec.class_dirs]
 continuous = {"color_continuous_scale": "RdBu", "color_continuous_midpoint": 0.0} if colour == "domain_score" else {}
 fig = px.scatter(
     frame, x="x", y="y", color=colour, symbol="split", custom_data=["path"],
-    category_orders={colour: order, "split": [HELD_OUT]}, **continuous,
+    category_orders={colour: order, "split": [vm.HELD_OUT]}, **continuous,
     color_discrete_map=class_colour_map(spec),  # the same colour per class on every page
     hover_data={"path": True, "true": True, "pred": True, "confidence": ":.2f", "domain_score": ":.2f", "fold": True,
                 "x": False, "y": False},
@@ -123,15 +116,14 @@ event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=
 st.caption(f"{len(frame)} images from {root}; model: {arch_title(arch)} fold {fold} ({predictor.backbone}). "
            f"Data: {spec.citation}")
 
-paths = selected_paths(event.selection.points if event else [], frame)
+paths = vm.selected_paths(event.selection.points if event else [], frame)
 if not paths:
     st.caption("Draw a box or lasso around points to see those images here.")
     st.stop()
 sel = frame.set_index("path").loc[paths].reset_index()
 st.subheader(f"Selected images ({len(sel)})")
 st.dataframe(sel.groupby(["true", "pred"]).size().rename("images").reset_index(), hide_index=True)
-tiles = [Tile(r.path, f"{r.true} → {r.pred} · {r.confidence:.0%} · {SHORT_SPLIT.get(r.split, '')}".rstrip(" ·"))
-         for r in sel.head(GALLERY_MAX).itertuples(index=False)]
+tiles = [Tile(r.path, vm.tile_caption(r)) for r in sel.head(GALLERY_MAX).itertuples(index=False)]
 gallery(root, tiles)
 if len(sel) > GALLERY_MAX:
     st.caption(f"Showing the first {GALLERY_MAX} of {len(sel)} selected images.")

@@ -11,6 +11,7 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
+from spermlib.dashboard import resources
 from spermlib.dashboard.catalog import (
     Catalog,
     build_catalog,
@@ -23,20 +24,15 @@ from spermlib.dashboard.catalog import (
     image_details,
     page_count,
     paginate,
+    predictions_display,
 )
 from spermlib.dashboard.charts import CHART_HEIGHT, LEGEND_BELOW
 from spermlib.dashboard.palette import class_colour_map
-from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import DataError, get_dataset, resolve_data_root
+from spermlib.dashboard.resources import DataError, get_dataset, resolve_data_root
 from views.annotations import dataset_tags_section
-from views.common import Tile, dataset_picker, gallery, page_picker, results_dir, thumbnail
+from views.common import Tile, dataset_picker, gallery, page_picker, thumbnail
 
 LARGE_SIDE = 320
-
-
-def _signature(paths: list[Path]) -> tuple:
-    """Modification times of the files a catalog depends on: a new evaluation invalidates the cache."""
-    return tuple((str(p), p.stat().st_mtime) if p.is_file() else (str(p), None) for p in paths)
 
 
 @st.cache_data(show_spinner="Reading image headers …", max_entries=8)
@@ -57,9 +53,9 @@ except DataError as err:
     st.error(f"The data folder is not usable: {err}. Fix or unset $SPERM_DATA_DIR.")
     st.stop()
 
-results = results_dir()
-try:
-    catalog = _catalog(spec.name, str(root), str(results), _signature(catalog_sources(spec, results)))
+results = resources.default_results_dir()
+try:  # keyed by the files it reads: a new evaluation invalidates it
+    catalog = _catalog(spec.name, str(root), str(results), resources.file_stamps(catalog_sources(spec, results)))
 except DataError as err:
     st.error(f"The data folder is not usable: {err}")
     st.stop()
@@ -154,9 +150,7 @@ elif len(details["duplicates"]):
     right.markdown("**Pixel-identical copies** (same label, same fold):")
     right.dataframe(details["duplicates"], hide_index=True, width="stretch")
 if catalog.oof_archs:
-    preds = details["predictions"].copy()
-    preds["arch"] = preds["arch"].map(arch_title)
-    preds["correct"] = preds["correct"].map({True: "✓", False: "✗"}).fillna("")
+    preds = predictions_display(details["predictions"])
     right.markdown("**Out-of-fold predictions** (each by the fold model that never saw this image)")
     right.dataframe(preds, hide_index=True, width="stretch",
                     column_config={"probability": st.column_config.NumberColumn(format="%.2f")})

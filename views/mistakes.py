@@ -15,7 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from spermlib.dashboard import mistakes as vm
-from spermlib.dashboard.compare import chart_entries
+from spermlib.dashboard import resources
+from spermlib.dashboard.compare import preferred_order
+from spermlib.dashboard.resources import DatasetSpec, ImageError, load_rgb
 from spermlib.dashboard.tables import (
     MistakeFilter,
     arch_title,
@@ -25,9 +27,6 @@ from spermlib.dashboard.tables import (
     missing_results_message,
     to_csv_bytes,
 )
-from spermlib.data.datasets import DatasetSpec
-from spermlib.data.imageio import ImageError, load_rgb
-from spermlib.store.paths import default_checkpoints_dir
 from views.annotations import dataset_tags_section
 from views.common import Tile, cached_oofs, data_root_or_error, dataset_picker, gallery, get_predictor, page_picker
 
@@ -38,12 +37,7 @@ PAGE_SIZE = 24
 def explain_image(_predictor, dataset: str, arch: str, checkpoints: str, image_path: str, fold: int,
                   class_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Grad-CAM++ overlay (and CBAM overlay) of the fold-``fold`` model for one image file."""
-    from spermlib.inference.explain import Explainer, overlay  # torch: only once a map is computed
-
-    exp = Explainer(_predictor).explain(load_rgb(image_path), class_idx=class_idx, folds=[fold])
-    cam = overlay(exp.rgb, exp.gradcam, alpha=0.5)
-    att = overlay(exp.rgb, exp.cbam, alpha=0.5) if exp.cbam is not None else None
-    return cam, att
+    return vm.explained_overlays(_predictor, image_path, fold, class_idx)
 
 
 def filters(spec: DatasetSpec, entries: list[str]) -> tuple[str, MistakeFilter]:
@@ -52,8 +46,9 @@ def filters(spec: DatasetSpec, entries: list[str]) -> tuple[str, MistakeFilter]:
     if st.session_state.get(vm.arch_key(ds)) not in entries:
         st.session_state.pop(vm.arch_key(ds), None)
     c1, c2, c3 = st.columns(3)
-    arch = c1.selectbox("Model", chart_entries(entries, with_tta=True), format_func=arch_title, key=vm.arch_key(ds),
-                        help="The paper's model first; (TTA): the same model scored with test-time augmentation.")
+    arch = c1.selectbox("Model", preferred_order(entries), format_func=arch_title, key=vm.arch_key(ds),
+                        help="The paper's model first, as Classify runs it by default: (TTA) is a model scored with "
+                             "test-time augmentation, the entry without it the same model on one view.")
     true_classes = c2.multiselect("True class (empty = any)", list(spec.class_dirs), format_func=spec.display,
                                   key=vm.true_key(ds))
     pred_classes = c3.multiselect("Predicted class (empty = any)", list(spec.class_dirs), format_func=spec.display,
@@ -92,7 +87,7 @@ def mistakes_gallery(shown: pd.DataFrame, root: Path) -> None:
 
 def fold_explanation(item: vm.FoldExplanation, spec: DatasetSpec, image_file: Path, explain_true: bool) -> None:
     """One model's column: its Grad-CAM++ (and CBAM) from the fold model that never saw the image."""
-    checkpoints = default_checkpoints_dir()
+    checkpoints = resources.default_checkpoints_dir()
     st.markdown(f"**{arch_title(item.entry)}**")
     notice = item.notice(spec.name, checkpoints, arch_title(item.entry))
     if notice:
@@ -125,7 +120,7 @@ def explanations(shown: pd.DataFrame, oofs: dict, spec: DatasetSpec, root: Path)
     except ImageError as err:
         st.error(str(err))
         return
-    items = vm.fold_explanations(oofs, choice, spec, default_checkpoints_dir())
+    items = vm.fold_explanations(oofs, choice, spec, resources.default_checkpoints_dir())
     cols = st.columns(1 + len(items))
     true_label = shown.set_index("path").at[choice, "label"]
     cols[0].image(np.asarray(original), caption=f"{choice} (true: {spec.display(true_label)})", width="stretch")

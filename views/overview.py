@@ -19,10 +19,12 @@ import pandas as pd
 import streamlit as st
 
 from spermlib.archs import DEFAULT_ARCH
-from spermlib.dashboard import charts, triage
-from spermlib.dashboard.headline import key_figures, plain_board
+from spermlib.dashboard import charts, resources, triage
+from spermlib.dashboard import worked_example as vm
+from spermlib.dashboard.headline import TTA_VIEWS, chart_heading, default_board, key_figures, leads_with_tta
 from spermlib.dashboard.images import fit, side_by_side
 from spermlib.dashboard.pages import linked_pages, page
+from spermlib.dashboard.resources import DATA_DIR_ENV, DATASETS, ResultsError, get_dataset, listed_datasets
 from spermlib.dashboard.status import installation_status
 from spermlib.dashboard.tables import (
     PAPER_PROTOCOL,
@@ -32,15 +34,7 @@ from spermlib.dashboard.tables import (
     leaderboard_display,
     missing_results_message,
 )
-from spermlib.dashboard.triage import NORMAL_LABEL
-from spermlib.data.datasets import DATA_DIR_ENV, DATASETS, get_dataset
-from spermlib.data.imageio import load_rgb
-from spermlib.evaluation.worked_example import pick_example
-from spermlib.store.cards import available_folds, checkpoint_path, listed_datasets
-from spermlib.store.examples import Example, StoredExample, is_current, read_example
-from spermlib.store.paths import default_checkpoints_dir, default_results_dir
-from spermlib.store.results import ResultsError
-from views.common import bundled_samples, cached_oofs, results_stamp, sample_root
+from views.common import bundled_samples, cached_oofs
 
 EXAMPLE_SIDE = 200  # px of each image of the worked example
 
@@ -62,34 +56,29 @@ def load_board() -> pd.DataFrame:
     boards = []
     for name in listed_datasets():
         try:
-            boards.append(_leaderboard(str(default_results_dir()), name, results_stamp(name)))
+            boards.append(_leaderboard(str(resources.default_results_dir()), name, resources.results_stamp(name)))
         except ResultsError as err:
             st.error(str(err))
     boards = [b for b in boards if not b.empty]
-    return pd.concat(boards, ignore_index=True) if boards else leaderboard(default_results_dir(), datasets=[])
+    return pd.concat(boards, ignore_index=True) if boards else leaderboard(resources.default_results_dir(), datasets=[])
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _live_example_maps(example: Example, checkpoints: str, mtime_ns: int) -> list[np.ndarray]:
+def _live_example_maps(example: vm.Example, checkpoints: str, mtime_ns: int) -> list[np.ndarray]:
     """Only when no current stored example exists (e.g. after a retrain): the maps, computed with torch."""
-    from spermlib.evaluation.worked_example import explain_example  # torch: only once a map is computed
-
-    panels, _ = explain_example(example, get_dataset(example.dataset), sample_root(example.dataset), Path(checkpoints))
-    return [rgb for _, rgb in panels]
+    return vm.live_maps(example, checkpoints)
 
 
 @st.cache_data(show_spinner=False)
-def _stored_example(dataset: str, results: str, checkpoints: str, stamp: tuple) -> StoredExample | None:
-    """The example ``python -m spermlib example`` wrote, if its fold checkpoint is still the installed one."""
-    stored = read_example(dataset, results)
-    return stored if stored is not None and is_current(stored, checkpoints) else None
+def _stored_example(dataset: str, results: str, checkpoints: str, stamp: tuple) -> vm.StoredExample | None:
+    return vm.current_stored_example(dataset, results, checkpoints)
 
 
-def find_stored_example() -> StoredExample | None:
+def find_stored_example() -> vm.StoredExample | None:
     for name in DATASETS:
         try:
-            stored = _stored_example(name, str(default_results_dir()), str(default_checkpoints_dir()),
-                                     results_stamp(name))
+            stored = _stored_example(name, str(resources.default_results_dir()),
+                                     str(resources.default_checkpoints_dir()), resources.results_stamp(name))
         except ResultsError as err:
             st.caption(str(err))
             continue
@@ -98,43 +87,35 @@ def find_stored_example() -> StoredExample | None:
     return None
 
 
-def find_live_example() -> Example | None:
+def find_live_example() -> vm.Example | None:
     """The worked example picked from the OOF tables, from the first dataset that has a correct bundled sample."""
     for name in DATASETS:
-        oof = cached_oofs(name).get(DEFAULT_ARCH)
-        example = (pick_example(oof, get_dataset(name), DEFAULT_ARCH, bundled_samples(name), NORMAL_LABEL.get(name))
-                   if oof is not None else None)
+        example = vm.live_example(name, cached_oofs(name), bundled_samples(name))
         if example is not None:
             return example
     return None
 
 
-def example_panels(example: Example) -> tuple[list[np.ndarray], list[str]] | None:
+def example_panels(example: vm.Example) -> tuple[list[np.ndarray], list[str]] | None:
     """The maps of a live example (computed here), or ``None`` when its fold model is not installed."""
-    spec = get_dataset(example.dataset)
-    checkpoints = default_checkpoints_dir()
-    if example.fold not in available_folds(spec, example.arch, checkpoints):
+    checkpoints = resources.default_checkpoints_dir()
+    stamp = vm.live_maps_stamp(example, checkpoints)  # retrained: new maps
+    if stamp is None:
         return None
-    weights = checkpoint_path(spec, example.arch, example.fold, checkpoints)  # retrained: new maps
     with st.spinner("Computing the explanation …"):
-        maps = _live_example_maps(example, str(checkpoints), weights.stat().st_mtime_ns)
-    captions = ["the image", f"Grad-CAM++ for {spec.display(example.pred)}", "CBAM attention"]
-    return maps, captions[:len(maps)]
+        maps = _live_example_maps(example, str(checkpoints), stamp)
+    return maps, vm.panel_captions(example, len(maps))
 
 
-def worked_example(example: Example, panels: tuple[list[np.ndarray], list[str]] | None) -> None:
-    spec = get_dataset(example.dataset)
-    st.markdown(f"**A worked example** ({spec.folder} bundled sample)")
-    verdict = (f"{arch_title(example.arch)} says **{spec.display(example.pred)}** ({example.confidence:.0%}); "
-               f"the expert label is {spec.display(example.label)}. It was classified by the fold-{example.fold} "
-               "model, which never saw this image in training.")
+def worked_example(example: vm.Example, panels: tuple[list[np.ndarray], list[str]] | None) -> None:
+    st.markdown(f"**A worked example** ({get_dataset(example.dataset).folder} bundled sample)")
     if panels is None:
-        st.image(fit(load_rgb(sample_root(spec.name) / example.path), EXAMPLE_SIDE), caption=example.path)
-        st.markdown(verdict)
+        st.image(fit(vm.sample_image(example), EXAMPLE_SIDE), caption=example.path)
+        st.markdown(vm.verdict(example))
         return
     maps, captions = panels
     st.image(side_by_side(maps, EXAMPLE_SIDE), caption="Left to right: " + " · ".join(captions), width="stretch")
-    st.markdown(verdict + " Red regions drove the answer; the attention map shows where the model looked.")
+    st.markdown(vm.verdict(example) + " Red regions drove the answer; the attention map shows where the model looked.")
     st.page_link(page("classify").file, label="Classify your own images", icon=page("classify").icon)
 
 
@@ -180,8 +161,11 @@ def results_tables(board: pd.DataFrame) -> None:
     st.caption(
         "**Our protocol:** " + (" / ".join(protocols) or "out-of-fold 5-fold cross-validation")
         + ". Accuracy and macro-F1 are the mean ± sample standard deviation over the 5 test folds; the 95 % CI "
-        "is a percentile bootstrap over all out-of-fold images. Scores with test-time augmentation are on the "
-        "Model comparison page."
+        "is a percentile bootstrap over all out-of-fold images. "
+        + (f"Each model leads with its default inference, {TTA_VIEWS} (the mean over the 8 flips and 90° turns "
+           "of each image, as Classify and `predict` run it) where it was scored; the one-view accuracy (each "
+           "image as it is) is beside it. " if leads_with_tta(board) else "")
+        + "Both are rows of their own on the Model comparison page."
     )
     st.caption(f"**Paper** ({PAPER_TITLE}): {PAPER_PROTOCOL}. Its numbers are shown on the row of its model.")
     if not board["full_dataset"].all():
@@ -205,22 +189,20 @@ st.markdown(
     f"The paper's model, {arch_title(DEFAULT_ARCH)} attention, is compared with a plain EfficientNet and a small "
     "CNN, each evaluated by leakage-free 5-fold cross-validation."
 )
-rows = _status(str(default_checkpoints_dir()), os.environ.get(DATA_DIR_ENV, ""))
+rows = _status(str(resources.default_checkpoints_dir()), os.environ.get(DATA_DIR_ENV, ""))
 full_board = load_board()
-board = plain_board(full_board)
+board = default_board(full_board)  # one row per model: its default inference, the one view beside it
 example_slot = None
 if board.empty:
     for name in DATASETS:
         st.info(missing_results_message(name))
 else:
-    with st.container(horizontal=True):  # pairs of cards: four in a row on a desktop, two on a phone
-        for pair in charts.rows_of(key_figures(full_board), 2):
-            with st.container(horizontal=True):
-                for figure in pair:
-                    st.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
-                              help=figure.help, border=True, width="stretch")
+    with st.container(horizontal=True):  # one row on a desktop; on a phone the accuracy cards one a row, then a pair
+        for figure in key_figures(full_board):
+            st.metric(figure.label, figure.value, figure.delta, delta_color="off", delta_arrow="off",
+                      help=figure.help, border=True, width=figure.width)
     left, right = st.columns(2, gap="large")
-    left.markdown("**How often is it right?** Accuracy on images the model never saw (one view each), with its 95 % CI")
+    left.markdown(chart_heading(board))
     left.plotly_chart(charts.headline_figure(board), width="stretch", key="overview_headline")
     example_slot = right.container()
     for name in DATASETS:

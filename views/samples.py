@@ -1,8 +1,8 @@
 """Samples: saved samples, a review queue ordered by need, one-click accept/correct, history, report, delete.
 
-Everything is read and written through the samples store (views.annotations → spermlib.samples.service);
-the queue order, the reviewer's identity and the tables come from spermlib.dashboard.review. The report
-(PDF and HTML) is spermlib.samples.report's; building it draws Grad-CAM++ maps, so it is made on request.
+Everything is read and written through the samples store (views.annotations → spermlib.dashboard.review);
+the queue order, the reviewer's identity, the tables and the report (PDF and HTML) come from
+spermlib.dashboard.review. Building the report draws Grad-CAM++ maps, so it is made on request.
 ``?sample=NAME`` preselects a sample (the Classify page links here after saving).
 """
 
@@ -12,10 +12,9 @@ import streamlit as st
 
 from spermlib.dashboard import review as vm
 from spermlib.dashboard.images import fit
+from spermlib.dashboard.resources import DatasetSpec, ImageError, get_dataset, load_rgb
+from spermlib.dashboard.review import SampleStore
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import DatasetSpec, get_dataset
-from spermlib.data.imageio import ImageError, load_rgb
-from spermlib.samples.service import SampleStore
 from views.annotations import reviewer_name, sample_store, store_call
 from views.common import get_predictor
 
@@ -95,13 +94,10 @@ def _report(store: SampleStore, name: str, spec: DatasetSpec, arch: str, stamp: 
     st.subheader("Report")
     key = f"samples_report::{name}::{stamp}"  # a new review makes a new report
     if st.button("Prepare the report (PDF and HTML)", key="samples_prepare_report"):
-        from spermlib.samples.report import build_report, render_html, render_pdf  # torch: only when asked
-
         with st.spinner("Drawing Grad-CAM++ maps of the reviewed images …"):
-            predictor = get_predictor(spec.name, arch)
-            report = store_call(build_report, store, name, predictor=predictor, with_cams=predictor is not None)
+            report = store_call(vm.report_files, store, name, get_predictor(spec.name, arch))
             if report is not None:
-                st.session_state[key] = (render_pdf(report), render_html(report))
+                st.session_state[key] = report
     ready = st.session_state.get(key)
     if ready is None:
         st.caption("Counts by the model and after review, the share of normal forms with its 95 % CI against the "

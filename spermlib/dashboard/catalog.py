@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from spermlib.archs import ARCHS
+from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DatasetSpec, is_full_dataset, list_images
 from spermlib.data.imageio import ImageError
 from spermlib.data.splits import manifest_for_root, manifest_path
@@ -256,6 +257,14 @@ def image_details(catalog: Catalog, path: str, spec: DatasetSpec) -> dict:
     predictions = pd.DataFrame(preds, columns=["arch", "prediction", "probability", "correct"])
     return {"metadata": metadata, "duplicates": duplicates.reset_index(drop=True), "conflict": conflict,
             "predictions": predictions}
+
+
+def predictions_display(predictions: pd.DataFrame) -> pd.DataFrame:
+    """:func:`image_details`' out-of-fold predictions for reading: model titles, ✓ / ✗ for right and wrong."""
+    shown = predictions.copy()
+    shown["arch"] = shown["arch"].map(arch_title)
+    shown["correct"] = shown["correct"].map({True: "✓", False: "✗"}).fillna("")
+    return shown
 
 
 def catalog_sources(spec: DatasetSpec, results_dir: str | Path) -> list[Path]:

@@ -16,10 +16,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from spermlib.dashboard import palette
+from spermlib.dashboard import palette, triage
 from spermlib.dashboard.compare import heatmap_grid
 from spermlib.dashboard.tables import arch_title
 from spermlib.data.datasets import DatasetSpec, get_dataset
+from spermlib.store.results import base_arch
 
 T = TypeVar("T")
 
@@ -121,33 +122,51 @@ def robustness_figure(report: dict, arch: str) -> go.Figure:
 
 def headline_figure(board: pd.DataFrame) -> go.Figure:
     """Out-of-fold accuracy with its 95 % CI, per model (rows) and dataset (panels), the paper's number
-    marked on its model's row. ``board``: :func:`~spermlib.dashboard.tables.leaderboard` rows."""
+    marked on its model's row. ``board``: :func:`~spermlib.dashboard.headline.default_board` rows (each model
+    as the app runs it by default), whose one-view figure, where it is not the lead, is a hollow marker."""
     datasets = list(dict.fromkeys(board["dataset"]))  # the board's order: built-in first, then own datasets
     folders = {d: get_dataset(d).folder for d in datasets}
     fig = make_subplots(rows=len(datasets), cols=1, shared_xaxes=True, vertical_spacing=0.16,
                         subplot_titles=[folders[d] for d in datasets])
+    legend = set()  # one legend entry per kind of marker, not one per model
     for row, dataset in enumerate(datasets, start=1):
         for r in board[board["dataset"] == dataset].itertuples(index=False):
-            fig.add_trace(go.Scatter(
-                x=[r.accuracy_pooled], y=[r.model], mode="markers", name=r.model, legendgroup=r.model,
-                showlegend=False, marker={"size": 12, "color": palette.model_colour(r.arch)},
-                error_x={"type": "data", "symmetric": False, "array": [r.accuracy_ci_hi - r.accuracy_pooled],
-                         "arrayminus": [r.accuracy_pooled - r.accuracy_ci_lo], "thickness": 2, "width": 6},
-                hovertemplate=f"{r.model} on {folders[dataset]}: %{{x:.1%}} (95 % CI {r.accuracy_ci_lo:.1%}"
-                              f"–{r.accuracy_ci_hi:.1%}), {r.n_images} images<extra></extra>"), row=row, col=1)
+            fig.add_trace(_accuracy_marker(r, folders[dataset]), row=row, col=1)
+            one_view = getattr(r, "one_view_accuracy_pooled", None)
+            if one_view is not None and pd.notna(one_view):
+                fig.add_trace(go.Scatter(
+                    x=[one_view], y=[r.model], mode="markers", name="one view", legendgroup="one view",
+                    showlegend="one view" not in legend,
+                    marker={"size": 10, "symbol": "circle-open", "line": {"width": 2},
+                            "color": palette.model_colour(base_arch(r.arch))},
+                    hovertemplate=f"{r.model}, one view: %{{x:.1%}} (95 % CI {r.one_view_accuracy_ci_lo:.1%}"
+                                  f"–{r.one_view_accuracy_ci_hi:.1%})<extra></extra>"), row=row, col=1)
+                legend.add("one view")
             if pd.notna(r.paper_accuracy):
                 fig.add_trace(go.Scatter(
                     x=[r.paper_accuracy], y=[r.model], mode="markers", name="paper (hold-out split)",
-                    legendgroup="paper", showlegend=row == 1,
+                    legendgroup="paper", showlegend="paper" not in legend,
                     marker={"size": 12, "symbol": "diamond-open", "color": palette.PAPER_COLOUR, "line": {"width": 2}},
                     hovertemplate="paper, single hold-out split: %{x:.1%}<extra></extra>"), row=row, col=1)
+                legend.add("paper")
     lo = float(board["accuracy_ci_lo"].min()) if len(board) else 0.5
     fig.update_xaxes(range=[max(0.0, lo - 0.05), 1.0], tickformat=".0%")
     fig.update_xaxes(title_text="accuracy (out-of-fold, 95 % CI)", row=len(datasets), col=1)
-    fig.update_yaxes(automargin=True)
+    fig.update_yaxes(automargin=True, autorange="reversed")  # the board's order top down: the paper's model first
     fig.update_layout(height=170 + 130 * len(datasets), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       legend={**LEGEND_BELOW, "y": -0.18})
     return fig
+
+
+def _accuracy_marker(r, folder: str) -> go.Scatter:
+    """One model's pooled out-of-fold accuracy with its bootstrap CI as error bars."""
+    return go.Scatter(
+        x=[r.accuracy_pooled], y=[r.model], mode="markers", name=r.model, legendgroup=r.model,
+        showlegend=False, marker={"size": 12, "color": palette.model_colour(base_arch(r.arch))},  # one colour a model
+        error_x={"type": "data", "symmetric": False, "array": [r.accuracy_ci_hi - r.accuracy_pooled],
+                 "arrayminus": [r.accuracy_pooled - r.accuracy_ci_lo], "thickness": 2, "width": 6},
+        hovertemplate=f"{r.model} on {folder}: %{{x:.1%}} (95 % CI {r.accuracy_ci_lo:.1%}"
+                      f"–{r.accuracy_ci_hi:.1%}), {r.n_images} images<extra></extra>")
 
 
 def probability_figure(probabilities: dict[str, float], predicted: str, spec: DatasetSpec,
@@ -162,4 +181,22 @@ def probability_figure(probabilities: dict[str, float], predicted: str, spec: Da
     fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%", "title": axis_title},
                       yaxis={"autorange": "reversed", "automargin": True}, height=70 + 40 * len(classes),
                       margin={"l": 10, "r": 10, "t": 10, "b": 40})
+    return fig
+
+
+def normal_share_figure(shares: dict[str, triage.NormalShare]) -> go.Figure:
+    """The batch's share of normal forms per model (horizontal bars), the WHO 2021 lower limit dashed."""
+    names = [arch_title(a) for a in shares]
+    values = [100 * (s.share or 0.0) for s in shares.values()]
+    text = [f"{s.n_normal}/{s.n_sperm} = {100 * s.share:.1f} %" if s.share is not None else "no sperm images"
+            for s in shares.values()]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=text, textposition="outside",
+                           marker_color=[palette.model_colour(a) for a in shares], cliponaxis=False))
+    limit = 100 * triage.WHO_2021_NORMAL_FORMS_LRL
+    fig.add_vline(x=limit, line_dash="dash", line_color=palette.LIMIT_COLOUR)
+    fig.add_annotation(x=limit, y=1, yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
+                       text=f"WHO lower limit ({limit:.0f} %)", font={"color": palette.LIMIT_COLOUR})
+    fig.update_layout(xaxis={"range": [0, 100], "title": "normal forms (% of sperm images)"},
+                      yaxis={"automargin": True}, height=120 + 50 * len(names),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 40})
     return fig

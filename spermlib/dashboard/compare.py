@@ -14,7 +14,7 @@ import pandas as pd
 
 from spermlib.archs import ARCHS, DEFAULT_ARCH
 from spermlib.dashboard.tables import cell_label
-from spermlib.store.results import base_arch, is_tta
+from spermlib.store.results import base_arch, entry_name, is_tta
 
 Cell = tuple[str, str]  # (true class folder, predicted class folder)
 
@@ -80,6 +80,30 @@ def chart_entries(entries: Sequence[str], with_tta: bool) -> list[str]:
 
     plain = order([e for e in entries if not is_tta(e)])
     return plain + (order([e for e in entries if is_tta(e)]) if with_tta else [])
+
+
+def preferred_order(entries: Sequence[str]) -> list[str]:
+    """``entries`` in picker order, the default first: the paper's model (``DEFAULT_ARCH``), then the other
+    models from the strongest by design to the simplest (the reverse of ``ARCHS``); each model's default
+    inference (its TTA entry, as Classify and ``predict`` run it) before its one-view entry. A picker
+    preselects the first entry, so a page never opens on the weakest model while a stronger one is there."""
+    return sorted(entries, key=lambda e: (base_arch(e) != DEFAULT_ARCH, -arch_rank(base_arch(e)), not is_tta(e), e))
+
+
+def default_entry(entries: Sequence[str]) -> str | None:
+    """The entry a page leads with (the first of :func:`preferred_order`); ``None`` when there is none."""
+    return next(iter(preferred_order(entries)), None)
+
+
+def has_tta(entries: Sequence[str]) -> bool:
+    """Whether any entry is a model scored with test-time augmentation."""
+    return any(is_tta(e) for e in entries)
+
+
+def default_inference(arch: str, entries: Sequence[str]) -> str:
+    """The entry of ``arch`` as the app runs it by default: with TTA where that was scored, else one view."""
+    tta = entry_name(arch, tta=True)
+    return tta if tta in entries else arch
 
 
 def arch_rank(arch: str) -> int:

@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from spermlib.dashboard.compare import chart_entries
 from spermlib.dashboard.state import MistakesPreset
 from spermlib.dashboard.tables import disagreement, prediction_table
 from spermlib.data.datasets import DatasetSpec
+from spermlib.data.imageio import load_rgb
 from spermlib.store.cards import available_folds
 from spermlib.store.results import base_arch, is_tta, prob_column
 
@@ -136,3 +138,14 @@ def fold_explanations(oofs: Mapping[str, pd.DataFrame], path: str, spec: Dataset
             entry, arch, fold, installed=fold in available_folds(spec, arch, checkpoints_dir),
             label=str(row["label"]), pred=str(row["pred"]), confidence=float(row[prob_column(row["pred"])])))
     return out
+
+
+def explained_overlays(predictor, image_path: str, fold: int, class_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grad-CAM++ overlay (and CBAM overlay, if the model has CBAM) of the fold-``fold`` model of ``predictor``
+    for one image file, for class ``class_idx``."""
+    from spermlib.inference.explain import Explainer, overlay  # torch: only once a map is computed
+
+    exp = Explainer(predictor).explain(load_rgb(image_path), class_idx=class_idx, folds=[fold])
+    cam = overlay(exp.rgb, exp.gradcam, alpha=0.5)
+    att = overlay(exp.rgb, exp.cbam, alpha=0.5) if exp.cbam is not None else None
+    return cam, att

@@ -13,8 +13,15 @@ from pathlib import Path
 
 from spermlib.archs import ARCHS
 from spermlib.dashboard.tables import arch_title
-from spermlib.data.datasets import get_dataset
-from spermlib.store.cards import CheckpointError, fold_cards, listed_datasets
+from spermlib.data.datasets import DATASETS, get_dataset
+from spermlib.store.cards import (
+    CheckpointError,
+    available_folds,
+    card_path,
+    checkpoint_path,
+    fold_cards,
+    listed_datasets,
+)
 from spermlib.version import __version__
 
 
@@ -81,3 +88,21 @@ def summary(versions: Sequence[ModelVersions]) -> str:
     dates = [d for v in versions for d in v.dates]
     when = f", trained {span(dates)}" if dates else ""
     return f"spermlib {__version__} · {n} fold models installed{when}"
+
+
+def cards_stamp(checkpoints_dir: Path) -> tuple:
+    """Changes whenever a checkpoint card is written, so that cached versions refresh."""
+    cards = [card_path(checkpoint_path(spec, arch, k, checkpoints_dir)) for spec in DATASETS.values() for arch in ARCHS
+             for k in available_folds(spec, arch, checkpoints_dir, suffix=".json")]
+    return tuple((str(c), c.stat().st_mtime_ns) for c in cards if c.is_file())
+
+
+def citations() -> str:
+    """The built-in datasets' citations, one line."""
+    return " · ".join(f"**{spec.folder}**: {spec.citation}" for spec in DATASETS.values())
+
+
+def about() -> str:
+    """The app menu's "About" text: what this is, which version, and what it is not."""
+    return (f"spermlib {__version__}: interpretable sperm-morphology classification (EfficientNet + CBAM, "
+            "Grad-CAM++). A research tool, not a diagnostic device.")

@@ -17,18 +17,22 @@ import pandas as pd
 
 from spermlib.dashboard.triage import LOW_CONFIDENCE, MIN_AGREEMENT, ArchResult, ImageInput
 from spermlib.data.datasets import DatasetSpec
+from spermlib.samples.db import SampleStoreError, default_db_url
 from spermlib.samples.service import (
     DatasetTagRecord,
     ImageRecord,
     NewImage,
     PredictionRecord,
     ReviewRecord,
+    SampleStore,
     SampleSummary,
     checkpoint_digests,
 )
 
 if TYPE_CHECKING:
     from spermlib.inference.predict import Predictor
+
+__all__ = ["SampleStore", "SampleStoreError", "default_db_url"]  # what the pages hold and catch; and below
 
 # Tags offered in the explorers (any other text is accepted too), after FiftyOne users' habits.
 SUGGESTED_TAGS = ("label suspect", "two cells", "blurry", "not a sperm cell", "cropped", "duplicate")
@@ -116,3 +120,18 @@ def classify_to_sample(inputs: Sequence[ImageInput], results: Mapping[str, Seque
             arch: PredictionRecord.from_prediction(arch, r.prediction, r.route.model if r.route else "ensemble")
             for arch, r in verdicts.items()}, item.width, item.height))
     return images, {arch: checkpoint_digests(p) for arch, p in predictors.items()}
+
+
+def open_store(url: str) -> SampleStore:
+    """The samples store at database ``url`` (:func:`default_db_url`: ``$SPERMLIB_DB_URL`` or the project's
+    SQLite file); :class:`SampleStoreError` when it cannot be opened (locked, corrupt, newer)."""
+    return SampleStore.open(url)
+
+
+def report_files(store: SampleStore, name: str, predictor: Predictor | None) -> tuple[bytes, str]:
+    """Sample ``name``'s report as (PDF, HTML): counts, the share of normal forms, and, with ``predictor``,
+    the Grad-CAM++ maps of the reviewed images."""
+    from spermlib.samples.report import build_report, render_html, render_pdf  # torch: only when asked
+
+    report = build_report(store, name, predictor=predictor, with_cams=predictor is not None)
+    return render_pdf(report), render_html(report)

@@ -173,7 +173,7 @@ def test_all_archs_side_by_side(app_env):
     at.multiselect(key="classify_samples").set_value([NORMAL_SAMPLE, "Non-Sperm/Acrosome_Defect_584.bmp"]).run()
     assert not at.exception, at.exception
     headers = [m.value for m in at.markdown if m.value.startswith("#### ")]
-    assert headers == ["#### SimpleCNN", "#### EfficientNet", "#### EfficientNet + CBAM"]
+    assert headers == ["#### EfficientNet + CBAM", "#### EfficientNet", "#### SimpleCNN"]  # the paper's model first
     assert [v["name"] for v in _verdicts(at)] == [NORMAL_SAMPLE] * 3
     table = _results(at)
     assert len(table) == 6 and sorted(table["arch"].unique()) == ["effnet", "effnet_cbam", "simplecnn"]

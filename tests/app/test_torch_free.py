@@ -2,7 +2,8 @@
 
 Runs the app in a fresh interpreter (this test process has imported torch already) through Dataset
 explorer and Model comparison (opened first, as a bookmarked link would), then the Overview, whose
-worked example is read from what `python -m spermlib example` stored, and Classify, which loads a model.
+worked example is read from what `python -m spermlib example` stored, and Classify given a bundled sample, which
+loads a model (Classify imports torch only then: its first screen, before an image is given, is torch-free too).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import json, sys
 from streamlit.testing.v1 import AppTest
+from spermlib.dashboard.resources import bundled_samples
 
 at = AppTest.from_file("app.py", default_timeout=180)
 seen = []
 for page in ("views/explorer.py", "views/compare.py", "views/overview.py", "views/classify.py"):
+    if page == "views/classify.py":
+        at.session_state["classify_samples_request"] = bundled_samples("smids")[:1]
     at.switch_page(page).run()
     assert not at.exception, at.exception
     seen.append((at.title[0].value, len(at.dataframe), "torch" in sys.modules))
