@@ -17,7 +17,7 @@ strictly more inner-validation images right than ``as_is``; a tie keeps ``as_is`
 out-of-fold accuracy and macro-F1 of each fixed candidate and of the nested per-fold choice. Caveat: a shipped
 model's inner validation also chose its early-stopping epoch, so its inner-validation errors are fewer and
 may be placed differently from its test errors. Prints a table; writes nothing. The rule now ships as
-``python -m spermlib bias`` (``spermlib.calibration.decision_bias``); this probe reads the models without it.
+``spermlib bias`` (``spermlib.calibration.decision_bias``); this probe reads the models without it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Usage, after the two candidates (224 px with the whole schedule, then its 4-epoch hardening stage) are trained into
 ``runs/smids224_p20/ck`` and ``runs/smids224_p20_h4/ck``::
 
-    python -m spermlib tune --dataset smids --data-dir ../shared/data --arch effnet_cbam --baseline-name current \\
+    spermlib tune --dataset smids --data-dir ../shared/data --arch effnet_cbam --baseline-name current \\
         --run p20=runs/smids224_p20/ck --run p20_h4=runs/smids224_p20_h4/ck --robustness \\
         --record --results research/results/lever5/ship
     python -m research.lever5_choice research/results/lever5/ship/smids/tuning.json [--arch effnet] \\

@@ -35,7 +35,7 @@ def flag_rates(dataset: str, arch: str, data_dir: str | None) -> dict[str, float
         fold_model = InferenceModel.from_card(model, card)
         detector = load_detector(detector_path(spec, arch, k), card["weights_sha256"])
         if detector is None:
-            raise SystemExit(f"no detector for {dataset}/{arch} fold {k}: run `python -m spermlib ood` first")
+            raise SystemExit(f"no detector for {dataset}/{arch} fold {k}: run `spermlib ood` first")
         x = load_uint8_batch(root, list(manifest.loc[manifest["fold"] == k, "path"]), fold_model.prep.input_size)
 
         def out_of_domain(images, fold_model=fold_model, detector=detector) -> np.ndarray:

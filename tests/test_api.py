@@ -99,7 +99,7 @@ def test_lists_and_clear_errors(tmp_path):
         spermlib.load_predictor("nope")
     with pytest.raises(spermlib.SpermlibError, match="unknown arch 'resnet'"):
         spermlib.load_predictor("hushem", "resnet")
-    with pytest.raises(spermlib.SpermlibError, match="python -m spermlib train --dataset smids"):
+    with pytest.raises(spermlib.SpermlibError, match="spermlib train --dataset smids"):
         spermlib.load_predictor("smids", checkpoints_dir=tmp_path)
 
 

@@ -56,7 +56,7 @@ def test_predict_without_checkpoints_is_a_clear_error(tmp_path, capsys):
     img = next((SAMPLE_DATA_ROOT / "SMIDS" / "Non-Sperm").iterdir())
     rc = main(["predict", str(img), "--dataset", "smids", "--checkpoints", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 2 and "no checkpoint for smids/effnet_cbam" in err and "python -m spermlib train" in err
+    assert rc == 2 and "no checkpoint for smids/effnet_cbam" in err and "spermlib train" in err
 
 
 def test_unknown_data_dir_is_a_clear_error(tmp_path, capsys):

@@ -33,7 +33,7 @@ def build(base: Path) -> dict:
                 train_fold(spec, arch, fold, data, recipe, manifest_sha256=sha, backbone="tf_efficientnet_lite0",
                            pretrained="offline", checkpoints_dir=ckpt, runs_dir=runs, progress=False)
         evaluate_dataset(spec, root, checkpoints_dir=ckpt, results_base=results)
-        # the Overview's worked example, as `python -m spermlib example` stores it (may be none: weak models)
+        # the Overview's worked example, as `spermlib example` stores it (may be none: weak models)
         write_worked_example(spec, DEFAULT_ARCH, NORMAL_LABEL.get(spec.name), results, ckpt, root)
     return {"checkpoints": ckpt, "results": results, "base": base}
 

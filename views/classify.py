@@ -129,8 +129,8 @@ if not archs:
     st.info(
         f"No trained checkpoints for {spec.title} in `{resources.default_checkpoints_dir()}`. Train the fold models "
         "with "
-        f"`python -m spermlib train --dataset {spec.name} --arch effnet_cbam --fold all` "
-        "(add `--data-dir ../shared/data` for the full data; see README), then reload this page."
+        f"`spermlib train --dataset {spec.name} --arch effnet_cbam --fold all` "
+        "(add `--data-dir ../shared/data` for the full data; see docs/getting-started.md), then reload this page."
     )
     st.stop()
 

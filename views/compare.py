@@ -150,7 +150,7 @@ else:
 st.subheader("Do the explanations show what the model used? (Grad-CAM++ faithfulness)")
 faith = cached_faithfulness(spec.name)
 if faith is None:
-    st.info(f"Not scored yet: `python -m spermlib faithfulness --dataset {spec.name} --per-class 2` writes it.")
+    st.info(f"Not scored yet: `spermlib faithfulness --dataset {spec.name} --per-class 2` writes it.")
 else:
     table = faithfulness_table(faith)
     for columns in faithfulness_column_groups(table):
@@ -163,7 +163,7 @@ else:
 st.subheader("How much does a changed image cost? (robustness)")
 robust = cached_robustness(spec.name)
 if robust is None:
-    st.info(f"Not run yet: `python -m spermlib robustness --dataset {spec.name}` writes it.")
+    st.info(f"Not run yet: `spermlib robustness --dataset {spec.name}` writes it.")
 else:
     # Like the other charts: the models, then (with the toggle) the same models under TTA (`robustness --tta`).
     for col, arch in grid(chart_entries(list(robust["archs"]), with_tta)):

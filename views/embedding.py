@@ -33,7 +33,7 @@ DOMAIN = "domain score"
 def compute_map(dataset: str, arch: str, fold: int, checkpoints: str, checkpoint_mtime: int, data_root: str,
                 embeddings: str, _predictor) -> vm.EmbeddingMap:
     """Cached per dataset × arch × fold model × checkpoint file × data root, in memory and on disk
-    (``embeddings``: the folder of ``python -m spermlib embed``, which precomputes the map).
+    (``embeddings``: the folder of ``spermlib embed``, which precomputes the map).
 
     The progress bar is created in here: Streamlit replays a cached function's elements, and may
     only do so for blocks the function made itself.
@@ -42,7 +42,7 @@ def compute_map(dataset: str, arch: str, fold: int, checkpoints: str, checkpoint
     emap = vm.embedding_map(_predictor, _predictor.spec, Path(data_root), fold, cache_dir=Path(embeddings),
                          progress=lambda done, total: bar.progress(done / max(total, 1), text=(
                              f"Embedding images with the fold-{fold} model … {done}/{total} (once: the result is "
-                             f"cached; `python -m spermlib embed --dataset {dataset}` precomputes it)")))
+                             f"cached; `spermlib embed --dataset {dataset}` precomputes it)")))
     bar.empty()
     return emap
 
@@ -60,7 +60,7 @@ spec = dataset_picker(key="embedding_dataset")
 archs = resources.installed_archs(spec.name)  # the paper's model first, the weakest last
 if not archs:
     st.info(f"No trained checkpoints for {spec.title}. Train them with "
-            f"`python -m spermlib train --dataset {spec.name} --arch all --fold all` (see README).")
+            f"`spermlib train --dataset {spec.name} --arch all --fold all` (see docs/models.md).")
     st.stop()
 root = data_root_or_error(spec)
 if root is None:
@@ -75,7 +75,7 @@ fold = c2.selectbox("Fold model", predictor.folds, format_func=lambda k: f"fold 
                     key=f"embedding_fold_{spec.name}_{arch}")
 colour_by = c3.radio("Colour by", ["true class", "predicted class", DOMAIN], horizontal=True, key="embedding_colour",
                      help="Domain score: how typical each image is of this fold model's training images, by its "
-                          "out-of-domain detector (`python -m spermlib ood`); below 0 an image would be flagged.")
+                          "out-of-domain detector (`spermlib ood`); below 0 an image would be flagged.")
 
 emap = compute_map(spec.name, arch, fold, str(resources.default_checkpoints_dir()),
                    resources.checkpoint_stamp(spec, arch, fold), str(root), str(resources.default_embeddings_dir()),
@@ -93,7 +93,7 @@ if frame.empty:
     st.stop()
 
 if colour_by == DOMAIN and not emap.has_domain_scores:
-    st.info(f"No out-of-domain detector is stored for this model; fit one with `python -m spermlib ood --dataset "
+    st.info(f"No out-of-domain detector is stored for this model; fit one with `spermlib ood --dataset "
             f"{spec.name}`. Coloured by true class instead.")
 colour = {"true class": "true", "predicted class": "pred"}.get(colour_by, "domain_score")
 colour = "true" if colour == "domain_score" and not emap.has_domain_scores else colour

@@ -72,7 +72,7 @@ for note in catalog.notes:
     st.warning(note)
 if not catalog.oof_archs:
     st.info(f"No out-of-fold predictions in `{results / spec.name}` yet: after training, run "
-            f"`python -m spermlib evaluate --dataset {spec.name}` to see each model's prediction per image.")
+            f"`spermlib evaluate --dataset {spec.name}` to see each model's prediction per image.")
 
 # ------------------------------------------------------------------ summary charts
 st.subheader("Classes and image sizes")

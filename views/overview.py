@@ -3,7 +3,7 @@ headline chart: accuracy with its 95 % CI per model and dataset, the paper's num
 example (a bundled sample, its out-of-fold prediction, Grad-CAM++ and CBAM maps), what it can and cannot
 do; then the leaderboard, the pages and what this installation found.
 
-Everything is read from results files without torch, the worked example too: `python -m spermlib example`
+Everything is read from results files without torch, the worked example too: `spermlib example`
 stores its maps (results/<dataset>/worked_example*). Only when that is missing or made by another checkpoint
 (a retrain) are the maps computed here, last (into a placeholder on the first screen, so the rest of the
 page is already shown), and cached per process.
@@ -211,7 +211,7 @@ else:
 if not any(r["checkpoints"] for r in rows):
     st.info(
         "No trained checkpoints are installed yet. Train them with "
-        "`python -m spermlib train --dataset smids --arch effnet_cbam` (see README)."
+        "`spermlib train --dataset smids --arch effnet_cbam` (see docs/models.md)."
     )
 can_and_cannot()
 if not board.empty:

@@ -121,7 +121,7 @@ def _delete(store: SampleStore, name: str) -> None:
 
 
 st.title("Samples")
-st.markdown("Samples saved from Classify (or `python -m spermlib samples add`): review the model's labels, "
+st.markdown("Samples saved from Classify (or `spermlib samples add`): review the model's labels, "
             "download the report, export or delete. Decision support, not a diagnosis.")
 store = sample_store()
 if store is None:
@@ -129,7 +129,7 @@ if store is None:
 summaries = store_call(store.list_samples)
 if not summaries:
     st.info("No samples yet. On **Classify**, classify images and use **Save as sample**; or run "
-            "`python -m spermlib samples add NAME --dataset smids IMAGE…`.")
+            "`spermlib samples add NAME --dataset smids IMAGE…`.")
     st.stop()
 st.dataframe(vm.samples_table(summaries), hide_index=True, width="stretch")
 names = [s.name for s in summaries]

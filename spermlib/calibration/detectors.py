@@ -3,7 +3,7 @@
 Everything here works on what one core pass (``core.forward``) already returns — pooled pre-logit
 ``features`` and ``logits`` — so scoring an image for its domain costs no second forward. Torch-free.
 
-Detectors (established ones; ``python -m spermlib ood`` picks one per fold model by measurement,
+Detectors (established ones; ``spermlib ood`` picks one per fold model by measurement,
 ``calibration.fit``; stored by ``calibration.store``; applied by ``inference.predict``):
 
 * ``mahalanobis`` — class-conditional Gaussians with one shared covariance (Lee et al., NeurIPS 2018),
@@ -254,4 +254,4 @@ def load_detector(path, weights_sha256: str | None = None) -> Detector | None:
         return Detector.from_stored(stored)
     except (KeyError, TypeError, ValueError) as err:
         raise DetectorFileError(f"{path}: not a detector this version can read ({err}); refit it with "
-                                "`python -m spermlib ood --dataset D --refit`") from None
+                                "`spermlib ood --dataset D --refit`") from None

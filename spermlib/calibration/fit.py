@@ -1,6 +1,6 @@
 """Per-fold fitting of a fold model's calibration: its out-of-domain detector, its temperature, its decision bias.
 
-What ``python -m spermlib ood`` and ``bias`` fit, from the outputs of one inference-core pass per fold model
+What ``spermlib ood`` and ``bias`` fit, from the outputs of one inference-core pass per fold model
 (the passes themselves, and the evaluation of what was fitted, are ``evaluation.ood`` and
 ``evaluation.bias``):
 

@@ -1,6 +1,6 @@
 """Where a fold model's out-of-domain detector lives, and its one reader/writer (torch-free).
 
-A detector is fitted per fold checkpoint (``python -m spermlib ood``) and stored beside it, in an
+A detector is fitted per fold checkpoint (``spermlib ood``) and stored beside it, in an
 ``ood/`` folder of the arch's checkpoint folder: ``<checkpoints>/<dataset>/<arch>/ood/fold<K>.safetensors``
 (fp32 arrays: class means, a low-rank covariance, or a feature bank) and ``fold<K>.json`` (the
 method, threshold, score scale, the ``weights_sha256`` of the checkpoint it was fitted on, and how).
@@ -62,7 +62,7 @@ def read_detector(path: Path) -> StoredDetector | None:
     path, meta_path = Path(path), detector_meta_path(path)
     if not meta_path.is_file():
         return None
-    refit = "refit it with `python -m spermlib ood --dataset D --refit`"
+    refit = "refit it with `spermlib ood --dataset D --refit`"
     try:
         meta = json.loads(meta_path.read_text())
         if not isinstance(meta, dict) or "method" not in meta:

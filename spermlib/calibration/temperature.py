@@ -1,7 +1,7 @@
 """Temperature scaling of one fold model's logits (Guo et al., ICML 2017), and the softmax helpers it rests on.
 
 The temperature ``T`` is fitted per fold model on its inner-validation logits (``calibration.fit``, run by
-``python -m spermlib ood``) and stored on its card (``temperature``); prediction divides the logits by
+``spermlib ood``) and stored on its card (``temperature``); prediction divides the logits by
 it (``inference.predict``). Torch-free; fitting imports scipy.
 """
 

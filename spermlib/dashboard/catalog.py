@@ -155,7 +155,7 @@ def build_catalog(spec: DatasetSpec, root: str | Path, results_dir: str | Path |
         if sha and oof_sha and oof_sha != sha:
             notes.append(
                 f"The out-of-fold predictions in {results_dir / spec.name} were computed on another split "
-                f"manifest (sha256 {oof_sha[:12]}… ≠ {sha[:12]}…); re-run `python -m spermlib evaluate "
+                f"manifest (sha256 {oof_sha[:12]}… ≠ {sha[:12]}…); re-run `spermlib evaluate "
                 f"--dataset {spec.name}`."
             )
         oof_full = provenance.get("full_dataset")

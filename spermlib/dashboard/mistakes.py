@@ -117,7 +117,7 @@ class FoldExplanation:
             return "No out-of-fold prediction of this model for this image."
         if not self.installed:
             return (f"The fold-{self.fold} checkpoint of {title} is not installed in {checkpoints_dir}; train it with "
-                    f"`python -m spermlib train --dataset {dataset} --arch {self.arch} --fold {self.fold}`.")
+                    f"`spermlib train --dataset {dataset} --arch {self.arch} --fold {self.fold}`.")
         return None
 
 

@@ -1,6 +1,6 @@
 """Reading evaluation outputs for the dashboard: leaderboard, comparison tables, error lists.
 
-Everything here reads what ``python -m spermlib evaluate`` wrote (``metrics.json`` and
+Everything here reads what ``spermlib evaluate`` wrote (``metrics.json`` and
 ``oof_<arch>.csv`` in ``<results>/<dataset>/``) and never recomputes a metric, so the numbers on
 screen are the ones on disk. The paper's numbers come from a single hold-out split, ours from
 out-of-fold predictions of 5-fold CV; both protocols are stated wherever both appear. The paper's numbers,
@@ -331,6 +331,6 @@ def missing_results_message(dataset: str, results_dir: str | Path | None = None)
     where = dataset_results_dir(dataset, results_dir)
     return (
         f"No evaluation results for {spec.folder} in {where}. They are produced by "
-        f"`{evaluate_command(spec.name)}` (after `python -m spermlib train --dataset {spec.name} --arch all "
-        f"--fold all`; add `--data-dir ../shared/data` for the full dataset — see README)."
+        f"`{evaluate_command(spec.name)}` (after `spermlib train --dataset {spec.name} --arch all "
+        f"--fold all`; add `--data-dir ../shared/data` for the full dataset — see docs/getting-started.md)."
     )

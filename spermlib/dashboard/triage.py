@@ -13,7 +13,7 @@ Rules (the thresholds are module constants so pages, docs and tests agree):
   an image far from square (aspect ratio outside ``HEAD_CROP_ASPECT``) or much smaller/larger
   (``HEAD_CROP_SIDE``) is probably outside their domain.
 * **Out of domain** — the fold models' out-of-domain detector (``calibration.detectors``, fitted on their
-  training images by ``python -m spermlib ood``) finds the image unlike anything they were trained on
+  training images by ``spermlib ood``) finds the image unlike anything they were trained on
   (``Prediction.in_domain`` false): its label, however confident, says nothing about the image. A batch
   with any such image gets a banner; when more than ``MAX_OUT_OF_DOMAIN_SHARE`` (20 %) of a batch is out
   of domain, its normal-forms share is withheld: it would describe mostly images the models cannot judge
@@ -249,7 +249,7 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
                    "confidence": round(p.confidence, 4),
                    "agreement": "" if res.route and res.route.single_fold else agreement_text(p),
                    "classified by": res.route.model if res.route else "ensemble",
-                   # "" = no out-of-domain detector for this model (python -m spermlib ood fits them)
+                   # "" = no out-of-domain detector for this model (spermlib ood fits them)
                    "in domain": "" if p.in_domain is None else ("yes" if p.in_domain else "NO"),
                    "domain score": None if p.domain_score is None else round(p.domain_score, 3),
                    "warnings": " | ".join(w.message for w in res.warnings), "error": ""}

@@ -2,7 +2,7 @@
 
 The example is a bundled sample that the paper's model classified correctly *out of fold* (by the fold
 model that never saw it), preferring the normal class (:func:`spermlib.evaluation.worked_example.pick_example`).
-``python -m spermlib example`` stores it with its maps; the Overview shows the stored one while its fold
+``spermlib example`` stores it with its maps; the Overview shows the stored one while its fold
 checkpoint is the installed one, else picks one from the OOF tables and computes its maps (torch, imported
 only then).
 """
@@ -30,7 +30,7 @@ __all__ = ["Example", "StoredExample", "current_stored_example", "live_example",
 
 
 def current_stored_example(dataset: str, results_dir: str, checkpoints_dir: str) -> StoredExample | None:
-    """The example ``python -m spermlib example`` wrote, if its fold checkpoint is still the installed one."""
+    """The example ``spermlib example`` wrote, if its fold checkpoint is still the installed one."""
     stored = read_example(dataset, results_dir)
     return stored if stored is not None and is_current(stored, checkpoints_dir) else None
 

@@ -1,7 +1,7 @@
 """Sperm-head pose normalisation: find the stained head, turn its long axis upright, wider end up.
 
-The accuracy issue's lever 1. The literature's best clean HuSHeM result used (manually) aligned heads; this
-is the automatic version, measured before anything depends on it (README, *Head alignment*). It fails
+The literature's best clean HuSHeM result used (manually) aligned heads; this is the automatic version,
+measured before anything depends on it (docs/experiments.md, *Head alignment*). It fails
 soft: where no head is found the image comes back unchanged with ``found=False``.
 
 Steps (scikit-image): the head is the darkest stain, so Otsu's threshold on the smoothed luminance gives

@@ -4,7 +4,7 @@ A dataset is a folder with one sub-folder per class (as in ``../shared/data``: t
 ImageFolder layout). The label of an image is its folder, never its file name (SMIDS file-name
 prefixes contradict the folders). Two built-in datasets (SMIDS, HuSHeM) are described here; any
 other folder of that layout is a user's *own dataset*: ``get_dataset`` turns its path into a
-``DatasetSpec`` and ``python -m spermlib splits`` records it (name, path, classes, display names,
+``DatasetSpec`` and ``spermlib splits`` records it (name, path, classes, display names,
 citation) in the dataset registry file (:func:`dataset_registry_path`), so later commands
 and the app know it by name. ``get_dataset`` is the one entry point every command resolves
 ``--dataset`` through.
@@ -130,10 +130,10 @@ def folder_dataset(path: str | os.PathLike, name: str | None = None, citation: s
     name = (name or root.name).lower()
     if not _NAME_PATTERN.fullmatch(name):
         raise DataError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'; name the folder "
-                        f"with `python -m spermlib splits --dataset {root} --name NAME`")
+                        f"with `spermlib splits --dataset {root} --name NAME`")
     if name in DATASETS:
         raise DataError(f"{name!r} is the name of a built-in dataset: use --dataset {name} --data-dir {root}, "
-                        f"or name this folder with `python -m spermlib splits --dataset {root} --name NAME`")
+                        f"or name this folder with `spermlib splits --dataset {root} --name NAME`")
     classes = _class_folders(root)
     if len(classes) < 2:
         raise DataError(f"{root} has {len(classes)} class folder(s); a dataset needs at least two sub-folders of "
@@ -242,7 +242,7 @@ def _refuse_new_classes(spec: DatasetSpec, root: Path) -> None:
     if added:
         raise DataError(f"class folder(s) {', '.join(added)} under {root} were added after the split of "
                         f"{spec.name} was made (its classes: {', '.join(spec.class_dirs)}); make a new split with "
-                        f"`python -m spermlib splits --dataset {root}` and retrain")
+                        f"`spermlib splits --dataset {root}` and retrain")
 
 
 def non_image_files(spec: DatasetSpec, root: Path) -> list[str]:

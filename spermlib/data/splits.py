@@ -4,7 +4,7 @@
   always land in the same fold, so a test image never has a copy in its training part.
 * Groups whose members carry *different* labels (4 pairs in SMIDS) have no trustworthy label.
   Rule: they are excluded from training and evaluation (``fold = -1``, ``excluded =
-  conflicting_labels``) and reported by ``python -m spermlib splits``.
+  conflicting_labels``) and reported by ``spermlib splits``.
 * An own dataset's file that has an image suffix but cannot be decoded is listed and excluded the same
   way (``excluded = unreadable``); a built-in dataset has none (its decode errors stay errors).
 * The inner validation split (early stopping, model selection) is carved from the training part of
@@ -120,7 +120,7 @@ def write_manifest(df: pd.DataFrame, path: Path) -> str:
 def read_manifest(path: Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"split manifest {path} not found; create it with `python -m spermlib splits --dataset NAME`"
+            f"split manifest {path} not found; create it with `spermlib splits --dataset NAME`"
         )
     df = pd.read_csv(path, dtype={"path": str, "label": str, "pixel_sha256": str}, keep_default_na=False)
     missing = set(MANIFEST_COLUMNS) - set(df.columns)
@@ -166,7 +166,7 @@ def manifest_for_root(spec: DatasetSpec, root: Path, splits_path: str | Path | N
     if unknown:
         raise DataError(
             f"{len(unknown)} images under {root} are not in {path} (e.g. {sorted(unknown)[0]}); "
-            f"write a manifest for this folder with `python -m spermlib splits --dataset {spec.name} "
+            f"write a manifest for this folder with `spermlib splits --dataset {spec.name} "
             f"--data-dir {root} --out my_splits.csv` and pass --splits my_splits.csv"
         )
     return manifest[manifest["path"].isin(present)].reset_index(drop=True), manifest_sha256(path)

@@ -1,6 +1,6 @@
 """Speed benchmark: every measurement is a ratio against a baseline measured in the same process.
 
-Run with ``python -m spermlib bench [--quick] [--out bench.json]``. Nothing here is a pass/fail test:
+Run with ``spermlib bench [--quick] [--out bench.json]``. Nothing here is a pass/fail test:
 it prints a table of absolute times and ratios and writes it as JSON for tracking over time.
 Models are built with random weights of the real architectures (speed does not depend on the
 weights), so the benchmark runs on a fresh clone without trained checkpoints.

@@ -1,6 +1,6 @@
 """The ``bias`` command: each fold model's decision bias fitted on its own inner validation, the taken ones stored.
 
-    python -m spermlib bias --dataset D [--arch A]   → fold cards' ``decision_bias``, results/<D>/decision_bias.json
+    spermlib bias --dataset D [--arch A]   → fold cards' ``decision_bias``, results/<D>/decision_bias.json
 
 The rule and what the bias is: ``calibration.decision_bias``. One inference-core pass with TTA per fold model over
 its inner-validation images (the split its training used) gives both modes (the TTA mean and the unaugmented

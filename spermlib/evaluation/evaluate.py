@@ -259,7 +259,7 @@ def evaluate_dataset(spec: DatasetSpec, root: Path, archs: list[str] | None = No
                      "conflicting-label duplicates excluded); each fold model selected on an inner validation "
                      "split of its training part; metrics on the never-seen test folds (out-of-fold); a fold "
                      "model's per-class decision bias applied where its own inner validation took one "
-                     "(`python -m spermlib bias`)"),
+                     "(`spermlib bias`)"),
         "std": "sample standard deviation over folds (ddof=1)",
         "ci95": f"percentile bootstrap over pooled out-of-fold images, {N_BOOTSTRAP} resamples",
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -167,7 +167,7 @@ def _paper_lines(name: str, metrics: dict) -> list[str]:
 
 
 def _decision_bias_lines(name: str, results_dir: str | Path | None) -> list[str]:
-    """Which fold models' cards carry a decision bias (``python -m spermlib bias``), per inference mode."""
+    """Which fold models' cards carry a decision bias (``spermlib bias``), per inference mode."""
     found = load_decision_bias(name, results_dir)
     if found is None:
         return []
@@ -177,7 +177,7 @@ def _decision_bias_lines(name: str, results_dir: str | Path | None) -> list[str]
 
     parts = [f"{_model_name(a)}: one view {folds(found['archs'][a]['taken']['one_view'])}, + TTA "
              f"{folds(found['archs'][a]['taken']['tta'])}" for a in arch_order(found["archs"])]
-    return [f"Per-class decision bias (`python -m spermlib bias`; {found['rule']}), taken by " + "; ".join(parts) + "."]
+    return [f"Per-class decision bias (`spermlib bias`; {found['rule']}), taken by " + "; ".join(parts) + "."]
 
 
 def _signed_gap(gap: float, decimals: int) -> str:
@@ -201,7 +201,7 @@ def _robustness_lines(name: str, results_dir: str | Path | None) -> list[str]:
         return []
     archs = arch_order(rob["archs"])
     entries = [rob["archs"][a] for a in archs]
-    lines = ["", "Robustness (`python -m spermlib robustness`): out-of-fold accuracy change in points against clean "
+    lines = ["", "Robustness (`spermlib robustness`): out-of-fold accuracy change in points against clean "
              "images, at mild / middle / strong severity:", "",
              "| corruption | parameter (mild / middle / strong) | " + " | ".join(_model_name(a) for a in archs) + " |",
              "|---|---|" + "---|" * len(archs),
@@ -259,7 +259,7 @@ def _ood_lines(name: str, results_dir: str | Path | None) -> list[str]:
 
     test_mark = {True: " ✓", False: " ✗"}
     ood_target = f"(target ≥ {t['min_auroc']} / ≥ {100 * t['min_flagged_ood']:.0f} %)"
-    lines = ["", "Out-of-domain detection (`python -m spermlib ood`): AUROC against the in-domain test-fold images / "
+    lines = ["", "Out-of-domain detection (`spermlib ood`): AUROC against the in-domain test-fold images / "
              "share flagged (each fold model's threshold flags 5 % of its inner-validation images and their "
              "nuisance views):", "",
              "| image set | " + " | ".join(_model_name(a) for a in archs) + " |", "|---|" + "---|" * len(archs),
@@ -288,7 +288,7 @@ def _tuning_lines(name: str, results_dir: str | Path | None) -> list[str]:
     if tuning is None:
         return []
     lines = ["", "Tuning runs, compared with the baseline recipe on inner validation only "
-             "(`python -m spermlib tune … --record`):", "",
+             "(`spermlib tune … --record`):", "",
              "| model | configuration | folds | inner-val accuracy | inner-val macro-F1 | best epochs "
              "| training time (2 CPU cores unless marked) |",
              "|---|---|---|---|---|---|---|"]

@@ -2,7 +2,7 @@
 
 The example is the most confident *correct* out-of-fold prediction among the bundled samples (from the
 normal class when there is one), made by the fold model that never saw the image; its maps come from
-that same fold model. ``python -m spermlib example`` computes them once and writes them with
+that same fold model. ``spermlib example`` computes them once and writes them with
 :mod:`spermlib.store.examples`, so the Overview shows them without loading torch.
 """
 

@@ -140,7 +140,7 @@ class Predictor:
             what = f"fold(s) {missing}" if missing else "any fold"
             raise CheckpointError(
                 f"no checkpoint for {spec.name}/{arch} {what} in {checkpoints_dir}; train with "
-                f"`python -m spermlib train --dataset {spec.name} --arch {arch}`"
+                f"`spermlib train --dataset {spec.name} --arch {arch}`"
             )
         loaded = [load_checkpoint(checkpoint_path(spec, arch, k, checkpoints_dir)) for k in wanted]
         predictor = cls(spec, [m for m, _ in loaded], [c for _, c in loaded], device=pick_device(device), tta=tta,
@@ -222,7 +222,7 @@ class Predictor:
 
     def _calibrated(self, outs: Sequence[ForwardOutput], folds: Sequence[int] | None) -> np.ndarray:
         cards = [self.cards[i] for i in self.model_indices(folds)]
-        # A card's ``temperature`` (``python -m spermlib ood``) is there only when it lowered the out-of-fold ECE.
+        # A card's ``temperature`` (``spermlib ood``) is there only when it lowered the out-of-fold ECE.
         return np.stack([tempered(o, c["temperature"]) if c.get("temperature") else o.probabilities
                          for o, c in zip(outs, cards)])
 
@@ -329,7 +329,7 @@ def format_table(results: Sequence[Prediction], spec: DatasetSpec) -> str:
             lines.append(f"{r.path:<{width}}  ERROR: {r.error}")
             continue
         probs = "  ".join(f"{r.probabilities[c]:>9.3f}" for c in spec.class_dirs)
-        # "-": no detector stored for these checkpoints (python -m spermlib ood fits them)
+        # "-": no detector stored for these checkpoints (spermlib ood fits them)
         in_domain = "-" if r.in_domain is None else ("yes" if r.in_domain else "NO")
         score = "-" if r.domain_score is None else f"{r.domain_score:.2f}"
         lines.append(f"{r.path:<{width}}  {r.display:<11} {r.confidence:>5.2f} {r.agreement:>5.0%}  {probs}  "

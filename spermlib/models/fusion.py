@@ -3,7 +3,7 @@
 In eval mode a batch norm is a fixed per-channel affine map, so ``bn(conv(x))`` equals one convolution
 with scaled weights and a shifted bias (``torch.nn.utils.fusion.fuse_conv_bn_weights``). Folding the 50 batch
 norms of EfficientNet-Lite0 (+ CBAM) removes 50 memory passes per forward: on this project's 2-core CPU a
-one-image bf16 forward ran ~12 % faster and a batch of 64 ~13 % faster (``python -m spermlib bench``
+one-image bf16 forward ran ~12 % faster and a batch of 64 ~13 % faster (``spermlib bench``
 measures the whole path). Only the inference core folds (``core.InferenceModel``); training never sees a
 folded model, and checkpoints always hold the trained, unfolded weights.
 

@@ -1,4 +1,4 @@
-"""``python -m spermlib samples {add,list,review,report,export,delete}``: parse, call the service, print.
+"""``spermlib samples {add,list,review,report,export,delete}``: parse, call the service, print.
 
 Kept free of module-level SQLAlchemy and torch imports: ``spermlib.cli`` builds every sub-command's
 parser on each run, and only ``samples …`` should pay for the database.
@@ -49,7 +49,7 @@ def _list(args: argparse.Namespace) -> int:
                           for s in samples], indent=2))
         return 0
     if not samples:
-        print("no samples yet; add one with `python -m spermlib samples add NAME --dataset D IMAGE…`")
+        print("no samples yet; add one with `spermlib samples add NAME --dataset D IMAGE…`")
     for s in samples:
         print(f"{s.name}\t{s.dataset}\t{s.arch}\t{s.created_at:%Y-%m-%d %H:%M} UTC\t"
               f"{s.n_images} images, {s.n_reviewed} reviewed")

@@ -184,7 +184,7 @@ def _model_card(summary: SampleSummary, spec: DatasetSpec, results_dir: Path | N
         return [*rows, ("Cross-validated accuracy", f"unavailable ({err})")]
     entry = (metrics or {}).get("archs", {}).get(arch)
     if not entry:
-        return [*rows, ("Cross-validated accuracy", f"not evaluated: run `python -m spermlib evaluate --dataset "
+        return [*rows, ("Cross-validated accuracy", f"not evaluated: run `spermlib evaluate --dataset "
                                                     f"{spec.name}`")]
     acc, f1 = entry["accuracy"], entry["macro_f1"]
     weights = entry.get("pretrained_source", "?")

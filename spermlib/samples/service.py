@@ -274,7 +274,7 @@ class SampleStore:
     def _sample(self, session: Session, name: str) -> m.Sample:
         row = session.scalars(select(m.Sample).where(m.Sample.name == name)).one_or_none()
         if row is None:
-            raise SampleStoreError(f"no sample named {name!r}; `python -m spermlib samples list` shows them")
+            raise SampleStoreError(f"no sample named {name!r}; `spermlib samples list` shows them")
         return row
 
     def _sample_image(self, session: Session, name: str, file_name: str) -> m.SampleImage:

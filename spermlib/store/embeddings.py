@@ -1,6 +1,6 @@
 """Disk cache of embedding maps: ``runs/embeddings/<dataset>/<arch>/fold<K>-<key>.safetensors`` + ``.json``.
 
-Embedding the full SMIDS (3000 images) takes ~40 s on 2 CPU cores, so ``python -m spermlib embed`` (or
+Embedding the full SMIDS (3000 images) takes ~40 s on 2 CPU cores, so ``spermlib embed`` (or
 the page's first view) writes the result here and later views read it. An entry is valid for one
 checkpoint (its card's ``weights_sha256``) and one set of images (the split manifest's sha256 and a
 digest of every image's path, size and modification time): its file name carries the hash of both,

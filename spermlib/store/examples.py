@@ -1,6 +1,6 @@
 """The Overview's worked example on disk: ``<results>/<dataset>/worked_example.json`` + one PNG per panel.
 
-Written by ``python -m spermlib example`` (the maps need the fold model, so torch); read by the Overview
+Written by ``spermlib example`` (the maps need the fold model, so torch); read by the Overview
 without torch, so a fresh server shows the example at once. An entry names the checkpoint it was made
 with (the card's ``weights_sha256``): after a retrain :func:`is_current` is false and the page computes
 the maps itself. Pixels are PNG and everything else JSON; nothing is unpickled.
@@ -67,7 +67,7 @@ def write_example(example: Example, panels: list[tuple[str, np.ndarray]], weight
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(folder / name, optimize=True)
         names.append({"file": name, "caption": caption})
     return write_json(target, {"example": asdict(example), "panels": names, "weights_sha256": weights_sha256,
-                               "inference": inference, "command": f"python -m spermlib example --dataset "
+                               "inference": inference, "command": f"spermlib example --dataset "
                                                                   f"{example.dataset} --arch {example.arch}"})
 
 
@@ -81,11 +81,11 @@ def read_example(dataset: str, results_dir: str | Path | None = None) -> StoredE
         stored = StoredExample(Example(**data["example"]), [(p["file"], p["caption"]) for p in data["panels"]],
                                data["weights_sha256"], data.get("inference", {}), path.parent / EXAMPLE_PANELS_DIR)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ResultsError(f"{path} is unreadable ({err}); rewrite it with `python -m spermlib example "
+        raise ResultsError(f"{path} is unreadable ({err}); rewrite it with `spermlib example "
                            f"--dataset {dataset}`") from err
     if not all((stored.folder / name).is_file() for name, _ in stored.panels):
         raise ResultsError(f"{path} names panels missing from {stored.folder}; rewrite it with "
-                           f"`python -m spermlib example --dataset {dataset}`")
+                           f"`spermlib example --dataset {dataset}`")
     return stored
 
 

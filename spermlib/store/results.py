@@ -110,7 +110,7 @@ class ResultsError(SpermlibError):
 
 
 def evaluate_command(dataset: str) -> str:
-    return f"python -m spermlib evaluate --dataset {dataset}"
+    return f"spermlib evaluate --dataset {dataset}"
 
 
 def base_arch(arch: str) -> str:
@@ -153,33 +153,33 @@ def load_metrics(dataset: str | DatasetSpec, results_dir: str | Path | None = No
 
 
 def load_faithfulness(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
-    """``faithfulness.json`` of ``dataset`` (written by ``python -m spermlib faithfulness``), or ``None``."""
+    """``faithfulness.json`` of ``dataset`` (written by ``spermlib faithfulness``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / FAITHFULNESS_FILE,
-                              f"python -m spermlib faithfulness --dataset {_spec(dataset).name}")
+                              f"spermlib faithfulness --dataset {_spec(dataset).name}")
 
 
 def load_robustness(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
-    """``robustness.json`` of ``dataset`` (written by ``python -m spermlib robustness``), or ``None``."""
+    """``robustness.json`` of ``dataset`` (written by ``spermlib robustness``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / ROBUSTNESS_FILE,
-                              f"python -m spermlib robustness --dataset {_spec(dataset).name}")
+                              f"spermlib robustness --dataset {_spec(dataset).name}")
 
 
 def load_ood(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
-    """``ood.json`` of ``dataset`` (written by ``python -m spermlib ood``), or ``None``."""
+    """``ood.json`` of ``dataset`` (written by ``spermlib ood``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / OOD_FILE,
-                              f"python -m spermlib ood --dataset {_spec(dataset).name}")
+                              f"spermlib ood --dataset {_spec(dataset).name}")
 
 
 def load_decision_bias(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
-    """``decision_bias.json`` of ``dataset`` (written by ``python -m spermlib bias``), or ``None``."""
+    """``decision_bias.json`` of ``dataset`` (written by ``spermlib bias``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / DECISION_BIAS_FILE,
-                              f"python -m spermlib bias --dataset {_spec(dataset).name}")
+                              f"spermlib bias --dataset {_spec(dataset).name}")
 
 
 def load_tuning(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> dict | None:
-    """``tuning.json`` of ``dataset`` (written by ``python -m spermlib tune --record``), or ``None``."""
+    """``tuning.json`` of ``dataset`` (written by ``spermlib tune --record``), or ``None``."""
     return _load_results_json(dataset_results_dir(dataset, results_dir) / TUNING_FILE,
-                              f"python -m spermlib tune --dataset {_spec(dataset).name} --run NAME=FOLDER --record")
+                              f"spermlib tune --dataset {_spec(dataset).name} --run NAME=FOLDER --record")
 
 
 def oof_archs(dataset: str | DatasetSpec, results_dir: str | Path | None = None) -> list[str]:

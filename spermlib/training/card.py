@@ -19,7 +19,7 @@ from spermlib.version import __version__
 
 
 def git_commit() -> str:
-    # A copy of the tree without .git (e.g. on a lent GPU machine) gets the commit from the caller.
+    # A copy of the tree without .git (e.g. shipped to another machine to train there) gets the commit from the caller.
     if os.environ.get("SPERMLIB_GIT_COMMIT"):
         return os.environ["SPERMLIB_GIT_COMMIT"]
     try:

@@ -17,14 +17,14 @@ from spermlib.data.corruptions import random_corruptions
 
 @dataclass
 class Recipe:
-    """Hyper-parameters. Defaults are chosen to fit 2 CPU cores; see README for the published runs."""
+    """Hyper-parameters. Defaults are chosen to fit 2 CPU cores; see docs/models.md and docs/experiments.md for the published runs."""
 
     input_size: int = 0  # 0 → the dataset's default
     batch_size: int = 32
     epochs: int = 20  # maximum, warm-up included
     warmup_epochs: int = 2  # frozen-backbone stage (ignored for archs without a backbone)
     # lr 1e-3 with the backbone at full LR beat 5e-4 / ×0.5 on HuSHeM fold 0's inner validation
-    # split (macro-F1 0.87 vs 0.72); see the training notes in README.md.
+    # split (macro-F1 0.87 vs 0.72); see docs/experiments.md.
     lr: float = 1e-3  # peak LR of the fine-tuning stage
     head_lr: float = 2e-3  # LR of head (+CBAM) during the frozen stage
     backbone_lr_mult: float = 1.0  # backbone LR = lr × this during fine-tuning
@@ -67,11 +67,11 @@ class Recipe:
         if arch == "simplecnn":  # from scratch: no frozen stage, higher LR
             r.warmup_epochs, r.lr, r.weight_decay = 0, 2e-3, 0.01
         elif dataset == "hushem":
-            # Round 1 won on inner validation over the 40-epoch / batch-32 recipe (macro-F1 0.936 vs 0.874,
-            # CBAM): 4x the optimizer steps, any-angle rotation (a head's orientation says nothing about its
-            # class) and an EMA of the weights, run over the full cosine schedule. Round 2 (a GPU sweep of
-            # input size, MixUp, balanced sampling, frozen stage and length) added 224 px and 100 epochs
-            # (0.952 and 0.951 over two seeds vs 0.942 and 0.920). Both in results/hushem/tuning.json.
+            # A first comparison won on inner validation over the 40-epoch / batch-32 recipe (macro-F1 0.936 vs
+            # 0.874, CBAM): 4x the optimizer steps, any-angle rotation (a head's orientation says nothing about its
+            # class) and an EMA of the weights, run over the full cosine schedule. A recipe sweep (input size,
+            # MixUp, balanced sampling, frozen stage and length) added 224 px and 100 epochs (0.952 and 0.951 over
+            # two seeds vs 0.942 and 0.920). Both in results/hushem/tuning.json and docs/experiments.md.
             r.batch_size, r.epochs, r.patience, r.rotate_deg, r.ema_decay = 16, 100, 100, 180.0, 0.98
             r.input_size = 224
         for k, v in overrides.items():

@@ -1,6 +1,6 @@
 """Compare training configurations on inner validation only, never on a test fold.
 
-A tuning run is ``python -m spermlib train … --checkpoints runs/tune/<name>`` with some recipe change;
+A tuning run is ``spermlib train … --checkpoints runs/tune/<name>`` with some recipe change;
 its fold cards carry the inner-validation scores of the epoch that early stopping kept. This module
 lines such runs up against the shipped checkpoints, on the folds they have in common, and can write
 the comparison to ``results/<dataset>/tuning.json`` so that README's "what was tried" is a table of
@@ -70,7 +70,7 @@ def compare_configs(spec: DatasetSpec, arch: str, runs: dict[str, Path]) -> dict
             "inner_val_images": sum(n),
             "best_epochs": [int(card.get("best_epoch", 0)) for card in chosen],
             "training_minutes": round(sum(float(card.get("training_seconds", 0)) for card in chosen) / 60, 1),
-            # Minutes on a lent GPU and on 2 CPU cores are not comparable; say where each run trained.
+            # Minutes on a GPU and on 2 CPU cores are not comparable; say where each run trained.
             "device": trained_on(chosen[0]),
         })
     return {"dataset": spec.name, "arch": arch, "baseline": base_name, "protocol": PROTOCOL,

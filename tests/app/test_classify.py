@@ -66,7 +66,7 @@ def test_without_checkpoints_the_page_explains_how_to_train(empty_env, dataset):
     assert not at.exception, at.exception
     assert not at.error
     (info,) = at.info
-    assert f"python -m spermlib train --dataset {dataset}" in info.value
+    assert f"spermlib train --dataset {dataset}" in info.value
     assert not at.get("file_uploader")
 
 

@@ -76,7 +76,7 @@ def test_confusion_cell_opens_the_misclassification_explorer(app_env):
 
 def test_comparison_without_results_says_what_to_run(empty_env):
     at = open_page("views/compare.py")
-    assert "python -m spermlib evaluate --dataset smids" in at.info[0].value
+    assert "spermlib evaluate --dataset smids" in at.info[0].value
     assert not at.dataframe
 
 
@@ -105,7 +105,7 @@ def test_faithfulness_section_shows_the_numbers_of_faithfulness_json(app_env, tm
     assert row["ROAD combined"] == "0.123 (0.101–0.145)" and row["ROAD combined, control"] == "0.045"
     assert row["ROAD combined: map beats control"] == "85 %"
     at.selectbox(key="compare_dataset").set_value("smids").run()
-    assert any("python -m spermlib faithfulness --dataset smids" in i.value for i in at.info)
+    assert any("spermlib faithfulness --dataset smids" in i.value for i in at.info)
 
 
 def test_robustness_panel_shows_robustness_json_or_says_how_to_make_it(app_env, tmp_path, monkeypatch):

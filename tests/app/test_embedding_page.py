@@ -84,5 +84,5 @@ def test_colour_toggle_and_fold_choice(app_env):
 
 def test_embedding_without_checkpoints_says_what_to_train(empty_env):
     at = open_page()
-    assert "python -m spermlib train --dataset smids" in at.info[0].value
+    assert "spermlib train --dataset smids" in at.info[0].value
     assert not at.get("plotly_chart")

@@ -163,7 +163,7 @@ def test_images_missing_from_the_data_root_are_skipped_with_a_notice(app_env, tm
 
 def test_mistakes_without_results_says_what_to_run(empty_env):
     at = open_page()
-    assert "python -m spermlib evaluate --dataset smids" in at.info[0].value
+    assert "spermlib evaluate --dataset smids" in at.info[0].value
 
 
 def test_gallery_pages_survive_a_narrower_filter(app_env):

@@ -74,8 +74,8 @@ def test_overview_without_results_says_which_command_produces_them(empty_env):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception, at.exception
     notices = " ".join(i.value for i in at.info)
-    assert "python -m spermlib evaluate --dataset smids" in notices
-    assert "python -m spermlib evaluate --dataset hushem" in notices
+    assert "spermlib evaluate --dataset smids" in notices
+    assert "spermlib evaluate --dataset hushem" in notices
     assert "No trained checkpoints" in notices
     assert len(at.dataframe) == 1  # the status table, no leaderboard
 

@@ -2,7 +2,7 @@
 
 Runs the app in a fresh interpreter (this test process has imported torch already) through Dataset
 explorer and Model comparison (opened first, as a bookmarked link would), then the Overview, whose
-worked example is read from what `python -m spermlib example` stored, and Classify given a bundled sample, which
+worked example is read from what `spermlib example` stored, and Classify given a bundled sample, which
 loads a model (Classify imports torch only then: its first screen, before an image is given, is torch-free too).
 """
 

@@ -115,7 +115,7 @@ def test_no_results_gives_an_empty_board_and_a_command(tmp_path):
     assert load_metrics("hushem", tmp_path) is None
     assert leaderboard(tmp_path, datasets=[]).empty
     msg = missing_results_message("hushem", tmp_path)
-    assert "python -m spermlib evaluate --dataset hushem" in msg
+    assert "spermlib evaluate --dataset hushem" in msg
 
 
 def test_unreadable_metrics_raise_a_results_error(tmp_path):

@@ -190,7 +190,7 @@ def test_same_dataset_built_twice_gives_the_same_manifest(tmp_path: Path, synthe
 
 
 def test_read_manifest_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="python -m spermlib splits"):
+    with pytest.raises(FileNotFoundError, match="spermlib splits"):
         read_manifest(tmp_path / "missing.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("path,label,fold\na.png,x,0\n")
@@ -288,7 +288,7 @@ def test_unknown_image_under_root_is_an_error(tmp_path: Path) -> None:
 def test_synthetic_folder_is_unknown_to_committed_manifest(synthetic_dataset) -> None:
     spec = get_dataset("hushem")
     root = synthetic_dataset(spec, n_per_class=2)
-    with pytest.raises(ValueError, match="python -m spermlib splits --dataset hushem"):
+    with pytest.raises(ValueError, match="spermlib splits --dataset hushem"):
         manifest_for_root(spec, root)
 
 

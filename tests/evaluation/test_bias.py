@@ -1,4 +1,4 @@
-"""``python -m spermlib bias``: per fold model, the decision on its inner validation alone, written into its card
+"""``spermlib bias``: per fold model, the decision on its inner validation alone, written into its card
 (only where taken) and into decision_bias.json."""
 
 from __future__ import annotations

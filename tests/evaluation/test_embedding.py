@@ -201,7 +201,7 @@ def test_an_unwritable_cache_folder_costs_only_the_cache(predictor, toy_checkpoi
 
 
 def test_embed_command_precomputes_what_the_page_reads(tmp_path, monkeypatch, capsys):
-    """`python -m spermlib embed` on the bundled HuSHeM sample with the shipped checkpoints: one entry per fold
+    """`spermlib embed` on the bundled HuSHeM sample with the shipped checkpoints: one entry per fold
     model, and a second run reads it (no embedding pass)."""
     from spermlib.cli import main
     from spermlib.data.datasets import DATA_DIR_ENV, get_dataset

@@ -28,7 +28,7 @@ def test_stratified_subset_takes_up_to_n_per_class_deterministically():
 
 @pytest.mark.parametrize("dataset", ["smids", "hushem"])
 def test_the_plain_command_scores_the_published_subset(dataset):
-    """`python -m spermlib faithfulness --dataset D` must regenerate the committed numbers, not score every image
+    """`spermlib faithfulness --dataset D` must regenerate the committed numbers, not score every image
     (over an hour on SMIDS) and replace the other archs' entries with a subset that does not compare."""
     from spermlib.cli import build_parser
 

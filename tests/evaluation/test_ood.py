@@ -1,4 +1,4 @@
-"""``python -m spermlib ood``: detectors fitted per fold model and stored beside it, ood.json, and what
+"""``spermlib ood``: detectors fitted per fold model and stored beside it, ood.json, and what
 ``predict`` makes of them."""
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_results_name_the_fold_models_whose_cards_carry_a_decision_bias(tmp_path
     (tmp_path / "hushem" / "decision_bias.json").write_text(json.dumps(
         {"rule": "the rule", "archs": {a: {"taken": t, "folds": {}} for a, t in taken.items()}}))
     md = results_markdown(tmp_path)
-    assert ("(`python -m spermlib bias`; the rule), taken by EfficientNet: one view fold 0, + TTA folds 1, 3; "
+    assert ("(`spermlib bias`; the rule), taken by EfficientNet: one view fold 0, + TTA folds 1, 3; "
             "EfficientNet + CBAM: one view none, + TTA none.") in md
 
 

@@ -1,4 +1,4 @@
-"""``python -m spermlib samples …``: a round trip on the shipped checkpoints, and one error line (exit 2)
+"""``spermlib samples …``: a round trip on the shipped checkpoints, and one error line (exit 2)
 for what a user gets wrong."""
 
 from __future__ import annotations

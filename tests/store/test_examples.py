@@ -55,5 +55,5 @@ def test_unreadable_or_incomplete_example_is_one_clear_error(stored):
     with pytest.raises(ResultsError, match="missing"):
         read_example("hushem", base / "results")
     example_path("hushem", base / "results").write_text("{not json")
-    with pytest.raises(ResultsError, match="python -m spermlib example"):
+    with pytest.raises(ResultsError, match="spermlib example"):
         read_example("hushem", base / "results")
