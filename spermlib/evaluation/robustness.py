@@ -207,9 +207,10 @@ def choose_per_fold(baseline: dict[int, dict], candidate: dict[int, dict]) -> li
 
 def improves_per_fold(current: dict[int, dict], candidate: dict[int, dict]) -> list[int]:
     """The folds where a more accurate recipe replaces the current (already robustness-chosen) fold model under
-    the rule fixed for the 224 px + hardening candidates before those models existed: on that fold's own inner validation, a strictly higher
-    clean accuracy and an accuracy under the corruptions (middle severity) at least as high. The mirror image of
-    :func:`choose_per_fold`, which trades clean accuracy for robustness; this one trades neither away."""
+    the rule fixed for the 224 px + hardening candidates before those models existed: on that fold's own inner
+    validation, a strictly higher clean accuracy and an accuracy under the corruptions (middle severity) at least
+    as high. The mirror image of :func:`choose_per_fold`, which trades clean accuracy for robustness; this one
+    trades neither away."""
     return [k for k in sorted(set(current) & set(candidate))
             if candidate[k]["clean_accuracy"] > current[k]["clean_accuracy"] + 1e-9
             and candidate[k]["corrupted_accuracy"] >= current[k]["corrupted_accuracy"] - 1e-9]

@@ -17,7 +17,7 @@ from spermlib.data.corruptions import random_corruptions
 
 @dataclass
 class Recipe:
-    """Hyper-parameters. Defaults are chosen to fit 2 CPU cores; see docs/models.md and docs/experiments.md for the published runs."""
+    """Hyper-parameters. Defaults fit 2 CPU cores; the published runs: docs/models.md, docs/experiments.md."""
 
     input_size: int = 0  # 0 → the dataset's default
     batch_size: int = 32
