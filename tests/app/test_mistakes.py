@@ -12,7 +12,7 @@ import streamlit
 from streamlit.testing.v1 import AppTest
 
 from spermlib.data.datasets import get_dataset
-from spermlib.inference.predict import Predictor
+from spermlib.inference.explain import Explainer
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -117,13 +117,13 @@ def test_csv_export_equals_the_filtered_table(app_env, captured_downloads):
 
 def test_gradcam_of_each_arch_comes_from_the_fold_that_never_saw_the_image(app_env, monkeypatch):
     calls: list[tuple[str, list[int] | None]] = []
-    original = Predictor.explain
+    original = Explainer.explain
 
     def spy(self, image, class_idx=None, folds=None):
-        calls.append((self.arch, None if folds is None else list(folds)))
+        calls.append((self.predictor.arch, None if folds is None else list(folds)))
         return original(self, image, class_idx=class_idx, folds=folds)
 
-    monkeypatch.setattr(Predictor, "explain", spy)
+    monkeypatch.setattr(Explainer, "explain", spy)
     streamlit.cache_data.clear()  # CAMs of earlier tests are cached: make this run compute them
     at = open_page()
     at.selectbox(key="mistakes_dataset").set_value("smids").run()

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from spermlib.archs import DEFAULT_ARCH
 from spermlib.data.datasets import DATASETS
+from spermlib.inference.explain import Explainer
 from spermlib.inference.predict import Predictor
 from views import common
 
@@ -26,13 +27,13 @@ def test_the_default_model_is_loaded_once_in_the_background(app_env, monkeypatch
 
     monkeypatch.setattr(Predictor, "from_checkpoints", classmethod(counting))
     explained = []
-    real_explain = Predictor.explain
+    real_explain = Explainer.explain
 
     def counting_explain(self, image, class_idx=None, folds=None):
-        explained.append((self.arch, list(folds or [])))
+        explained.append((self.predictor.arch, list(folds or [])))
         return real_explain(self, image, class_idx=class_idx, folds=folds)
 
-    monkeypatch.setattr(Predictor, "explain", counting_explain)
+    monkeypatch.setattr(Explainer, "explain", counting_explain)
     common._warm_up_thread.clear()
     common._predictor.clear()
     at = AppTest.from_file(APP, default_timeout=300).run()

@@ -1,0 +1,1 @@
+"""The Streamlit pages (layout only; see docs/architecture.md for what they may import)."""
