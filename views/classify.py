@@ -146,7 +146,7 @@ choice = st.radio("Model", arch_options, key="classify_arch", horizontal=True,
 chosen = archs if choice == ALL_ARCHS else [choice]
 tta = st.toggle("Test-time augmentation", value=True, key="classify_tta",
                 help="Each model's probabilities are averaged over the 8 flips and 90° turns of the image "
-                     "(orientation says nothing about the class). The README's '+ TTA ×8' rows: more accurate on "
+                     "(orientation says nothing about the class). The '+ TTA ×8' rows of the results: more accurate on "
                      "both datasets, ~2× the time for one image. The out-of-domain check and the maps use the image "
                      "as it is.")
 

@@ -140,7 +140,7 @@ def can_and_cannot() -> None:
         "(normal, tapered, pyriform, amorphous). Other stains, magnifications, unstained or whole-field images "
         "are outside its experience: it will still answer, and may be confidently wrong. An out-of-domain check "
         "on the model's own features flags images unlike its training images (most photographs and images of "
-        "the other dataset; not every grayscale or unusual image — see the README's numbers).\n"
+        "the other dataset; not every grayscale or unusual image — see the out-of-domain results in the docs).\n"
         "- **It is a research tool, not a diagnostic device.** A semen analysis assesses at least 200 "
         "spermatozoa by trained staff (WHO 2021); a few images classified here are a screening aid at most.\n"
         "- **Each answer comes with its evidence:** the probability of every class, how many of the 5 fold "
