@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,10 +73,12 @@ class PostgresServer:
     def url(self, database: str = DB_NAME) -> str:
         return f"postgresql+psycopg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.port}/{database}"
 
-    def _run(self, tool: str, *args: str) -> None:
+    def _command(self, tool: str, *args: str) -> list[str]:
         prefix = ["runuser", "-u", self.run_as, "--"] if self.run_as else []
-        done = subprocess.run([*prefix, str(self.bin_dir / tool), *args], capture_output=True, text=True,
-                              timeout=120)
+        return [*prefix, str(self.bin_dir / tool), *args]
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(self._command(tool, *args), capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             log = (self.root / "server.log").read_text(errors="replace")[-2000:] if tool == "pg_ctl" else ""
             raise RuntimeError(f"{tool} {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}\n{log}")
@@ -88,6 +92,14 @@ class PostgresServer:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} {SERVER_OPTIONS}"
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-o", options)
+
+    def watch(self, pid: int) -> subprocess.Popen:
+        """A watchdog that stops the server and removes its folder once process ``pid`` is gone: a test run
+        killed before its teardown (a timeout, Ctrl-C twice) leaves no server behind."""
+        stop = shlex.join(self._command("pg_ctl", "stop", "-m", "immediate", "-D", str(self.data)))
+        script = f"while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf {shlex.quote(str(self.root))}"
+        return subprocess.Popen(["bash", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -128,8 +140,9 @@ def _server_user() -> str | None:
     return SERVER_USER
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@contextmanager
+def throwaway_server() -> Iterator[PostgresServer]:
+    """Start a server in a new temporary folder; stop it and remove the folder on leaving."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         unavailable("initdb/pg_ctl not found on $PATH or in /usr/lib/postgresql/*/bin "
@@ -142,13 +155,22 @@ def postgres_server() -> Iterator[PostgresServer]:
     # Not under pytest's tmp_path: its parents are private to root, and the server user must reach the folder.
     root = Path(tempfile.mkdtemp(prefix="spermlib-pg-"))
     server = PostgresServer(bin_dir, root, free_port(), run_as)
+    watchdog = server.watch(os.getpid())
     try:
         server.start()
         server.admin(f"CREATE DATABASE {DB_NAME}")
         yield server
     finally:
+        watchdog.kill()
+        watchdog.wait()
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with throwaway_server() as server:
+        yield server
 
 
 @pytest.fixture
