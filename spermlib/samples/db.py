@@ -6,6 +6,9 @@ SQLite runs in WAL mode (readers never wait for a writer) with a busy timeout (a
 instead of failing), and every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up
 front, so two sessions that read and then write cannot deadlock on the lock upgrade (SQLite would fail one
 of them at once, busy timeout or not). Together, 8 threads and 8 processes writing at once lose nothing.
+PostgreSQL (``postgresql+psycopg://…``, tested as SQLite is) gets the same: a transaction-scoped advisory
+lock taken first plays ``BEGIN IMMEDIATE``, ``lock_timeout`` the busy timeout, and a connect timeout makes
+an unreachable server one error, not a hang.
 
 :func:`open_engine` is the start-up check: it migrates a fresh or older database to the newest schema
 (Alembic revisions shipped in ``spermlib/samples/migrations/``) and refuses a locked, corrupt or newer one
@@ -29,6 +32,9 @@ from spermlib.errors import SpermlibError
 DB_URL_ENV = "SPERMLIB_DB_URL"
 DB_FILE = "samples.db"
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another before giving up
+CONNECT_TIMEOUT_S = 10  # how long to wait for a database server to answer (PostgreSQL)
+LIBPQ_DRIVERS = ("psycopg", "psycopg2")  # PostgreSQL drivers that take libpq's connection parameters
+POSTGRESQL_WRITE_LOCK = 0x5350524D  # the advisory lock key that serialises writers of one database ("SPRM")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 T = TypeVar("T")
@@ -63,7 +69,7 @@ def explain_db_error(err: SQLAlchemyError, url: str) -> SampleStoreError:
     """One user-facing sentence for a database failure."""
     text = str(getattr(err, "orig", None) or err).strip()
     where = describe(url)
-    if "locked" in text or "busy" in text:
+    if "locked" in text or "busy" in text or "lock timeout" in text:
         return SampleStoreError(f"the samples database {where} is locked by another program (waited "
                                 f"{BUSY_TIMEOUT_S:g} s at most); close it or try again")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
@@ -98,12 +104,33 @@ def _sqlite_pragmas(busy_timeout_s: float):
     return on_connect
 
 
+def _postgresql_options(busy_timeout_s: float) -> dict:
+    """PostgreSQL's readers never wait for a writer (MVCC); a statement that waits for another's lock gives up
+    after the busy timeout (``lock_timeout``, as SQLite's ``busy_timeout``), and an unreachable server is an
+    error after ``CONNECT_TIMEOUT_S`` instead of a hang. ``pool_pre_ping``: a connection the server closed
+    (restart, idle timeout) is replaced, not handed out."""
+    return {"pool_pre_ping": True,
+            "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S,
+                             "options": f"-c lock_timeout={int(busy_timeout_s * 1000)}"}}  # our int: no user text
+
+
+def _postgresql_begin(conn) -> None:
+    """One writer at a time, as SQLite's ``BEGIN IMMEDIATE``: the transaction first takes an advisory lock (held
+    to its end, waited for at most ``lock_timeout``), so two sessions that read and then insert the same row
+    (an image stored once, a tag) queue instead of one failing on the unique constraint."""
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRESQL_WRITE_LOCK})")  # our constant: no user text
+
+
 def make_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     """An engine for ``url`` (default :func:`default_db_url`); SQLite files get WAL, a busy timeout and
-    immediate transactions, and their folder is created."""
+    immediate transactions, and their folder is created; PostgreSQL gets a lock timeout and a connect timeout."""
     url = url or default_db_url()
     try:
         parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in LIBPQ_DRIVERS:
+            engine = create_engine(url, **_postgresql_options(busy_timeout_s))
+            event.listen(engine, "begin", _postgresql_begin)
+            return engine
         if parsed.get_backend_name() != "sqlite":
             return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError, ImportError) as err:

@@ -1,4 +1,5 @@
-"""Fixtures of the samples-store tests: a temporary SQLite database and saved samples without a model run."""
+"""Fixtures of the samples-store tests: a temporary database — SQLite and PostgreSQL, each test runs on both —
+and saved samples without a model run."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ import pytest
 from spermlib.data.datasets import SAMPLE_DATA_ROOT
 from spermlib.samples.db import DB_URL_ENV
 from spermlib.samples.service import NewImage, PredictionRecord, SampleStore
+from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: the throwaway server)
 
 SMIDS_NORMAL = sorted((SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm").iterdir())
 SMIDS_ABNORMAL = sorted((SAMPLE_DATA_ROOT / "SMIDS" / "Abnormal_Sperm").iterdir())
 DIGESTS = {"effnet_cbam": {"folds": [0], "weights_sha256": {"0": "ab" * 32}}}
 
 
-@pytest.fixture
-def db_url(tmp_path, monkeypatch) -> str:
-    """A fresh SQLite file; also ``$SPERMLIB_DB_URL``, so nothing touches the user's own database."""
-    url = f"sqlite:///{tmp_path / 'samples.db'}"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path, monkeypatch) -> str:
+    """A fresh database: an SQLite file, or an empty PostgreSQL database on a throwaway server started for the
+    session (tests/postgres.py); also ``$SPERMLIB_DB_URL``, so nothing touches the user's own database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'samples.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
     monkeypatch.setenv(DB_URL_ENV, url)
     return url
 

@@ -1,0 +1,64 @@
+"""Output files written so that a failure never loses or truncates what was there before.
+
+Every report, table, map and cache the library writes goes through :func:`atomic_path`: the content is
+written to a temporary file in the destination's folder, flushed to disk, and renamed over the destination
+in one step (``os.replace``), so a reader sees the old file or the new one, never half of either. A failure
+(a full disk, a missing folder, no permission) removes the temporary file and raises one
+:class:`OutputError` that names the destination.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from spermlib.errors import SpermlibError
+
+
+class OutputError(SpermlibError):
+    """An output file could not be written; the message names it, and the old file (if any) is unchanged."""
+
+
+def describe_os_error(err: OSError) -> str:
+    """The reason of an OSError in a few words (``no space left on device``, ``permission denied``, …)."""
+    if err.errno == errno.ENOSPC:
+        return "no space left on device"
+    return (err.strerror or type(err).__name__).lower()
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block ends without an error, it replaces ``path``."""
+    target = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        os.close(fd)
+    except OSError as err:
+        raise OutputError(f"could not write {target}: {describe_os_error(err)}") from None
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:  # the bytes are on disk before the name points at them
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as err:
+        raise OutputError(f"could not write {target}: {describe_os_error(err)}; "
+                          f"{'the previous file is unchanged' if target.exists() else 'nothing was written'}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; returns ``path``."""
+    return write_bytes(path, text.encode(encoding))
