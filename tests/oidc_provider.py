@@ -12,10 +12,12 @@ Use::
     with OIDCProvider([TestUser("u-1", "viewer@clinic.test", "Dr Viewer")]) as provider:
         provider.metadata_url        # what [auth] server_metadata_url points at
         provider.login("viewer@clinic.test")   # the flow as a client: the verified ID-token claims
-        secrets_toml(provider.auth_section(), roles={"admin": [...]})   # a .streamlit/secrets.toml
+        secrets_toml(provider.auth_section(), {"roles": {"admin": [...]}})   # a .streamlit/secrets.toml
 
-tests/conftest.py has the ``oidc_provider`` fixture (one running provider with a viewer, a reviewer and an
-admin: ``OIDC_USERS``).
+tests/conftest.py has the fixtures: ``oidc_provider`` (a running provider whose accounts are ``OIDC_USERS``:
+a viewer, a reviewer and an admin) and ``oidc_secrets`` (the app's secrets for it: ``[auth]`` and the
+``[spermlib]`` roles ``OIDC_ROLES``, as a dict for ``AppTest.secrets``; ``secrets_toml(**oidc_secrets)``
+writes the file a real server reads).
 """
 
 from __future__ import annotations
@@ -338,6 +340,11 @@ class OIDCProvider:
                               nonce={"essential": True, "value": nonce}, exp={"essential": True}).validate(claims)
         return claims
 
+    def streamlit_user(self, hint: str | None = None) -> dict:
+        """What Streamlit keeps as ``st.user`` after ``hint`` logs in through this provider (the verified
+        ID-token claims, ``is_logged_in``): for ``AppTest.user``."""
+        return {**self.login(hint), "is_logged_in": True, "provider": "default", "origin": "http://127.0.0.1"}
+
     # configuration of the app that logs in here ----------------------------------------------
 
     def auth_section(self, redirect_uri: str = "http://127.0.0.1:{port}/oauth2callback") -> dict:
@@ -347,13 +354,14 @@ class OIDCProvider:
                 "server_metadata_url": self.metadata_url}
 
 
-def secrets_toml(auth: Mapping[str, str], roles: Mapping[str, Sequence[str]] | None = None,
-                 default_role: str = "viewer") -> str:
+def secrets_toml(auth: Mapping[str, str], spermlib: Mapping[str, object] | None = None) -> str:
     """A secrets.toml: ``[auth]``, ``[spermlib] default_role`` and ``[spermlib.roles]`` (JSON strings are TOML
     basic strings)."""
+    settings = dict(spermlib or {})
+    roles = dict(settings.pop("roles", {}))
     lines = ["[auth]", *(f"{k} = {json.dumps(v)}" for k, v in auth.items()), "",
-             "[spermlib]", f"default_role = {json.dumps(default_role)}", "", "[spermlib.roles]",
-             *(f"{role} = {json.dumps(list(members))}" for role, members in (roles or {}).items())]
+             "[spermlib]", *(f"{k} = {json.dumps(v)}" for k, v in settings.items()), "", "[spermlib.roles]",
+             *(f"{role} = {json.dumps(list(members))}" for role, members in roles.items())]
     return "\n".join(lines) + "\n"
 
 
