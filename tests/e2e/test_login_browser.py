@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from spermlib.data.datasets import DATA_DIR_ENV
 from spermlib.dashboard.identity import LOGIN_TITLE
+from spermlib.data.datasets import DATA_DIR_ENV
 from spermlib.evaluation import browser as driver
 from spermlib.samples.db import DB_URL_ENV
 from tests.oidc_provider import secrets_toml
