@@ -6,6 +6,11 @@ line that echoes one is text a user chose: pasted in raw it can close a code spa
 or a tracking image (``x`](https://evil) ![t](https://evil/t.png)``), draw a badge the app never gave
 (``:red-background[OUT OF DOMAIN]``), start a heading or a list, or become HTML. Every such string goes
 through :func:`md_escape` (inline text) or :func:`md_code` (a code span) before it is placed in Markdown.
+
+Backslashes are not enough in Streamlit: its Markdown also turns bare URLs, ``www.`` names and email
+addresses into links (GitHub's autolink literals) and ``:material/…:`` into icons after the escapes are
+resolved. An invisible WORD JOINER (U+2060) after every ``:`` and ``@`` and after a ``www`` before a dot
+breaks those patterns without changing what the reader sees.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import re
 # directives, which a backslash before the colon turns back into text).
 MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|<>~$:&")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\u0085\u2028\u2029]+")
+WORD_JOINER = "\u2060"  # invisible, no line break: splits "https://", "www.", "a@b" and ":material/"
+_LINK_STARTS = re.compile(r"(?i)(?<=www)(?=\.)")
 _BACKTICK_RUNS = re.compile(r"`+")
 
 
@@ -27,15 +34,23 @@ def one_line(text: object) -> str:
 
 
 def md_escape(text: object) -> str:
-    """``text`` as Markdown that renders exactly as ``str(text)`` on one line: every Markdown-, HTML- and
-    Streamlit-significant character backslash-escaped, line breaks collapsed to spaces."""
-    return "".join(f"\\{c}" if c in MARKDOWN_SPECIALS else c for c in one_line(text))
+    """``text`` as Markdown that renders as ``str(text)`` on one line: every Markdown-, HTML- and
+    Streamlit-significant character backslash-escaped, line breaks collapsed to spaces, and a word joiner
+    (invisible) where a link or an icon would otherwise start."""
+    line = _LINK_STARTS.sub(WORD_JOINER, one_line(text))
+    return "".join(_escaped(c) for c in line)
+
+
+def _escaped(char: str) -> str:
+    if char in ":@":
+        return f"\\{char}{WORD_JOINER}" if char == ":" else f"@{WORD_JOINER}"
+    return f"\\{char}" if char in MARKDOWN_SPECIALS else char
 
 
 def md_code(text: object) -> str:
     """``text`` as an inline code span that cannot be closed from inside: fenced by one backtick more than
     its longest run of backticks, padded with spaces (CommonMark strips one from each side), on one line.
     Inside a code span nothing is Markdown, so the content needs no other escaping."""
-    body = one_line(text)
+    body = one_line(text).replace(":material/", f":{WORD_JOINER}material/")  # Streamlit rewrites it in code too
     fence = "`" * (1 + max((len(run) for run in _BACKTICK_RUNS.findall(body)), default=0))
     return f"{fence} {body} {fence}"

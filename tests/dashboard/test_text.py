@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from spermlib.dashboard.text import MARKDOWN_SPECIALS, md_code, md_escape, one_line
+from spermlib.dashboard.text import MARKDOWN_SPECIALS, WORD_JOINER, md_code, md_escape, one_line
 
 PHISHING_FILE_NAME = "x`](https://evil) ![t](https://evil/t.png)"
 LINK_FILE_NAME = "x` [Log in again](https://evil) `"
@@ -21,6 +21,7 @@ PAYLOADS = [
     "[click](javascript:alert(1)) <https://evil> $x^2$ ~~gone~~ | a | b |",
     "_under_ *star* __strong__ \\*escaped\\* `code`",
     ":material/delete: :red[alarm] :smile:",
+    "see https://evil.test/login or www.evil.test, mail admin@evil.test",
 ]
 MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
@@ -34,7 +35,7 @@ def _inline_tokens(markdown: str):
 def _plain_text(markdown: str) -> str:
     children = _inline_tokens(markdown)
     assert {t.type for t in children} <= {"text", "softbreak"}, [t.type for t in children]
-    return "".join(t.content for t in children)
+    return "".join(t.content for t in children).replace(WORD_JOINER, "")
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -68,6 +69,17 @@ def test_streamlit_directives_are_neutralised():
     assert "\\[OUT OF DOMAIN\\]" in escaped
 
 
+def test_bare_links_and_icons_are_broken_invisibly():
+    # Streamlit links bare URLs, www. names and emails (GFM autolink literals) and draws ":material/…:"
+    # icons after the backslashes are resolved; a word joiner splits each pattern.
+    text = "https://evil.test www.Evil.test a@evil.test :material/delete: mailto:x@y.z"
+    escaped = md_escape(text).replace("\\", "")
+    for pattern in ("://", "www.", "@e", "@y", ":material", ":x"):
+        assert pattern not in escaped.lower()
+    assert escaped.replace(WORD_JOINER, "") == text
+    assert ":material/" not in md_code(":material/delete:")
+
+
 def test_newlines_collapse_and_none_is_empty():
     assert md_escape("a\n\nb\r\nc\u2028d") == "a b c d"
     assert md_escape(None) == "" and md_escape(3.5) == "3\\.5"
@@ -81,4 +93,5 @@ def test_code_fence_outgrows_every_backtick_run():
 
 def test_every_ascii_markdown_character_is_escaped():
     assert set("\\`*_{}[]()#+-.!|<>~$:&") <= MARKDOWN_SPECIALS
-    assert md_escape("".join(sorted(MARKDOWN_SPECIALS))) == "".join(f"\\{c}" for c in sorted(MARKDOWN_SPECIALS))
+    escaped = md_escape("".join(sorted(MARKDOWN_SPECIALS))).replace(WORD_JOINER, "")
+    assert escaped == "".join(f"\\{c}" for c in sorted(MARKDOWN_SPECIALS))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from spermlib.dashboard.identity import LOGIN_TITLE
+from spermlib.dashboard.text import WORD_JOINER
 from spermlib.data.datasets import DATA_DIR_ENV
 from spermlib.evaluation import browser as driver
 from spermlib.samples.db import DB_URL_ENV
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "e2e"
 TIMEOUT_MS = 120_000
-PAYLOAD_NAME = "Dr Admin :red-background[OUT OF DOMAIN] **x** [y](https://evil.test)"
+PAYLOAD_NAME = "Dr Admin :red-background[OUT OF DOMAIN] **x** [y](https://evil.test) www.evil.test :material/lock:"
 
 sync_api = pytest.importorskip("playwright.sync_api")
 if not driver.CHROMIUM.is_file():
@@ -85,20 +86,26 @@ def test_login_through_the_provider_and_logout(app_with_login, oidc_provider, pa
     for path in ("", "samples", "classify"):  # logged out, every URL is the login screen
         driver.open_page(page, app_with_login, path, TIMEOUT_MS)
         _expect_login_screen(page)
-    page.screenshot(path=str(SHOTS / "login-screen.png"))
+    for width in (390, 1280):  # phone, then desktop (where the sidebar is open)
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SHOTS / f"login-screen-{width}.png"))
 
     page.get_by_role("button", name="Log in").click()  # → the provider → /oauth2callback → the app
     page.wait_for_selector("[data-testid='stSidebar']", timeout=TIMEOUT_MS)
     driver.settle(page, TIMEOUT_MS)
     sidebar = page.locator("[data-testid='stSidebar']")
-    text = sidebar.inner_text()
+    identity = sidebar.locator("[data-testid='stSidebarUserContent']")  # below the navigation
+    text = sidebar.inner_text().replace(WORD_JOINER, "")  # invisible, where a link or badge would start
     assert PAYLOAD_NAME in text and admin.email in text  # the display name, as text
+    assert identity.locator("[role='img'], span[style*='background']").count() == 0  # no icon, no badge
     assert f"{oidc_provider.issuer}|{admin.sub}" in text and "role: admin" in text
-    assert sidebar.locator("a[href*='evil']").count() == 0 and sidebar.locator("strong").all_inner_texts() == [
-        f"{PAYLOAD_NAME} <{admin.email}>", "admin"]  # no link, no bold, no badge drawn from the name
+    assert identity.locator("a").count() == 0  # neither the link nor the bare URL or email became one
+    assert [t.replace(WORD_JOINER, "") for t in identity.locator("strong").all_inner_texts()] == [
+        f"{PAYLOAD_NAME} <{admin.email}>", "admin"]  # no bold, no badge drawn from the name
     assert page.locator("h1").first.inner_text() == "Interpretable sperm-morphology classification"
     assert page.locator("[data-testid='stSidebarNav'] a").count() == 7
-    page.screenshot(path=str(SHOTS / "logged-in.png"))
+    page.screenshot(path=str(SHOTS / "logged-in-1280.png"))
 
     page.get_by_role("button", name="Log out").click()
     page.wait_for_selector("[data-testid='stSidebar']", state="detached", timeout=TIMEOUT_MS)
