@@ -11,6 +11,7 @@ from PIL import Image
 
 from spermlib.data.datasets import DatasetSpec, get_dataset, shared_data_root
 from tests.model_fixtures import biased_checkpoints  # noqa: F401  (fixture shared by inference/evaluation tests)
+from tests.oidc_provider import OIDCProvider, TestUser
 
 # ---------------------------------------------------------------------------------------------
 # Full datasets in ../shared/data (developers, CI); tests that need them are skipped elsewhere.
@@ -148,3 +149,32 @@ def synthetic_dataset(tmp_path: Path) -> Callable[..., Path]:
 def synthetic_spec() -> DatasetSpec:
     """The :class:`DatasetSpec` of ``synthetic_dataset()`` built with its default classes."""
     return SYNTHETIC_SPEC
+
+
+# ---------------------------------------------------------------------------------------------
+# Login: a real OpenID Connect provider on loopback (tests/oidc_provider.py) and the app's secrets for it
+# ---------------------------------------------------------------------------------------------
+
+OIDC_USERS = {  # role in OIDC_ROLES → the account that has it
+    "viewer": TestUser("u-viewer", "viewer@clinic.test", "Dr Viewer"),
+    "reviewer": TestUser("u-reviewer", "reviewer@clinic.test", "Dr Reviewer"),
+    "admin": TestUser("u-admin", "admin@clinic.test", "Dr Admin"),
+}
+# The reviewer is listed by email, the admin by subject; the viewer by nobody (default_role).
+OIDC_ROLES = {"reviewer": ["reviewer@clinic.test"], "admin": ["u-admin"]}
+
+
+@pytest.fixture
+def oidc_provider():
+    """A running provider whose accounts are ``OIDC_USERS``; ``provider.signed_in`` is the account its
+    ``/authorize`` signs in (the viewer unless a test sets it); ``provider.streamlit_user("admin@clinic.test")``
+    logs one in and gives what ``AppTest.user`` takes."""
+    with OIDCProvider(list(OIDC_USERS.values())) as provider:
+        yield provider
+
+
+@pytest.fixture
+def oidc_secrets(oidc_provider) -> dict:
+    """The app's secrets for ``oidc_provider``: ``{"auth": …, "spermlib": {"default_role", "roles"}}`` — for
+    ``AppTest.secrets``, or ``tests.oidc_provider.secrets_toml(**oidc_secrets)`` for a server's secrets.toml."""
+    return {"auth": oidc_provider.auth_section(), "spermlib": {"default_role": "viewer", "roles": OIDC_ROLES}}

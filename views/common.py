@@ -26,6 +26,7 @@ from spermlib.dashboard import provenance, resources
 from spermlib.dashboard.images import thumbnail_bytes
 from spermlib.dashboard.resources import CheckpointError, DataError, DatasetSpec, ImageError, ResultsError
 from spermlib.dashboard.tables import arch_title
+from spermlib.dashboard.text import md_code, md_escape
 from spermlib.errors import SpermlibError
 
 log = logging.getLogger("spermlib.app")
@@ -72,7 +73,7 @@ def _run_reporting_errors(run: Callable[[], None]) -> None:
         if errors_propagate():
             raise
         log.warning("page stopped by a user-facing error: %s", err)
-        st.error(str(err))
+        st.error(md_escape(err))  # its message may quote a file name or other user input
     except Exception:
         if errors_propagate():
             raise
@@ -112,7 +113,7 @@ def get_predictor(dataset: str, arch: str):
     try:
         return _predictor(dataset, arch, str(resources.default_checkpoints_dir()))
     except CheckpointError as err:
-        st.info(f"{arch_title(arch)} for {resources.get_dataset(dataset).title}: {err}")
+        st.info(f"{arch_title(arch)} for {md_escape(resources.get_dataset(dataset).title)}: {md_escape(err)}")
         return None
 
 
@@ -159,7 +160,7 @@ def data_root_or_error(spec: DatasetSpec) -> Path | None:
     try:
         return resources.resolve_data_root(spec)
     except DataError as err:
-        st.error(str(err))
+        st.error(md_escape(err))
         return None
 
 
@@ -192,7 +193,7 @@ def _or_error(kind: str, dataset: str, missing):
     try:
         return _cached_results(kind, dataset, str(resources.default_results_dir()), resources.results_stamp(dataset))
     except ResultsError as err:
-        st.error(str(err))
+        st.error(md_escape(err))
         return missing
 
 
@@ -257,7 +258,7 @@ def gallery(root: Path, tiles: Sequence[Tile], tile_width: int = TILE_WIDTH,
             with st.container(width=tile_width):
                 thumb = thumbnail(Path(root) / tile.path)
                 if thumb is None:
-                    st.error(f"{tile.path}: not a readable image")
+                    st.error(f"{md_code(tile.path)}: not a readable image")
                 else:
                     st.image(thumb, caption=tile.caption, width="stretch")
                 if on_view is not None:
@@ -284,4 +285,4 @@ def footer() -> None:
     st.caption(f"{provenance.summary(versions)}. A research tool, not a diagnostic device.")
     if versions:
         with st.expander("Model versions (from the checkpoint cards)"):
-            st.markdown("\n".join(f"- {v.line()}" for v in versions))
+            st.markdown("\n".join(f"- {md_escape(v.line())}" for v in versions))  # cards are files: untrusted

@@ -39,6 +39,7 @@ from spermlib.dashboard.tables import (
     reliability_table,
     roc_table,
 )
+from spermlib.dashboard.text import md_code, md_escape
 from views.common import cached_faithfulness, cached_metrics, cached_robustness, dataset_picker
 
 
@@ -66,16 +67,18 @@ if not archs:
     st.info(missing_results_message(spec.name))
     st.stop()
 paper = PAPER_RESULTS.get(spec.name)
-st.markdown(f"**Our protocol:** {metrics.get('protocol', '—')}. Spread: {metrics.get('std', '—')}; "
-            f"95 % CI: {metrics.get('ci95', '—')}. Split manifest `{metrics.get('split_manifest', '—')}` "
-            f"(sha256 {str(metrics.get('split_sha256', ''))[:12]}…), generated {metrics.get('generated', '—')}.")
+# metrics.json is a file on disk, not code: its strings are shown as text.
+shown = {k: md_escape(metrics.get(k, "—")) for k in ("protocol", "std", "ci95", "generated")}
+st.markdown(f"**Our protocol:** {shown['protocol']}. Spread: {shown['std']}; 95 % CI: {shown['ci95']}. "
+            f"Split manifest {md_code(metrics.get('split_manifest', '—'))} "
+            f"(sha256 {md_escape(str(metrics.get('split_sha256', ''))[:12])}…), generated {shown['generated']}.")
 if paper:
     st.markdown(f"**Paper** ({PAPER_TITLE}) on {spec.folder}: accuracy {pct(paper['accuracy'])}, macro-F1 "
                 f"{num(paper['macro_f1'])} — {paper['protocol']}. Not the same protocol as ours: a single "
                 "hold-out split has no spread, and our CV folds are grouped by pixel hash.")
 if not metrics.get("full_dataset", False):
     st.warning(f"These results were computed on a {SUBSET_NOTE}; they are not comparable with the paper.")
-st.caption(f"Data: {spec.citation}")
+st.caption(f"Data: {md_escape(spec.citation)}")
 scored_with_tta = has_tta(archs)
 # On by default where there are TTA scores: `predict` and the Classify page average the 8 views by default.
 with_tta = st.toggle("Charts: add the scores with test-time augmentation (TTA)", value=scored_with_tta,

@@ -17,6 +17,7 @@ from spermlib.dashboard import resources
 from spermlib.dashboard.charts import LEGEND_BELOW
 from spermlib.dashboard.palette import class_colour_map
 from spermlib.dashboard.tables import arch_title
+from spermlib.dashboard.text import md_code, md_escape
 from views.common import (
     Tile,
     data_root_or_error,
@@ -59,7 +60,7 @@ st.markdown(
 spec = dataset_picker(key="embedding_dataset")
 archs = resources.installed_archs(spec.name)  # the paper's model first, the weakest last
 if not archs:
-    st.info(f"No trained checkpoints for {spec.title}. Train them with "
+    st.info(f"No trained checkpoints for {md_escape(spec.title)}. Train them with "
             f"`spermlib train --dataset {spec.name} --arch all --fold all` (see docs/models.md).")
     st.stop()
 root = data_root_or_error(spec)
@@ -82,14 +83,14 @@ emap = compute_map(spec.name, arch, fold, str(resources.default_checkpoints_dir(
                    predictor)
 
 for message in emap.warnings:
-    st.warning(message)
+    st.warning(md_escape(message))
 if emap.note:
-    st.info(emap.note)
+    st.info(md_escape(emap.note))
 for path, err in emap.errors.items():
-    st.error(f"{path}: {err} — left out of the map")
+    st.error(f"{md_code(path)}: {md_escape(err)} — left out of the map")
 frame = emap.frame
 if frame.empty:
-    st.info(f"No images to embed under {root}.")
+    st.info(f"No images to embed under {md_code(root)}.")
     st.stop()
 
 if colour_by == DOMAIN and not emap.has_domain_scores:
@@ -113,8 +114,8 @@ fig.update_traces(marker={"size": 8, "opacity": 0.8})
 fig.update_layout(height=640, dragmode="lasso", legend=LEGEND_BELOW, margin={"l": 10, "r": 10, "t": 10, "b": 10})
 event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
                         key=f"embedding_scatter_{spec.name}_{arch}_{fold}")
-st.caption(f"{len(frame)} images from {root}; model: {arch_title(arch)} fold {fold} ({predictor.backbone}). "
-           f"Data: {spec.citation}")
+st.caption(f"{len(frame)} images from {md_code(root)}; model: {arch_title(arch)} fold {fold} "
+           f"({md_escape(predictor.backbone)}). Data: {md_escape(spec.citation)}")
 
 paths = vm.selected_paths(event.selection.points if event else [], frame)
 if not paths:

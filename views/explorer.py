@@ -29,6 +29,7 @@ from spermlib.dashboard.catalog import (
 from spermlib.dashboard.charts import CHART_HEIGHT, LEGEND_BELOW
 from spermlib.dashboard.palette import class_colour_map
 from spermlib.dashboard.resources import DataError, get_dataset, resolve_data_root
+from spermlib.dashboard.text import md_code, md_escape
 from views.annotations import dataset_tags_section
 from views.common import Tile, dataset_picker, gallery, page_picker, thumbnail
 
@@ -50,29 +51,29 @@ spec = dataset_picker("explorer_dataset")
 try:
     root = resolve_data_root(spec)
 except DataError as err:
-    st.error(f"The data folder is not usable: {err}. Fix or unset $SPERM_DATA_DIR.")
+    st.error(f"The data folder is not usable: {md_escape(err)}. Fix or unset `$SPERM_DATA_DIR`.")
     st.stop()
 
 results = resources.default_results_dir()
 try:  # keyed by the files it reads: a new evaluation invalidates it
     catalog = _catalog(spec.name, str(root), str(results), resources.file_stamps(catalog_sources(spec, results)))
 except DataError as err:
-    st.error(f"The data folder is not usable: {err}")
+    st.error(f"The data folder is not usable: {md_escape(err)}")
     st.stop()
 table = catalog.table
 
 source = "full dataset" if catalog.full_dataset else "bundled sample"
-st.markdown(f"**{spec.title}** — {source}: **{len(table)} images** in `{catalog.root}`")
+st.markdown(f"**{md_escape(spec.title)}** — {source}: **{len(table)} images** in {md_code(catalog.root)}")
 if not catalog.full_dataset:
     extra = " plus one duplicate pair with conflicting labels" if len(conflicting_groups(table)) else ""
     st.caption(f"The bundled sample holds 4 images per class per fold{extra}. Point `SPERM_DATA_DIR` at "
                "`../shared/data` to explore the full data.")
-st.caption(f"Data: {spec.citation}")
+st.caption(f"Data: {md_escape(spec.citation)}")
 for note in catalog.notes:
-    st.warning(note)
+    st.warning(md_escape(note))
 if not catalog.oof_archs:
-    st.info(f"No out-of-fold predictions in `{results / spec.name}` yet: after training, run "
-            f"`spermlib evaluate --dataset {spec.name}` to see each model's prediction per image.")
+    st.info(f"No out-of-fold predictions in {md_code(results / spec.name)} yet: after training, run "
+            f"{md_code(f'spermlib evaluate --dataset {spec.name}')} to see each model's prediction per image.")
 
 # ------------------------------------------------------------------ summary charts
 st.subheader("Classes and image sizes")
@@ -137,13 +138,13 @@ details = image_details(catalog, chosen, spec)
 left, right = st.columns([2, 3])
 big = thumbnail(root / chosen, LARGE_SIDE, square=False)
 if big is None:
-    left.error(f"{chosen}: the image could not be decoded")
+    left.error(f"{md_code(chosen)}: the image could not be decoded")
 else:
     left.image(big, caption=chosen)
 right.dataframe(details["metadata"], hide_index=True, width="stretch")
 if details["conflict"]:
     dup = details["duplicates"]
-    others = ", ".join(f"`{p}` (labelled {lab})" for p, lab in zip(dup["path"], dup["display"]))
+    others = ", ".join(f"{md_code(p)} (labelled {md_escape(lab)})" for p, lab in zip(dup["path"], dup["display"]))
     right.warning(f"Conflicting labels: this image is pixel-identical to {others}. Its true class is unknown, "
                   "so the pair is excluded from training and evaluation.")
 elif len(details["duplicates"]):

@@ -34,6 +34,7 @@ from spermlib.dashboard.tables import (
     leaderboard_display,
     missing_results_message,
 )
+from spermlib.dashboard.text import md_escape
 from views.common import bundled_samples, cached_oofs
 
 EXAMPLE_SIDE = 200  # px of each image of the worked example
@@ -58,7 +59,7 @@ def load_board() -> pd.DataFrame:
         try:
             boards.append(_leaderboard(str(resources.default_results_dir()), name, resources.results_stamp(name)))
         except ResultsError as err:
-            st.error(str(err))
+            st.error(md_escape(err))
     boards = [b for b in boards if not b.empty]
     return pd.concat(boards, ignore_index=True) if boards else leaderboard(resources.default_results_dir(), datasets=[])
 
@@ -80,7 +81,7 @@ def find_stored_example() -> vm.StoredExample | None:
             stored = _stored_example(name, str(resources.default_results_dir()),
                                      str(resources.default_checkpoints_dir()), resources.results_stamp(name))
         except ResultsError as err:
-            st.caption(str(err))
+            st.caption(md_escape(err))
             continue
         if stored is not None:
             return stored

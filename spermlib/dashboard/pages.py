@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from spermlib.samples.access import Actor
+
 
 @dataclass(frozen=True)
 class PageInfo:
@@ -16,6 +18,7 @@ class PageInfo:
     icon: str
     description: str
     default: bool = False
+    action: str = "view"  # the least action (spermlib.samples.access.ACTIONS) a user needs to see the page
 
     @property
     def name(self) -> str:
@@ -29,7 +32,7 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo("views/explorer.py", "Dataset explorer", ":material/photo_library:",
              "browse the images, classes, folds and duplicates"),
     PageInfo("views/classify.py", "Classify", ":material/biotech:",
-             "upload images; prediction, confidence and Grad-CAM++"),
+             "upload images; prediction, confidence and Grad-CAM++", action="classify"),
     PageInfo("views/compare.py", "Model comparison", ":material/leaderboard:",
              "every metric, confusion matrices, ROC, calibration"),
     PageInfo("views/mistakes.py", "Misclassification explorer", ":material/search:",
@@ -51,3 +54,10 @@ def page(name: str) -> PageInfo:
 def linked_pages() -> list[PageInfo]:
     """The pages the Overview links to: every page but the Overview (the default page) itself."""
     return [p for p in PAGES if not p.default]
+
+
+def pages_for(actor: Actor | None) -> list[PageInfo]:
+    """The pages ``actor`` may open (``None``, a visitor who is not logged in: none). Every role sees every
+    page today (a viewer looks and classifies); what a page offers beyond looking, the page asks
+    ``actor.can`` and the samples service enforces."""
+    return [] if actor is None else [p for p in PAGES if actor.can(p.action)]

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from spermlib.dashboard import status
+from spermlib.dashboard.text import md_escape
 from spermlib.errors import SpermlibError
 from views.common import GENERIC_ERROR, RAISE_ERRORS_ENV
 
@@ -39,8 +40,17 @@ def test_a_user_facing_error_is_one_error_with_its_message(guard_on, empty_env, 
     overview_raises(SpermlibError("/data/x.bmp is not an image: fix the data folder"))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["/data/x.bmp is not an image: fix the data folder"]
+    assert [e.value for e in at.error] == [md_escape("/data/x.bmp is not an image: fix the data folder")]
     assert at.title[0].value == "Interpretable sperm-morphology classification"  # what ran before stays
+
+
+def test_an_error_quoting_user_input_shows_it_as_text(guard_on, empty_env, overview_raises):
+    # A message that echoes a crafted file name must not draw a link, an image or a badge.
+    name = "x`](https://evil) ![t](https://evil/t.png) :red-background[OUT OF DOMAIN]"
+    overview_raises(SpermlibError(f"`{name}` is not an image"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert [e.value for e in at.error] == [md_escape(f"`{name}` is not an image")]
+    assert "](" not in at.error[0].value and ":" not in at.error[0].value.replace("\\:", "")
 
 
 def test_a_bug_is_one_generic_error_and_a_logged_traceback(guard_on, empty_env, overview_raises, caplog):
@@ -73,3 +83,14 @@ def test_the_browser_is_not_shown_error_details():
     tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
     config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
     assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_the_app_listens_on_loopback_only_by_default():
+    tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"  # not every interface: docs/security.md says how to serve
+    script = (Path(APP).parent / "scripts" / "run_app.sh").read_text()
+    assert "--server.address" not in script and "0.0.0.0" not in script  # the launcher does not override it
+    for doc in ("README.md", "docs/getting-started.md"):
+        text = (Path(APP).parent / doc).read_text()
+        assert "http://127.0.0.1:8501" in text and "localhost:8501" not in text, doc
