@@ -2,10 +2,12 @@
 
 The database is any SQLAlchemy URL: ``$SPERMLIB_DB_URL`` (e.g. ``postgresql+psycopg://user@host/spermlib``),
 else an SQLite file ``samples.db`` in the user's data folder (``platformdirs.user_data_dir("spermlib")``).
-SQLite runs in WAL mode (readers never wait for a writer) with a busy timeout (a writer waits for another
-instead of failing), and every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up
-front, so two sessions that read and then write cannot deadlock on the lock upgrade (SQLite would fail one
-of them at once, busy timeout or not). Together, 8 threads and 8 processes writing at once lose nothing.
+SQLite runs in WAL mode with a bounded busy timeout. A read runs in a deferred transaction (plain
+``BEGIN``): under WAL it sees the last committed state and never waits for a writer. A write runs on
+:func:`writer` and starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so two sessions that
+read and then write cannot deadlock on the lock upgrade (SQLite would fail one of them at once, busy timeout
+or not), and waits at most the busy timeout for another writer. Together, 8 threads and 8 processes writing
+at once lose nothing.
 
 :func:`open_engine` is the start-up check: it migrates a fresh or older database to the newest schema
 (Alembic revisions shipped in ``spermlib/samples/migrations/``) and refuses a locked, corrupt or newer one
@@ -28,7 +30,8 @@ from spermlib.errors import SpermlibError
 
 DB_URL_ENV = "SPERMLIB_DB_URL"
 DB_FILE = "samples.db"
-BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another before giving up
+BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another before giving up (readers never wait)
+WRITE_OPTION = "spermlib_write"  # execution option of the connections that write (see writer())
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 T = TypeVar("T")
@@ -112,8 +115,18 @@ def make_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) 
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
     event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    event.listen(engine, "begin", _begin)
     return engine
+
+
+def _begin(conn) -> None:
+    """Writers take the write lock up front; readers begin deferred and never wait (WAL)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine`` for transactions that write (``BEGIN IMMEDIATE`` on SQLite; the same pool)."""
+    return engine.execution_options(**{WRITE_OPTION: True})
 
 
 def _alembic_config(connection):
@@ -142,12 +155,12 @@ def known_revisions() -> set[str]:
     return {s.revision for s in ScriptDirectory.from_config(_alembic_config(None)).walk_revisions()}
 
 
-def upgrade(engine: Engine) -> None:
-    """Migrate the database to the newest schema (a fresh one gets every table)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default the newest schema; a fresh one gets every table)."""
     from alembic import command
 
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "head")
+    with writer(engine).begin() as conn:
+        command.upgrade(_alembic_config(conn), revision)
 
 
 def open_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
