@@ -10,7 +10,8 @@ overwritten, the latest one counts). Each review and tag records who made it by 
 subject, with the display name and email shown beside it. Every change is one ``audit_log`` row, written in
 the change's own transaction and never updated or deleted (not even when a sample is purged). Tags are
 short labels with an optional comment, on a sample image (``sample_image_tags``) or on an image of a
-training dataset (``dataset_image_tags``, by its path in the dataset folder). Changing a table means a new Alembic revision in ``migrations/versions/``.
+training dataset (``dataset_image_tags``, by its path in the dataset folder). Changing a table means a
+new Alembic revision in ``migrations/versions/``.
 """
 
 from __future__ import annotations

@@ -340,8 +340,12 @@ def _audit_record(row: m.AuditEntry) -> AuditRecord:
                        row.sample_id, row.image_id, details)
 
 
-def _stale(name: str) -> SampleStoreError:
-    return SampleStoreError(f"sample {name!r} was changed or deleted since you opened it; reload")
+class SampleChanged(SampleStoreError):
+    """The sample an action named was deleted, replaced or changed since it was read: reload and act again."""
+
+
+def _stale(name: str) -> SampleChanged:
+    return SampleChanged(f"sample {name!r} was changed or deleted since you opened it; reload")
 
 
 def _who(actor: Actor, what: str) -> str:
