@@ -159,8 +159,22 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (default the newest schema; a fresh one gets every table)."""
     from alembic import command
 
-    with writer(engine).begin() as conn:
-        command.upgrade(_alembic_config(conn), revision)
+    with writer(engine).connect() as conn:
+        # SQLite alters a table by rebuilding it: with foreign keys on, dropping the old table would cascade
+        # to every row that refers to it (a sample's images, reviews, tags). The pragma only works outside a
+        # transaction, so it goes straight to the driver before the migration's transaction begins.
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                command.upgrade(_alembic_config(conn), revision)
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise SampleStoreError("the schema migration would break references between rows; "
+                                           "nothing was changed")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 def open_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
