@@ -173,7 +173,7 @@ def _as(monkeypatch, actor) -> None:
 
 def _labels(at: AppTest) -> set[str]:
     return {b.label for b in at.button} | {b.proto.label for b in at.get("download_button")} | {
-        e.label for e in at.expander} | {p.proto.label for p in at.get("popover")}
+        e.label for e in at.expander} | {p.proto.popover.label for p in at.get("popover")}
 
 
 def test_a_viewer_sees_no_control_a_viewer_may_not_use(app_env, monkeypatch):
