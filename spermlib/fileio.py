@@ -62,3 +62,35 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically; returns ``path``."""
     return write_bytes(path, text.encode(encoding))
+
+
+# ----------------------------------------------------------------------------------------- CSV for people
+
+# A spreadsheet runs a cell that begins with one of these as a formula (=HYPERLINK(…), =cmd|…, @SUM(…)).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_csv_cell(value: object) -> object:
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula (OWASP's advice);
+    numbers and other text unchanged (a negative number stays a number)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def csv_safe_frame(frame):
+    """A copy of the pandas DataFrame ``frame`` with every text cell (and column name) through
+    :func:`safe_csv_cell`: what every CSV written for a user is made from."""
+    from pandas.api.types import is_object_dtype, is_string_dtype  # pandas only where a table is written
+
+    safe = frame.copy()
+    for column in safe.columns:
+        if is_object_dtype(safe[column]) or is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(safe_csv_cell)
+    safe.columns = [safe_csv_cell(c) for c in safe.columns]
+    return safe
+
+
+def csv_text(frame) -> str:
+    """``frame`` as CSV text for a user (formula-safe, no index, ``\\n`` line ends)."""
+    return csv_safe_frame(frame).to_csv(index=False, lineterminator="\n")

@@ -1,5 +1,8 @@
-"""View-models of what users save: the review queue of a sample, who the reviewer is, the tables of samples,
-review histories and tags, and turning the Classify page's verdicts into a sample to save.
+"""View-models of what users save: the review queue of a sample, who acts, the tables of samples, review
+histories, tags and the audit log, and turning the Classify page's verdicts into a sample to save.
+
+Who may do what is the samples service's decision (it refuses a call without the role); the pages only hide
+the controls a role may not use (:data:`~spermlib.samples.access.ACTIONS`, ``Actor.can``).
 
 The queue shows the images that need an expert most first: out of domain (the models may not know such
 images), then low confidence, then fold disagreement (the thresholds of :mod:`spermlib.dashboard.triage`),
@@ -8,31 +11,42 @@ each group by rising confidence; reviewed images go last.
 
 from __future__ import annotations
 
-import io
+import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from spermlib.dashboard.triage import LOW_CONFIDENCE, MIN_AGREEMENT, ArchResult, ImageInput
 from spermlib.data.datasets import DatasetSpec
+from spermlib.fileio import csv_text
+from spermlib.samples.access import Actor
 from spermlib.samples.db import SampleStoreError, default_db_url
 from spermlib.samples.service import (
+    AuditRecord,
     DatasetTagRecord,
     ImageRecord,
     NewImage,
     PredictionRecord,
     ReviewRecord,
+    SampleChanged,
     SampleStore,
     SampleSummary,
+    audit_frame,
     checkpoint_digests,
 )
 
 if TYPE_CHECKING:
     from spermlib.inference.predict import Predictor
 
-__all__ = ["SampleStore", "SampleStoreError", "default_db_url"]  # what the pages hold and catch; and below
+__all__ = ["SampleChanged", "SampleStore", "SampleStoreError", "default_db_url"]  # what the pages hold and catch
+
+LOCAL_TOOL_NOTE = ("Single-user local tool: no login is configured, so whoever opens this app acts as its local "
+                   "administrator. Configure authentication before serving it to a network.")
+AUDIT_ROWS_SHOWN = 200
 
 # Tags offered in the explorers (any other text is accepted too), after FiftyOne users' habits.
 SUGGESTED_TAGS = ("label suspect", "two cells", "blurry", "not a sperm cell", "cropped", "duplicate")
@@ -70,11 +84,11 @@ def review_queue(images: Sequence[ImageRecord], arch: str) -> list[QueueItem]:
     return sorted(items, key=lambda item: item.sort_key)
 
 
-def reviewer_identity(user: Mapping) -> str | None:
-    """The logged-in user's name (or email) from ``st.user``, or ``None`` when nobody is logged in."""
-    if not user.get("is_logged_in"):
-        return None
-    return str(user.get("name") or user.get("email") or user.get("sub") or "") or None
+def reviewing_as(actor: Actor, typed_name: str | None) -> Actor:
+    """The local user under the name typed on the page (without authentication): the subject stays the
+    local user's, the name is what reviews and tags show."""
+    name = (typed_name or "").strip()
+    return dataclasses.replace(actor, name=name) if name else actor
 
 
 def samples_table(samples: Sequence[SampleSummary]) -> pd.DataFrame:
@@ -102,21 +116,50 @@ def filter_tags(table: pd.DataFrame, tags: Sequence[str]) -> pd.DataFrame:
 
 
 def csv_bytes(table: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    table.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue().encode("utf-8")
+    """A table as a CSV download (cells a spreadsheet would run as formulas neutralised)."""
+    return csv_text(table).encode("utf-8")
+
+
+def audit_table(entries: Sequence[AuditRecord]) -> pd.DataFrame:
+    return audit_frame(entries)
+
+
+def download_name(name: str, suffix: str) -> str:
+    """A sample name as a download's file name (no folders, no characters a file system refuses)."""
+    stem = re.sub(r"[^\w .()-]+", "_", name).strip(" .") or "sample"
+    return f"{stem[:100]}{suffix}"
+
+
+def unique_file_names(names: Sequence[str]) -> list[str]:
+    """``names`` with each repeat numbered like a file manager does (``image_001.BMP``, ``image_001 (2).BMP``):
+    HuSHeM has an ``image_001.BMP`` in every class folder, and two uploads of that name are two images."""
+    taken, unique = set(names), []
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] == 1:
+            unique.append(name)
+            continue
+        path, k = PurePosixPath(name), seen[name]
+        while (candidate := str(path.with_name(f"{path.stem} ({k}){path.suffix}"))) in taken:
+            k += 1
+        taken.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 def classify_to_sample(inputs: Sequence[ImageInput], results: Mapping[str, Sequence[ArchResult | None]],
                        predictors: Mapping[str, Predictor]) -> tuple[list[NewImage], dict]:
-    """The Classify page's decoded inputs and verdicts as images to save (failed files left out), with the
-    checkpoint digests of every arch that classified them (a bundled sample's single fold model included)."""
+    """The Classify page's decoded inputs and verdicts as images to save (failed files left out; repeated
+    upload names numbered, :func:`unique_file_names`), with the checkpoint digests of every arch that
+    classified them (a bundled sample's single fold model included)."""
     images = []
+    names = unique_file_names([item.name for item in inputs])
     for i, item in enumerate(inputs):
         verdicts = {arch: res[i] for arch, res in results.items() if res[i] is not None}
         if item.error or not verdicts:
             continue
-        images.append(NewImage(item.name, item.data, {
+        images.append(NewImage(names[i], item.data, {
             arch: PredictionRecord.from_prediction(arch, r.prediction, r.route.model if r.route else "ensemble")
             for arch, r in verdicts.items()}, item.width, item.height))
     return images, {arch: checkpoint_digests(p) for arch, p in predictors.items()}

@@ -2,13 +2,15 @@
 
 The database is any SQLAlchemy URL: ``$SPERMLIB_DB_URL`` (e.g. ``postgresql+psycopg://user@host/spermlib``),
 else an SQLite file ``samples.db`` in the user's data folder (``platformdirs.user_data_dir("spermlib")``).
-SQLite runs in WAL mode (readers never wait for a writer) with a busy timeout (a writer waits for another
-instead of failing), and every transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up
-front, so two sessions that read and then write cannot deadlock on the lock upgrade (SQLite would fail one
-of them at once, busy timeout or not). Together, 8 threads and 8 processes writing at once lose nothing.
-PostgreSQL (``postgresql+psycopg://…``, tested as SQLite is) gets the same: a transaction-scoped advisory
-lock taken first plays ``BEGIN IMMEDIATE``, ``lock_timeout`` the busy timeout, and a connect timeout makes
-an unreachable server one error, not a hang.
+SQLite runs in WAL mode with a bounded busy timeout. A read runs in a deferred transaction (plain
+``BEGIN``): under WAL it sees the last committed state and never waits for a writer. A write runs on
+:func:`writer` and starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so two sessions that
+read and then write cannot deadlock on the lock upgrade (SQLite would fail one of them at once, busy timeout
+or not), and waits at most the busy timeout for another writer. Together, 8 threads and 8 processes writing
+at once lose nothing.
+PostgreSQL (``postgresql+psycopg://…``, tested as SQLite is) gets the same: a write transaction first takes a
+transaction-scoped advisory lock (``BEGIN IMMEDIATE``'s part), ``lock_timeout`` is the busy timeout, and a
+connect timeout makes an unreachable server one error, not a hang.
 
 :func:`open_engine` is the start-up check: it migrates a fresh or older database to the newest schema
 (Alembic revisions shipped in ``spermlib/samples/migrations/``) and refuses a locked, corrupt or newer one
@@ -31,7 +33,8 @@ from spermlib.errors import SpermlibError
 
 DB_URL_ENV = "SPERMLIB_DB_URL"
 DB_FILE = "samples.db"
-BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another before giving up
+BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another before giving up (readers never wait)
+WRITE_OPTION = "spermlib_write"  # execution option of the connections that write (see writer())
 CONNECT_TIMEOUT_S = 10  # how long to wait for a database server to answer (PostgreSQL)
 LIBPQ_DRIVERS = ("psycopg", "psycopg2")  # PostgreSQL drivers that take libpq's connection parameters
 POSTGRESQL_WRITE_LOCK = 0x5350524D  # the advisory lock key that serialises writers of one database ("SPRM")
@@ -118,7 +121,8 @@ def _postgresql_begin(conn) -> None:
     """One writer at a time, as SQLite's ``BEGIN IMMEDIATE``: the transaction first takes an advisory lock (held
     to its end, waited for at most ``lock_timeout``), so two sessions that read and then insert the same row
     (an image stored once, a tag) queue instead of one failing on the unique constraint."""
-    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRESQL_WRITE_LOCK})")  # our constant: no user text
+    if conn.get_execution_options().get(WRITE_OPTION):  # readers never wait (MVCC)
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({POSTGRESQL_WRITE_LOCK})")  # our constant: no user text
 
 
 def make_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
@@ -139,8 +143,18 @@ def make_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) 
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
     event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    event.listen(engine, "begin", _begin)
     return engine
+
+
+def _begin(conn) -> None:
+    """Writers take the write lock up front; readers begin deferred and never wait (WAL)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine`` for transactions that write (``BEGIN IMMEDIATE`` on SQLite; the same pool)."""
+    return engine.execution_options(**{WRITE_OPTION: True})
 
 
 def _alembic_config(connection):
@@ -169,12 +183,26 @@ def known_revisions() -> set[str]:
     return {s.revision for s in ScriptDirectory.from_config(_alembic_config(None)).walk_revisions()}
 
 
-def upgrade(engine: Engine) -> None:
-    """Migrate the database to the newest schema (a fresh one gets every table)."""
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default the newest schema; a fresh one gets every table)."""
     from alembic import command
 
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "head")
+    with writer(engine).connect() as conn:
+        # SQLite alters a table by rebuilding it: with foreign keys on, dropping the old table would cascade
+        # to every row that refers to it (a sample's images, reviews, tags). The pragma only works outside a
+        # transaction, so it goes straight to the driver before the migration's transaction begins.
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                command.upgrade(_alembic_config(conn), revision)
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise SampleStoreError("the schema migration would break references between rows; "
+                                           "nothing was changed")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 def open_engine(url: str | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:

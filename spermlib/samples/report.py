@@ -25,6 +25,7 @@ from PIL import Image
 
 from spermlib.data.datasets import DatasetSpec, get_dataset
 from spermlib.errors import SpermlibError
+from spermlib.fileio import write_bytes, write_text
 from spermlib.samples.service import ImageRecord, SampleStore, SampleSummary
 from spermlib.store.results import ResultsError, load_metrics
 from spermlib.vocabulary import NORMAL_LABEL, WHO_2021_NORMAL_FORMS_LRL, arch_title, normal_share
@@ -87,6 +88,7 @@ class SampleReport:
     thumbs: list[Thumb] = field(default_factory=list)
     thumb_note: str = ""
     model_card: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # records that could not be read, skipped
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
@@ -153,13 +155,18 @@ def _png(rgb, side: int = THUMB_SIDE) -> bytes:
 def _thumbs(store: SampleStore, report: SampleReport, predictor: Predictor | None) -> None:
     """Thumbnails of the reviewed images with the model's Grad-CAM++ for its own class (when a model is
     available: the report names why not otherwise)."""
-    from spermlib.data.imageio import load_rgb
+    from spermlib.data.imageio import ImageError, load_rgb
 
     arch = report.summary.arch
     reviewed = [i for i in report.images if i.reviews and arch in i.predictions]
     for img in reviewed[:MAX_THUMBS]:
         pred, review = img.predictions[arch], img.latest_review
-        rgb = load_rgb(store.image_bytes(report.summary.name, img.file_name), name=img.file_name)
+        try:
+            rgb = load_rgb(store.image_bytes(report.summary.name, img.file_name), name=img.file_name)
+        except ImageError as err:  # one unreadable stored image: named and left out, the rest is reported
+            report.problems.append(f"sample {report.summary.name!r}, image {img.file_name!r} (id {img.id}): the "
+                                   f"stored image does not decode ({err}); its thumbnail is left out")
+            continue
         cam = None
         if predictor is not None:
             from spermlib.inference.explain import Explainer, overlay
@@ -224,7 +231,7 @@ def build_report(store: SampleStore, name: str, predictor: Predictor | None = No
         share_reviewed=_share(spec, [_Verdict(i.final_label(arch), i.predictions[arch].in_domain
                                               if arch in i.predictions else None) for i in images]),
         out_of_domain=[f for f, ok in flags if ok is False], domain_assessed=any(ok is not None for _, ok in flags),
-        model_card=_model_card(summary, spec, results_dir))
+        model_card=_model_card(summary, spec, results_dir), problems=list(detail.problems))
     note = ""
     if with_cams and predictor is None and any(i.reviews for i in images):
         predictor, note = _load_predictor(spec, arch, checkpoints_dir)
@@ -284,6 +291,8 @@ def sections(report: SampleReport) -> list[Section]:
         Section("Model card", table=[("", ""), *report.model_card]),
         Section("Reviewed images", [report.thumb_note or "Model input and the model's Grad-CAM++ for its own class."]
                 if report.thumbs else ["No image has been reviewed yet."]),
+        *([Section("Records that could not be read (left out)", list(report.problems), warning=True)]
+          if report.problems else []),
     ]
 
 
@@ -398,12 +407,13 @@ def render_pdf(report: SampleReport) -> bytes:
 
 
 def write_report(report: SampleReport, out: Path) -> Path:
-    """Write the PDF or HTML report, by ``out``'s suffix."""
+    """Write the PDF or HTML report, by ``out``'s suffix, atomically: a failure (a full disk) leaves an
+    earlier report there intact and raises one :class:`~spermlib.fileio.OutputError` naming ``out``."""
     out = Path(out)
     if out.suffix.lower() == ".pdf":
-        out.write_bytes(render_pdf(report))
+        write_bytes(out, render_pdf(report))
     elif out.suffix.lower() in (".html", ".htm"):
-        out.write_text(render_html(report), encoding="utf-8")
+        write_text(out, render_html(report))
     else:
         raise SpermlibError(f"{out}: a report is .pdf or .html")
     return out

@@ -1,16 +1,19 @@
 """The Samples page and the other pages' saving: Classify's "Save as sample", the review queue (ordered by
-need, one click per review, history kept), the report, delete with confirmation, tags in the Dataset
-explorer; and a broken database costs one st.error while Classify still classifies."""
+need, one click per review, history kept), the report, export, delete with confirmation and restore, the
+audit log, tags in the Dataset explorer; roles (a viewer and a reviewer see only their controls); a review
+on a sample changed meanwhile refused; user text escaped; a writer's lock never empties the page; and a
+broken database costs one st.error while Classify still classifies."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from spermlib.samples.db import DB_URL_ENV
-from spermlib.samples.service import SampleStore
-from tests.samples.conftest import save_smids
+from spermlib.samples.db import DB_URL_ENV, SampleStoreError
+from spermlib.samples.service import NewImage, SampleStore
+from tests.samples.conftest import ADMIN, REVIEWER, SMIDS_NORMAL, VIEWER, as_reviewer, save_smids, verdict
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SAMPLES_PAGE = "views/samples.py"
@@ -68,7 +71,7 @@ def test_review_queue_is_ordered_by_need_and_one_click_records_a_review(app_env)
 def test_report_and_delete_with_confirmation(app_env):
     store = _store()
     files = save_smids(store, "batch", ["Normal_Sperm", "Abnormal_Sperm"])
-    store.review("batch", files[0], "Abnormal", "Dr Alice")
+    store.review(as_reviewer("Dr Alice"), store.image_ref("batch", files[0]), "Abnormal")
     at = _open(SAMPLES_PAGE, samples_name="batch")
     _button(at, "Prepare the report (PDF and HTML)").click().run()
     assert not at.exception, at.exception
@@ -80,6 +83,21 @@ def test_report_and_delete_with_confirmation(app_env):
     assert not at.exception, at.exception
     assert store.list_samples() == []
     assert any("No samples yet" in i.value for i in at.info)
+    _button(at, "Restore").click().run()  # the admin's "Deleted samples" section
+    assert not at.exception, at.exception
+    assert [s.name for s in store.list_samples()] == ["batch"]
+    assert [e.action for e in store.audit_log(ADMIN)][:2] == ["restore", "delete"]
+
+
+def test_export_is_made_on_request_and_logged(app_env):
+    store = _store()
+    save_smids(store, "batch", ["Normal_Sperm"])
+    at = _open(SAMPLES_PAGE, samples_name="batch")
+    assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download one row")]
+    _button(at, "Prepare the CSV export (one row per image)").click().run()
+    assert not at.exception, at.exception
+    assert store.audit_log(ADMIN)[0].action == "export"
+    assert any("export" in d.value["action"].tolist() for d in at.dataframe if "action" in d.value.columns)
 
 
 def test_classify_saves_what_it_shows_as_a_sample(app_env):
@@ -107,6 +125,7 @@ def test_dataset_explorer_tags_an_image(app_env):
     assert not at.exception, at.exception
     (tag,) = _store().dataset_tags("smids")
     assert (tag.path, tag.tag, tag.comment, tag.author) == (image, "label suspect", "looks tapered", "Dr Bob")
+    assert tag.author_subject.startswith("local:")  # the typed name is shown; the local user is recorded
     (table,) = [d.value for d in at.dataframe if "tag" in d.value.columns]
     assert table["tag"].tolist() == ["label suspect"]
 
@@ -140,3 +159,140 @@ def test_a_sample_image_is_tagged_from_the_queue(app_env):
     (tag,) = store.sample("batch").images[0].tags
     assert (tag.tag, tag.comment, tag.author) == ("two cells", "overlapping", "Dr Alice")
     assert any(":blue-badge[two cells]" in md.value for md in at.markdown)
+
+
+def _as(monkeypatch, actor) -> None:
+    """The session's actor as a configured login would give it (views.auth reads st.secrets and st.user)."""
+    import views.annotations
+    import views.auth
+
+    monkeypatch.setattr(views.auth, "auth_configured", lambda: True)
+    monkeypatch.setattr(views.annotations, "auth_configured", lambda: True)
+    monkeypatch.setattr(views.annotations, "current_actor", lambda: actor)
+
+
+def _labels(at: AppTest) -> set[str]:
+    return {b.label for b in at.button} | {b.proto.label for b in at.get("download_button")} | {
+        e.label for e in at.expander} | {p.proto.popover.label for p in at.get("popover")}
+
+
+def test_a_viewer_sees_no_control_a_viewer_may_not_use(app_env, monkeypatch):
+    store = _store()
+    save_smids(store, "batch", ["Normal_Sperm"])
+    _as(monkeypatch, VIEWER)
+    at = _open(SAMPLES_PAGE, samples_name="batch")
+    assert not at.exception, at.exception
+    assert not [b for b in at.button if b.key and b.key.startswith("review::")]
+    labels = _labels(at)
+    assert {"Delete this sample", "Tag this image", "Prepare the CSV export (one row per image)",
+            "Prepare the whole audit log (CSV)"}.isdisjoint(labels)
+    assert "Prepare the report (PDF and HTML)" in labels
+    assert not any("Single-user local tool" in c.value for c in at.caption)
+    classify = _open("views/classify.py", classify_dataset="smids", classify_samples=[NORMAL_SAMPLE])
+    assert not classify.exception and not [b for b in classify.button if b.label == "Save as sample"]
+
+
+def test_a_reviewer_reviews_but_does_not_delete_export_or_read_the_audit_log(app_env, monkeypatch):
+    store = _store()
+    (file_name,) = save_smids(store, "batch", ["Normal_Sperm"])
+    _as(monkeypatch, REVIEWER)
+    at = _open(SAMPLES_PAGE, samples_name="batch")
+    assert not at.exception, at.exception
+    labels = _labels(at)
+    assert {"Delete this sample", "Prepare the CSV export (one row per image)"}.isdisjoint(labels)
+    assert not any(sub.value == "Audit log" for sub in at.subheader)
+    assert any("Reviewing as" in c.value and "alice" in c.value for c in at.caption)
+    at.button(key=f"review::{file_name}::Normal_Sperm").click().run()
+    assert not at.exception, at.exception
+    (review,) = store.history("batch", file_name)
+    assert (review.reviewer_subject, review.reviewer) == (REVIEWER.subject, "alice <alice@lab.org>")
+
+
+def test_a_click_on_a_sample_deleted_and_saved_again_is_refused(app_env):
+    """The issue's scenario on the page: the button carries the ids and version of what was shown."""
+    store = _store()
+    normal = SMIDS_NORMAL[0]
+    image = [NewImage("image_001.bmp", normal.read_bytes(), verdict("Normal_Sperm"))]
+    store.save_sample(ADMIN, "run1", "smids", "effnet_cbam", image, {}, code_version="t")
+    at = _open(SAMPLES_PAGE, samples_name="run1")
+    at.text_input(key="samples_reviewer").input("Dr A").run()
+    store.delete_sample(ADMIN, store.sample_ref("run1"))
+    other = [NewImage("image_001.bmp", SMIDS_NORMAL[1].read_bytes(), verdict("Normal_Sperm"))]
+    store.save_sample(ADMIN, "run1", "smids", "effnet_cbam", other, {}, code_version="t")
+    at.button(key="review::image_001.bmp::Abnormal_Sperm").click().run()
+    assert not at.exception, at.exception
+    assert any("was changed or deleted since you opened it; reload" in e.value for e in at.error)
+    assert store.history("run1", "image_001.bmp") == []
+
+
+def test_user_text_is_escaped_and_the_local_tool_says_so(app_env):
+    store = _store()
+    evil = "x.bmp` [click](http://evil.example) ![t](http://evil.example/t.png)"
+    store.save_sample(ADMIN, "batch", "smids", "effnet_cbam",
+                      [NewImage(evil, SMIDS_NORMAL[0].read_bytes(), verdict("Normal_Sperm"))], {}, code_version="t")
+    store.review(as_reviewer(":red-badge[OUT OF DOMAIN]"), store.image_ref("batch", evil), "Normal")
+    at = _open(SAMPLES_PAGE, samples_name="batch")
+    at.toggle(key="samples_show_reviewed").set_value(True).run()
+    assert not at.exception, at.exception
+    text = " ".join(md.value for md in at.markdown)
+    assert "\\[click\\]\\(http" in text and "](http" not in text
+    assert ":red-badge[" not in text and "red\\-badge\\[OUT OF DOMAIN\\]" in text
+    assert sum("Single-user local tool" in c.value for c in at.caption) == 1
+
+
+def test_two_uploads_with_one_name_are_saved_under_two_names(app_env):
+    from spermlib.dashboard.review import classify_to_sample
+
+    class _Item:  # what the Classify page decodes per upload
+        def __init__(self, data):
+            self.name, self.data, self.error, self.width, self.height = "image_001.BMP", data, None, 1, 1
+
+    class _Result:
+        route = None
+
+        def __init__(self):
+            self.prediction = type("P", (), {"label": "Normal_Sperm", "confidence": 0.9, "fold_labels": (),
+                                             "agreement": None, "probabilities": {"Normal_Sperm": 0.9}})()
+
+    inputs = [_Item(SMIDS_NORMAL[0].read_bytes()), _Item(SMIDS_NORMAL[1].read_bytes())]
+    images, _ = classify_to_sample(inputs, {"effnet_cbam": [_Result(), _Result()]}, {})
+    assert [i.file_name for i in images] == ["image_001.BMP", "image_001 (2).BMP"]
+    store = _store()
+    store.save_sample(ADMIN, "twins", "smids", "effnet_cbam", images, {}, code_version="t")
+    assert [i.file_name for i in store.sample("twins").images] == ["image_001.BMP", "image_001 (2).BMP"]
+
+
+def test_a_writer_holding_the_database_does_not_empty_the_page(app_env, tmp_path):
+    import os
+    import sqlite3
+
+    store = _store()
+    save_smids(store, "batch", ["Normal_Sperm"])
+    at = _open(SAMPLES_PAGE, samples_name="batch")
+    holder = sqlite3.connect(os.environ[DB_URL_ENV].removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program writing
+    holder.execute("INSERT INTO dataset_image_tags (dataset, path, tag, author, author_subject, created_at) "
+                   "VALUES ('smids', 'x', 'held', 'o', 'o', '2026-01-01')")
+    try:
+        started = time.monotonic()
+        at.run()
+        elapsed = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not at.exception and not at.error
+    assert not any("No samples yet" in i.value for i in at.info)
+    assert at.selectbox(key="samples_name").value == "batch"
+    assert elapsed < 5.0  # a reader that waited for the writer would take the whole busy timeout
+
+
+def test_a_failed_list_is_one_error_never_no_samples_yet(app_env, monkeypatch):
+    def locked(_self):
+        raise SampleStoreError("the samples database x.db is locked by another program")
+
+    monkeypatch.setattr(SampleStore, "list_samples", locked)
+    at = _open(SAMPLES_PAGE)
+    assert not at.exception, at.exception
+    (error,) = at.error
+    assert "locked by another program" in error.value
+    assert not any("No samples yet" in i.value for i in at.info)

@@ -1,17 +1,24 @@
-"""spermlib.dashboard.review: the review queue's order of need, the reviewer from st.user, the tag filter, and
-Classify's verdicts turned into a sample to save."""
+"""spermlib.dashboard.review: the review queue's order of need, who reviews without a login, the tag filter,
+repeated upload names, download names, formula-safe CSV downloads; and the Markdown escape of user text."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pandas as pd
+
 from spermlib.dashboard.review import (
+    csv_bytes,
+    download_name,
     filter_tags,
     need_reasons,
     review_queue,
-    reviewer_identity,
+    reviewing_as,
     tags_table,
+    unique_file_names,
 )
+from spermlib.dashboard.text import md_escape
+from spermlib.samples.access import local_actor
 from spermlib.samples.service import DatasetTagRecord, ImageRecord, PredictionRecord, ReviewRecord
 
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
@@ -37,15 +44,35 @@ def test_queue_puts_out_of_domain_then_low_confidence_then_disagreement_first_an
     assert need_reasons(None) == ()
 
 
-def test_reviewer_is_the_logged_in_user_only():
-    assert reviewer_identity({}) is None
-    assert reviewer_identity({"is_logged_in": False, "name": "Mallory"}) is None
-    assert reviewer_identity({"is_logged_in": True, "name": "Dr Alice", "email": "a@lab.org"}) == "Dr Alice"
-    assert reviewer_identity({"is_logged_in": True, "email": "a@lab.org"}) == "a@lab.org"
+def test_without_a_login_the_typed_name_is_shown_and_the_local_user_recorded():
+    local = local_actor()
+    assert reviewing_as(local, "  ") == local
+    typed = reviewing_as(local, "Dr Alice ")
+    assert (typed.subject, typed.display, typed.role) == (local.subject, "Dr Alice", local.role)
+
+
+def test_repeated_upload_names_are_numbered():
+    assert unique_file_names(["image_001.BMP", "a.png", "image_001.BMP", "image_001.BMP"]) == [
+        "image_001.BMP", "a.png", "image_001 (2).BMP", "image_001 (3).BMP"]
+    assert unique_file_names(["x.png", "x.png", "x (2).png"]) == ["x.png", "x (3).png", "x (2).png"]
+
+
+def test_download_names_and_csv_downloads_are_safe():
+    assert download_name("../../etc/passwd", ".csv") == "_.._etc_passwd.csv"
+    assert download_name("run 1 (2026)", ".pdf") == "run 1 (2026).pdf"
+    assert csv_bytes(pd.DataFrame({"tag": ["=1+2", "@SUM(A1)", "ok"]})).decode().splitlines() == [
+        "tag", "'=1+2", "'@SUM(A1)", "ok"]
+
+
+def test_markdown_escape_keeps_user_text_text():
+    assert md_escape("a.bmp` [x](http://e) ![t](http://e/t.png)") == (
+        "a\\.bmp\\` \\[x\\]\\(http://e\\) \\!\\[t\\]\\(http://e/t\\.png\\)")
+    assert md_escape(":red-badge[OUT]\nnew <b>") == ":red\\-badge\\[OUT\\] new \\<b\\>"
+    assert md_escape(3) == "3"
 
 
 def test_tag_filter_keeps_rows_with_a_chosen_tag():
-    table = tags_table([DatasetTagRecord("blurry", None, "a", NOW, "smids", "x.png"),
-                        DatasetTagRecord("two cells", "overlap", "b", NOW, "smids", "y.png")])
+    table = tags_table([DatasetTagRecord("blurry", None, "a", NOW, dataset="smids", path="x.png"),
+                        DatasetTagRecord("two cells", "overlap", "b", NOW, dataset="smids", path="y.png")])
     assert filter_tags(table, ["two cells"])["path"].tolist() == ["y.png"]
     assert len(filter_tags(table, [])) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from spermlib.data.datasets import SAMPLE_DATA_ROOT
+from spermlib.samples.access import Actor, Role
 from spermlib.samples.db import DB_URL_ENV
 from spermlib.samples.service import NewImage, PredictionRecord, SampleStore
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: the throwaway server)
@@ -13,6 +14,14 @@ from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixture
 SMIDS_NORMAL = sorted((SAMPLE_DATA_ROOT / "SMIDS" / "Normal_Sperm").iterdir())
 SMIDS_ABNORMAL = sorted((SAMPLE_DATA_ROOT / "SMIDS" / "Abnormal_Sperm").iterdir())
 DIGESTS = {"effnet_cbam": {"folds": [0], "weights_sha256": {"0": "ab" * 32}}}
+ADMIN = Actor("https://idp.example|admin-1", Role.ADMIN, "admin@lab.org", "Dr Admin")
+REVIEWER = Actor("https://idp.example|alice-1", Role.REVIEWER, "alice@lab.org", "alice")
+VIEWER = Actor("https://idp.example|victor-1", Role.VIEWER, None, "Victor")
+
+
+def as_reviewer(name: str) -> Actor:
+    """A reviewer shown as ``name`` (no email: the display is the name alone)."""
+    return Actor(f"https://idp.example|{name}", Role.REVIEWER, None, name)
 
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -46,9 +55,9 @@ def verdict(label: str, confidence: float = 0.9, in_domain: bool | None = None, 
                                    in_domain, None if in_domain is None else (0.9 if in_domain else 0.1))}
 
 
-def save_smids(store: SampleStore, name: str, labels: list[str], **kwargs) -> list[str]:
+def save_smids(store: SampleStore, name: str, labels: list[str], actor: Actor = ADMIN, **kwargs) -> list[str]:
     """Save bundled SMIDS images as sample ``name`` with made-up verdicts ``labels``; returns the file names."""
     files = (SMIDS_NORMAL + SMIDS_ABNORMAL)[: len(labels)]
     images = [NewImage(f.name, f.read_bytes(), verdict(label, **kwargs)) for f, label in zip(files, labels)]
-    store.save_sample(name, "smids", "effnet_cbam", images, DIGESTS, version="test")
+    store.save_sample(actor, name, "smids", "effnet_cbam", images, DIGESTS, code_version="test")
     return [f.name for f in files]

@@ -54,6 +54,34 @@ def test_round_trip(db_url, tmp_path, capsys):
     code, out, _ = _run(capsys, "delete", "patient-free 1")
     assert code == 0 and "deleted sample 'patient-free 1' with its 2 image(s)" in out
     assert _run(capsys, "list")[1].startswith("no samples yet")
+    (gone,) = json.loads(_run(capsys, "list", "--deleted", "--json")[1])
+    code, out, _ = _run(capsys, "restore", str(gone["id"]))
+    assert code == 0 and "restored sample 'patient-free 1'" in out
+    assert [s["name"] for s in json.loads(_run(capsys, "list", "--json")[1])] == ["patient-free 1"]
+
+
+def test_purge_needs_yes_and_keeps_the_audit_log(db_url, tmp_path, capsys):
+    from spermlib.samples.service import SampleStore
+    from tests.samples.conftest import save_smids
+
+    store = SampleStore.open(db_url)
+    (file_name,) = save_smids(store, "run1", ["Normal_Sperm"])
+    store.close()
+    assert _run(capsys, "review", "run1", file_name, "--label", "Normal", "--reviewer", "Dr Bob")[0] == 0
+    assert _run(capsys, "delete", "run1")[0] == 0
+    code, _, err = _run(capsys, "purge", "run1")
+    assert code == 2 and "add --yes to confirm" in err
+    code, out, _ = _run(capsys, "purge", "run1", "--yes")
+    assert code == 0 and "purged 1 deleted sample(s) named 'run1'" in out
+    entries = json.loads(_run(capsys, "audit", "--json")[1])
+    assert [e["action"] for e in entries] == ["purge", "delete", "review", "save"]
+    review = entries[2]
+    assert review["actor_display"] == "Dr Bob" and review["actor_subject"].startswith("local:")
+    out_csv = tmp_path / "audit.csv"
+    assert _run(capsys, "audit", "--out", str(out_csv))[0] == 0
+    assert pd.read_csv(out_csv)["action"].tolist() == ["purge", "delete", "review", "save"]
+    code, out, _ = _run(capsys, "audit", "--limit", "1")
+    assert code == 0 and "\texport\t" in out  # the CSV export was itself logged
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -62,6 +90,9 @@ def test_round_trip(db_url, tmp_path, capsys):
     (["export", "nope", "--out", "/no/such/folder/x.csv"], "error: --out /no/such/folder/x.csv: cannot write there"),
     (["add", "s", "--dataset", "smids", "/no/such/image.png"], "error: /no/such/image.png: no such file"),
     (["delete", "nope"], "error: no sample named 'nope'"),
+    (["restore", "7"], "error: no deleted sample with id 7"),
+    (["purge", "nope", "--yes"], "error: no deleted sample named 'nope'"),
+    (["audit", "--out", "audit.txt"], "error: --out audit.txt: the file name must end in .csv"),
 ])
 def test_bad_input_is_one_error_line(db_url, capsys, argv, message):
     code, _, err = _run(capsys, *argv)

@@ -3,22 +3,31 @@ error for a locked, corrupt, newer, unreachable or unusable database."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
+import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from spermlib.errors import SpermlibError
 from spermlib.samples import db as samples_db
-from spermlib.samples.db import SampleStoreError, default_db_url, known_revisions, open_engine, schema_revisions
+from spermlib.samples.db import (
+    SampleStoreError,
+    default_db_url,
+    known_revisions,
+    make_engine,
+    open_engine,
+    schema_revisions,
+    writer,
+)
 from spermlib.samples.models import Base
+from spermlib.samples.service import SampleStore
 from tests.postgres import free_port
+from tests.samples.conftest import ADMIN, save_smids
 
 
 def test_a_fresh_database_is_migrated_to_the_models(db_url):
@@ -26,7 +35,8 @@ def test_a_fresh_database_is_migrated_to_the_models(db_url):
     current, heads = schema_revisions(engine)
     assert current == heads and heads <= known_revisions()
     assert set(inspect(engine).get_table_names()) >= {"samples", "images", "sample_images", "predictions",
-                                                      "reviews", "sample_image_tags", "dataset_image_tags"}
+                                                      "reviews", "sample_image_tags", "dataset_image_tags",
+                                                      "audit_log"}
     with engine.connect() as conn:  # the shipped migrations build exactly what the models declare
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         if engine.dialect.name == "sqlite":
@@ -64,34 +74,51 @@ def _plain_engine(url: str):
     return create_engine(url, poolclass=NullPool)
 
 
-@contextmanager
-def _another_program_locks(url: str) -> Iterator[None]:
-    """Another program holds the write lock: of the whole file (SQLite), of the schema table (PostgreSQL)."""
-    if make_url(url).get_backend_name() == "sqlite":
-        holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        holder.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
-        return
-    with _plain_engine(url).connect() as conn, conn.begin():
-        conn.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
-        yield
-
-
-def test_a_locked_database_gives_one_clear_error(db_url):
-    open_engine(db_url).dispose()
-    with _another_program_locks(db_url), pytest.raises(SampleStoreError, match="locked by another program"):
-        open_engine(db_url, busy_timeout_s=0.2)
-
-
 def test_an_unreachable_server_gives_one_clear_error_without_the_password():
     port = free_port()  # nothing listens on it
     with pytest.raises(SampleStoreError, match="cannot be used") as err:
         open_engine(f"postgresql+psycopg://someone:hunter2@127.0.0.1:{port}/spermlib")
     assert "hunter2" not in str(err.value) and f"someone:***@127.0.0.1:{port}/spermlib" in str(err.value)
+
+
+@contextmanager
+def _another_writer(db_url: str):
+    """Another program's connection holding an open write transaction (an uncommitted insert)."""
+    engine = make_engine(db_url)
+    conn = writer(engine).connect()
+    trans = conn.begin()
+    conn.execute(text("INSERT INTO dataset_image_tags (dataset, path, tag, author, author_subject, created_at) "
+                      "VALUES ('smids', 'x.bmp', 'held', 'other', 'other', :now)"), {"now": datetime.now(timezone.utc)})
+    try:
+        yield
+    finally:
+        trans.rollback()
+        conn.close()
+        engine.dispose()
+
+
+def test_readers_never_wait_for_a_writer(db_url):
+    """With another connection holding a write transaction, listing and reading a sample answer at once."""
+    store = SampleStore.open(db_url)
+    save_smids(store, "batch", ["Normal_Sperm"])
+    with _another_writer(db_url):
+        started = time.monotonic()
+        assert [s.name for s in store.list_samples()] == ["batch"]
+        assert len(store.sample("batch").images) == 1
+        assert store.dataset_tags("smids") == []  # the other's uncommitted row is not seen
+        assert time.monotonic() - started < 1.0
+    store.close()
+
+
+def test_a_writer_waits_for_another_a_bounded_time_then_gives_one_clear_error(db_url):
+    store = SampleStore.open(db_url, busy_timeout_s=0.3)
+    with _another_writer(db_url):
+        started = time.monotonic()
+        with pytest.raises(SampleStoreError, match="locked by another program"):
+            store.tag_dataset_image(ADMIN, "smids", "y.bmp", "blurry")
+        assert time.monotonic() - started < 3.0
+    store.tag_dataset_image(ADMIN, "smids", "y.bmp", "blurry")  # once the other commits or ends, it goes through
+    store.close()
 
 
 def test_an_unusable_url_is_a_user_error():
@@ -101,8 +128,6 @@ def test_an_unusable_url_is_a_user_error():
 
 def test_queries_are_parameterised(store):
     """A name full of SQL is stored and found as plain text (the ORM binds it as a parameter)."""
-    from tests.samples.conftest import save_smids
-
     evil = "x'); DROP TABLE samples; --"
     save_smids(store, evil, ["Normal_Sperm"])
     assert [s.name for s in store.list_samples()] == [evil]

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 from spermlib.data.datasets import get_dataset
 from spermlib.inference.predict import Predictor
 from spermlib.samples.report import DISCLAIMER, build_report, render_html, render_pdf, who_verdict, wilson_share
-from tests.samples.conftest import save_smids
+from tests.samples.conftest import as_reviewer, save_smids
 
 
 def test_wilson_interval_matches_the_textbook_values():
@@ -35,7 +35,7 @@ def _pdf_text(pdf: bytes) -> str:
 def test_report_counts_share_and_reviewed_label_in_pdf_and_html(store):
     files = save_smids(store, "batch", ["Normal_Sperm", "Normal_Sperm", "Abnormal_Sperm", "Non-Sperm"],
                        in_domain=True)
-    store.review("batch", files[0], "Abnormal", "Dr Alice", "bent neck")
+    store.review(as_reviewer("Dr Alice"), store.image_ref("batch", files[0]), "Abnormal", "bent neck")
     predictor = Predictor.from_checkpoints(get_dataset("smids"), "effnet_cbam", folds=[0])
     report = build_report(store, "batch", predictor=predictor)
     # Non-Sperm is left out: 3 cells assessed; by the model 2 of 3 normal, after review 1 of 3.
