@@ -167,6 +167,7 @@ def _as(monkeypatch, actor) -> None:
     import views.auth
 
     monkeypatch.setattr(views.auth, "auth_configured", lambda: True)
+    monkeypatch.setattr(views.auth, "current_actor", lambda: actor)  # app.py's login gate
     monkeypatch.setattr(views.annotations, "auth_configured", lambda: True)
     monkeypatch.setattr(views.annotations, "current_actor", lambda: actor)
 

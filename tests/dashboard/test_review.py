@@ -17,7 +17,6 @@ from spermlib.dashboard.review import (
     tags_table,
     unique_file_names,
 )
-from spermlib.dashboard.text import md_escape
 from spermlib.samples.access import local_actor
 from spermlib.samples.service import DatasetTagRecord, ImageRecord, PredictionRecord, ReviewRecord
 
@@ -62,13 +61,6 @@ def test_download_names_and_csv_downloads_are_safe():
     assert download_name("run 1 (2026)", ".pdf") == "run 1 (2026).pdf"
     assert csv_bytes(pd.DataFrame({"tag": ["=1+2", "@SUM(A1)", "ok"]})).decode().splitlines() == [
         "tag", "'=1+2", "'@SUM(A1)", "ok"]
-
-
-def test_markdown_escape_keeps_user_text_text():
-    assert md_escape("a.bmp` [x](http://e) ![t](http://e/t.png)") == (
-        "a\\.bmp\\` \\[x\\]\\(http://e\\) \\!\\[t\\]\\(http://e/t\\.png\\)")
-    assert md_escape(":red-badge[OUT]\nnew <b>") == ":red\\-badge\\[OUT\\] new \\<b\\>"
-    assert md_escape(3) == "3"
 
 
 def test_tag_filter_keeps_rows_with_a_chosen_tag():
