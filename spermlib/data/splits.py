@@ -82,14 +82,19 @@ def assign_folds(df: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = SPLIT_SEE
 
 
 def check_enough_groups(usable: pd.DataFrame, n_parts: int, what: str, otherwise: str) -> None:
-    """Refuse to split ``usable`` into ``n_parts`` (scikit-learn's grouped splits need one distinct image per
-    part at least) with one :class:`DataError` instead of scikit-learn's traceback."""
+    """Refuse to split ``usable`` into ``n_parts`` with one :class:`DataError` where scikit-learn's stratified
+    grouped split would raise: fewer distinct images than parts, or no class with as many images as parts."""
     if n_parts < 2:
         raise DataError(f"{what} needs at least 2 parts (got {n_parts})")
     n_groups = usable["group"].nunique()
     if n_groups < n_parts:
         raise DataError(f"{what} needs at least {n_parts} distinct usable images; there are {n_groups} "
                         f"({len(usable)} file(s), pixel-identical copies counted once); add images or {otherwise}")
+    per_class = usable["label"].value_counts()
+    if (per_class < n_parts).all():
+        listed = ", ".join(f"{label!r} has {n}" for label, n in per_class.sort_index().items())
+        raise DataError(f"{what} needs at least {n_parts} usable images in some class ({listed}); add images or "
+                        f"{otherwise}")
 
 
 def check_fold_counts(df: pd.DataFrame, n_folds: int = N_FOLDS, val_fraction: float = INNER_VAL_FRACTION) -> None:
