@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spermlib.archs import ARCHS, DEFAULT_ARCH
+from spermlib.errors import SpermlibError
 
 if TYPE_CHECKING:  # annotations only: these modules pull in torch
     from spermlib.data.imageio import ImageSource
@@ -60,11 +61,17 @@ def _shared_predictor(dataset: str, arch: str) -> Predictor:
     return load_predictor(dataset, arch)
 
 
-def _is_single(images: Any) -> bool:
-    import numpy as np
-    from PIL import Image
+def _sources(images: Any) -> list:
+    """``images`` as a list of sources: one image alone, or the items of a sequence (each checked when decoded);
+    anything else (``None``, a number) is a :class:`~spermlib.errors.SpermlibError` naming what is accepted."""
+    from spermlib.data.imageio import ACCEPTED_SOURCES, is_image_source
 
-    return isinstance(images, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray))
+    if is_image_source(images):
+        return [images]
+    if isinstance(images, Iterable):
+        return list(images)
+    raise SpermlibError(f"predict takes an image or a list of images, each {ACCEPTED_SOURCES}; "
+                        f"got {type(images).__name__}")
 
 
 def _name(source: Any, i: int) -> str:
@@ -80,9 +87,11 @@ def predict(images: ImageSource | Sequence[ImageSource], dataset: str = DEFAULT_
     Each image is a path, encoded bytes, a binary file object, a ``PIL.Image`` or an ``H×W×3 uint8``
     numpy array. Returns one :class:`~spermlib.inference.predict.Prediction` per image, in order
     (``label``, ``display``, ``confidence``, ``probabilities``, ``agreement`` of the folds); an image
-    that cannot be decoded gets its ``error`` instead, and the others still run.
+    that cannot be decoded (or is not an image at all, e.g. ``None``) gets its ``error`` instead, and the others
+    still run. ``images`` that is neither an image nor a sequence of them is a
+    :class:`spermlib.errors.SpermlibError`.
     """
-    sources = [images] if _is_single(images) else list(images)
+    sources = _sources(images)
     predictor = predictor or _shared_predictor(dataset, arch)
     return predictor.predict_sources(sources, [_name(s, i) for i, s in enumerate(sources)], keep_inputs=False)
 

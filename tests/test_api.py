@@ -85,6 +85,27 @@ def test_single_image_and_bad_items(predictor):
     assert "H×W×3 uint8" in bad_array.error and bad_array.label is None
 
 
+@pytest.mark.parametrize("images", [None, 7], ids=["None", "int"])
+def test_predict_of_what_is_not_an_image_is_one_error_naming_the_accepted_kinds(predictor, images):
+    with pytest.raises(spermlib.SpermlibError, match=r"predict takes an image or a list of images, each a path, "
+                                                     rf"encoded bytes, .* got {type(images).__name__}"):
+        spermlib.predict(images, predictor=predictor)
+
+
+def test_a_none_in_a_list_is_that_items_error_and_the_rest_are_classified(predictor):
+    (one,) = spermlib.predict(SAMPLE, predictor=predictor)
+    good, nothing, number, again = spermlib.predict([SAMPLE, None, 7, str(SAMPLE)], predictor=predictor)
+    assert good.error is None and again.error is None and again.label == one.label
+    assert nothing.path == "image 2" and "not an image" in nothing.error and "NoneType" in nothing.error
+    assert nothing.label is None and "int" in number.error
+
+
+def test_a_binary_file_object_is_one_image_not_a_list_of_lines(predictor):
+    (one,) = spermlib.predict(SAMPLE, predictor=predictor)
+    (from_file,) = spermlib.predict(io.BytesIO(SAMPLE.read_bytes()), predictor=predictor)
+    assert from_file.error is None and from_file.probabilities == pytest.approx(one.probabilities, abs=1e-6)
+
+
 def test_explain_class_idx_and_bad_input(predictor):
     exp = spermlib.explain(np.asarray(Image.open(SAMPLE).convert("RGB")), predictor=predictor, class_idx=3)
     assert exp.class_idx == 3 and exp.gradcam.shape == exp.rgb.shape[:2]

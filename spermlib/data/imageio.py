@@ -25,6 +25,7 @@ MAX_PIXELS = 40_000_000
 
 # A file (path, bytes, binary file object) or an image already in memory (PIL, H×W×3 uint8 array).
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]  # noqa: UP007 - a runtime alias
+ACCEPTED_SOURCES = "a path, encoded bytes, a binary file object, a PIL.Image or an H×W×3 uint8 numpy array"
 
 
 class ImageError(SpermlibError):
@@ -34,6 +35,12 @@ class ImageError(SpermlibError):
         self.name = name
         self.reason = reason
         super().__init__(f"{name}: {reason}")
+
+
+def is_image_source(source: object) -> bool:
+    """Whether ``source`` is one of the kinds :func:`load_rgb` decodes (a file object: anything with ``read``)."""
+    return isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)) or callable(
+        getattr(source, "read", None))
 
 
 def _source_name(source: ImageSource, name: str | None) -> str:
@@ -46,12 +53,17 @@ def _source_name(source: ImageSource, name: str | None) -> str:
     return getattr(source, "name", None) or getattr(source, "filename", None) or "<uploaded image>"
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode → 8-bit RGB. 16-bit and float greyscale are rescaled, not clipped."""
+def _to_rgb(img: Image.Image, label: str) -> Image.Image:
+    """Any PIL mode → 8-bit RGB. 16-bit and float greyscale are rescaled, not clipped; a float image with NaN
+    or infinite pixels has no range to rescale (it came out black) and is refused."""
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ImageError(label, f"the image contains NaN or infinite pixel values ({bad:,} of {arr.size:,} "
+                                    "pixels); export it with finite values")
         lo, hi = float(arr.min()), float(arr.max())
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
@@ -72,6 +84,8 @@ def load_rgb(source: ImageSource, name: str | None = None, max_pixels: int = MAX
     complete, decodable image of sane size.
     """
     label = _source_name(source, name)
+    if not is_image_source(source):
+        raise ImageError(label, f"not an image: expected {ACCEPTED_SOURCES}, got {type(source).__name__}")
     if isinstance(source, np.ndarray):
         source = _array_image(source, label)
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -118,7 +132,7 @@ def _checked_rgb(img: Image.Image, label: str, max_pixels: int) -> Image.Image:
     if w * h > max_pixels:
         raise ImageError(label, f"the image is too large ({w}x{h} = {w * h:,} pixels; limit {max_pixels:,})")
     img.load()
-    return _to_rgb(ImageOps.exif_transpose(img)).copy()
+    return _to_rgb(ImageOps.exif_transpose(img), label).copy()
 
 
 def _array_image(arr: np.ndarray, label: str) -> Image.Image:

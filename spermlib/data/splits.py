@@ -71,13 +71,30 @@ def assign_folds(df: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = SPLIT_SEE
     df.loc[df["pixel_sha256"] == "", "excluded"] = UNREADABLE
     df["fold"] = -1
     usable = df["excluded"] == ""
+    sub = df[usable]
+    check_enough_groups(sub, n_folds, f"{n_folds}-fold cross-validation", "pass a smaller --folds")
     from sklearn.model_selection import StratifiedGroupKFold  # here: pages read manifests, scikit-learn costs 0.8 s
 
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    sub = df[usable]
     for k, (_, test_idx) in enumerate(sgkf.split(sub, sub["label"], groups=sub["group"])):
         df.loc[sub.index[test_idx], "fold"] = k
     return df[MANIFEST_COLUMNS]
+
+
+def check_enough_groups(usable: pd.DataFrame, n_parts: int, what: str, otherwise: str) -> None:
+    """Refuse to split ``usable`` into ``n_parts`` with one :class:`DataError` where scikit-learn's stratified
+    grouped split would raise: fewer distinct images than parts, or no class with as many images as parts."""
+    if n_parts < 2:
+        raise DataError(f"{what} needs at least 2 parts (got {n_parts})")
+    n_groups = usable["group"].nunique()
+    if n_groups < n_parts:
+        raise DataError(f"{what} needs at least {n_parts} distinct usable images; there are {n_groups} "
+                        f"({len(usable)} file(s), pixel-identical copies counted once); add images or {otherwise}")
+    per_class = usable["label"].value_counts()
+    if (per_class < n_parts).all():
+        listed = ", ".join(f"{label!r} has {n}" for label, n in per_class.sort_index().items())
+        raise DataError(f"{what} needs at least {n_parts} usable images in some class ({listed}); add images or "
+                        f"{otherwise}")
 
 
 def check_fold_counts(df: pd.DataFrame, n_folds: int = N_FOLDS, val_fraction: float = INNER_VAL_FRACTION) -> None:
@@ -145,6 +162,8 @@ def fold_parts(
     if len(test) == 0:
         raise DataError(f"fold {fold} has no images")
     n_inner = max(2, round(1 / val_fraction))
+    check_enough_groups(rest, n_inner, f"the inner-validation split of fold {fold}'s training part",
+                        "use a larger validation fraction")
     from sklearn.model_selection import StratifiedGroupKFold
 
     sgkf = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed + 1000 + fold)

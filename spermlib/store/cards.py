@@ -2,8 +2,9 @@
 
 A checkpoint is ``<checkpoints>/<dataset>/<arch>/fold<K>.safetensors`` (fp16 weights) plus
 ``fold<K>.json`` (the card: arch, backbone, classes, input size, normalisation, split manifest hash,
-recipe, metrics). Loading and saving weights is :mod:`spermlib.store.checkpoints`. :func:`listed_datasets`:
-the datasets the app offers (the built-in ones, and every registered own dataset with checkpoints).
+recipe, metrics; its schema, checked on every read and write, is :mod:`spermlib.store.card_schema`).
+Loading and saving weights is :mod:`spermlib.store.checkpoints`. :func:`listed_datasets`: the datasets the
+app offers (the built-in ones, and every registered own dataset with checkpoints).
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ import hashlib
 import json
 from pathlib import Path
 
-from spermlib.archs import ARCHS, check_arch
+from spermlib.archs import ARCHS
 from spermlib.data.datasets import DATASETS, DatasetSpec, registered_datasets
-from spermlib.errors import SpermlibError
+from spermlib.fileio import write_text
+from spermlib.store.card_schema import (
+    CARD_VERSION,
+    REQUIRED_CARD_KEYS,
+    CheckpointError,
+    card_label,
+    file_fold,
+    read_card_file,
+    validate_card,
+)
 from spermlib.store.paths import default_checkpoints_dir
 
-CARD_VERSION = 1
-REQUIRED_CARD_KEYS = ("arch", "backbone", "classes", "input_size", "mean", "std", "dataset", "fold")
-
-
-class CheckpointError(SpermlibError):
-    """A checkpoint that is missing, not safetensors, or inconsistent with its card."""
+__all__ = ["CARD_VERSION", "REQUIRED_CARD_KEYS", "CheckpointError", "checkpoint_path", "arch_dir", "available_folds",
+           "archs_with_checkpoints", "listed_datasets", "card_path", "file_sha256", "fold_cards", "trained_on",
+           "training_devices", "read_card", "set_card_field", "write_card"]
 
 
 def checkpoint_path(dataset: str | DatasetSpec, arch: str, fold: int, root: Path | None = None) -> Path:
@@ -93,34 +100,31 @@ def training_devices(cards) -> str | None:
 
 
 def read_card(path: Path) -> dict:
+    """The card of checkpoint ``path`` (or the card file itself), as written, once it passes the schema
+    (:mod:`spermlib.store.card_schema`); any violation is one ``CheckpointError`` naming the file and the field."""
     cpath = card_path(path)
     if not cpath.is_file():
-        raise CheckpointError(f"{cpath} (the checkpoint's card) is missing")
-    try:
-        card = json.loads(cpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cpath} is not valid JSON ({err})") from None
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise CheckpointError(f"{cpath} lacks {missing}")
-    try:
-        check_arch(card["arch"])
-    except ValueError as err:
-        raise CheckpointError(f"{cpath}: {err}") from None
-    if not isinstance(card["classes"], list) or len(card["classes"]) < 2:
-        raise CheckpointError(f"{cpath}: 'classes' must list at least two class names")
-    return card
+        raise CheckpointError(f"{card_label(cpath)} (the checkpoint's card) is missing")
+    return read_card_file(cpath)
 
 
 def set_card_field(weights_path: Path, key: str, value: object) -> None:
     """Set (or, with ``None``, remove) one field of a checkpoint's card, e.g. a temperature fitted after
-    training. The weights and their sha256 are untouched; a retrain rewrites the card without it."""
+    training. The weights and their sha256 are untouched; a retrain rewrites the card without it. The card
+    must pass the schema before and after (an out-of-range value is refused, never written)."""
     cpath = card_path(weights_path)
-    card = json.loads(cpath.read_text())
     if key in REQUIRED_CARD_KEYS:
         raise CheckpointError(f"{key!r} is part of what the checkpoint is; retrain instead of editing it")
+    card = dict(read_card(cpath))
     if value is None:
         card.pop(key, None)
     else:
         card[key] = value
-    cpath.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    write_card(cpath, card)
+
+
+def write_card(cpath: Path, card: dict) -> None:
+    """Write a card file atomically, as JSON exactly as it will be read back, once that passes the schema."""
+    text = json.dumps(card, indent=2, sort_keys=False) + "\n"
+    validate_card(json.loads(text), card_label(cpath), file_fold(cpath))
+    write_text(cpath, text)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import timm
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from spermlib.fileio import atomic_path
 from spermlib.models import build_model
+from spermlib.store.card_schema import card_fault, card_label, file_fold, validate_card
 from spermlib.store.cards import (
     CARD_VERSION,
-    REQUIRED_CARD_KEYS,
     CheckpointError,
     arch_dir,
     available_folds,
@@ -28,6 +30,7 @@ from spermlib.store.cards import (
     fold_cards,
     read_card,
     trained_on,
+    write_card,
 )
 
 # Path and card helpers live in store.cards (torch-free); re-exported so one import serves loaders.
@@ -53,33 +56,34 @@ def round_to_fp16_(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(model: nn.Module, card: dict, path: Path) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` card; returns the weights path."""
+    """Write ``path`` (.safetensors) and its ``.json`` card, each atomically; returns the weights path. A card
+    the schema refuses is refused before anything is written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise CheckpointError(f"card lacks {missing}")
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(fp16_state(model), str(tmp), metadata={"format": "pt", "arch": card["arch"]})
-    tmp.replace(path)
-    full_card = {"card_version": CARD_VERSION, **card, "weights_sha256": file_sha256(path)}
-    card_path(path).write_text(json.dumps(full_card, indent=2, sort_keys=False) + "\n")
+    unhashed = {"card_version": CARD_VERSION, **card, "weights_sha256": "0" * 64}
+    validate_card(json.loads(json.dumps(unhashed)), card_label(card_path(path)), file_fold(path))
+    with atomic_path(path) as tmp:
+        save_file(fp16_state(model), str(tmp), metadata={"format": "pt", "arch": card["arch"]})
+    write_card(card_path(path), {**unhashed, "weights_sha256": file_sha256(path)})
     return path
 
 
 def load_checkpoint(path: Path, verify_hash: bool = True) -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint (float32, eval mode) and return it with its card."""
+    """Rebuild the model of a checkpoint (float32, eval mode) and return it with its card: a card that passes
+    the schema, vouches for these weights (sha256) and describes them (backbone, one head output per class)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} not found")
     card = read_card(path)
-    if verify_hash and card.get("weights_sha256") and card["weights_sha256"] != file_sha256(path):
-        raise CheckpointError(f"{path} does not match the sha256 in its card (file changed or corrupt)")
+    if verify_hash and card["weights_sha256"] != file_sha256(path):
+        raise CheckpointError(f"{path} does not match the weights_sha256 of its card {card_label(card_path(path))} "
+                              "(file changed or corrupt)")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a safetensors file ({err}); pickled checkpoints are refused") from None
-    model = build_model(card["arch"], len(card["classes"]), card["backbone"])
+    model = _model_of(card, path)
+    _check_head(model, state, card, path)
     expected = model.state_dict()
     bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     extra = [k for k in state if k not in expected]
@@ -90,3 +94,20 @@ def load_checkpoint(path: Path, verify_hash: bool = True) -> tuple[nn.Module, di
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return model.eval(), card
+
+
+def _model_of(card: dict, path: Path) -> nn.Module:
+    """The untrained model the card describes; a backbone the model factory does not know is the card's fault."""
+    if card["arch"] != "simplecnn" and not timm.is_model(card["backbone"]):
+        raise card_fault(card_path(path), "backbone", card["backbone"])
+    return build_model(card["arch"], len(card["classes"]), card["backbone"])
+
+
+def _check_head(model: nn.Module, state: dict[str, torch.Tensor], card: dict, path: Path) -> None:
+    """The card's classes against the weights: the classifier has one output per class."""
+    head = model.get_classifier()
+    key = next((f"{name}.weight" for name, module in model.named_modules() if module is head), None)
+    if key in state and state[key].ndim == 2 and state[key].shape[0] != len(card["classes"]):
+        raise card_fault(card_path(path), "classes", card["classes"],
+                         f"must name one class per output of the weights' head ({state[key].shape[0]} outputs, "
+                         f"{len(card['classes'])} names)")

@@ -16,7 +16,7 @@ def _card(root, dataset, arch, fold, commit, created, version="0.1.0"):
     path.write_text(json.dumps({
         "card_version": 1, "dataset": dataset, "fold": fold, "arch": arch, "backbone": "b", "classes": classes,
         "input_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "git_commit": commit, "spermlib_version": version,
-        "created": created}))
+        "created": created, "weights_sha256": f"{fold}" * 64}))
 
 
 def test_versions_per_dataset_and_arch_from_the_cards(tmp_path):

@@ -370,3 +370,29 @@ def test_pixel_sha256_includes_the_shape(rgb_array: np.ndarray) -> None:
     same_bytes = rgb_array.reshape(40, 30, 3)
     assert same_bytes.tobytes() == rgb_array.tobytes()
     assert pixel_sha256(same_bytes) != pixel_sha256(rgb_array)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("via", ["path", "bytes"])
+def test_float_tiff_with_nan_or_inf_is_an_image_error_not_a_black_image(tmp_path: Path, bad: float, via: str) -> None:
+    pixels = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    pixels[3, 4] = bad
+    path = tmp_path / "scan.tif"
+    Image.fromarray(pixels, "F").save(path)
+    source = str(path) if via == "path" else path.read_bytes()
+    expect_error(source, str(path) if via == "path" else "<uploaded image>", "contains nan or infinite pixel values",
+                 "1 of 64")
+
+
+def test_finite_float_tiff_is_rescaled_as_before(tmp_path: Path) -> None:
+    pixels = np.linspace(-2.0, 6.0, 64, dtype=np.float32).reshape(8, 8)
+    path = tmp_path / "scan.tif"
+    Image.fromarray(pixels, "F").save(path)
+    rgb = load_rgb_array(path)
+    assert rgb.shape == (8, 8, 3) and rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255  # min → 0, max → 255
+
+
+@pytest.mark.parametrize("source", [None, 7, 3.5, ["a.png"]], ids=["None", "int", "float", "list"])
+def test_what_is_not_an_image_source_is_an_image_error_naming_the_accepted_kinds(source) -> None:
+    expect_error(source, "photo", "not an image", "a path, encoded bytes", type(source).__name__.lower(),
+                 name="photo")

@@ -174,3 +174,21 @@ def test_regenerated_built_in_splits_are_byte_identical_to_the_committed_ones(
     committed = Path(__file__).resolve().parents[2] / "splits" / f"{name}.csv"
     assert out.read_bytes() == committed.read_bytes()
     pd.testing.assert_frame_equal(read_manifest(out), read_manifest(committed))
+
+
+@pytest.mark.parametrize("per_class,folds", [(1, "5"), (1, "2"), (10, "1")],
+                         ids=["two images, five folds", "two images, two folds", "one fold"])
+def test_a_dataset_too_small_to_split_is_one_message_not_a_traceback(tmp_path: Path, registry: Path,
+                                                                     capsys: pytest.CaptureFixture, per_class: int,
+                                                                     folds: str) -> None:
+    root = own_folder(tmp_path, per_class=per_class)
+    assert _splits(root, tmp_path / "m.csv", "--folds", folds) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    assert not (tmp_path / "m.csv").exists() and not registry.exists()
+
+
+def test_two_images_name_what_five_folds_need(tmp_path: Path, registry: Path) -> None:
+    with pytest.raises(DataError, match="5-fold cross-validation needs at least 5 distinct usable images; there are 2"):
+        assign_folds(hash_images(get_dataset(str(own_folder(tmp_path, per_class=1))), tmp_path / "MyLab"))

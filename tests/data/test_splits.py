@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from spermlib.cli import main
-from spermlib.data.datasets import PROJECT_ROOT, SAMPLE_DATA_ROOT, DatasetSpec, get_dataset, list_images
+from spermlib.data.datasets import PROJECT_ROOT, SAMPLE_DATA_ROOT, DataError, DatasetSpec, get_dataset, list_images
 from spermlib.data.splits import (
     CONFLICT,
     MANIFEST_COLUMNS,
@@ -427,3 +427,10 @@ def test_cli_module_runs_as_subprocess(tmp_path: Path) -> None:
     m = read_manifest(out)
     assert len(m) == 80 and set(m["fold"]) == set(range(N_FOLDS))
     assert "80 images" in proc.stdout
+
+
+def test_fold_parts_of_a_training_part_too_small_for_its_inner_split_is_a_data_error(
+        synthetic_manifest: pd.DataFrame) -> None:
+    tiny = synthetic_manifest[synthetic_manifest["fold"] >= 0].groupby("fold").head(1)  # 4 training images a fold
+    with pytest.raises(DataError, match="inner-validation split of fold 0's training part needs at least 7"):
+        fold_parts(tiny, 0)

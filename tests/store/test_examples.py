@@ -12,11 +12,12 @@ from spermlib.store.examples import Example, example_path, is_current, read_exam
 from spermlib.store.results import ResultsError
 
 EXAMPLE = Example("hushem", "effnet_cbam", "01_Normal/x.BMP", 2, "01_Normal", "01_Normal", 0.9)
+DIGEST_1, DIGEST_2 = "1" * 64, "2" * 64  # the sha256 of two trainings' weights
 
 
 def _card(checkpoints, digest):
-    card = {"arch": "effnet_cbam", "backbone": "b", "classes": ["a", "b"], "input_size": 8, "mean": [0], "std": [1],
-            "dataset": "hushem", "fold": 2, "weights_sha256": digest}
+    card = {"arch": "effnet_cbam", "backbone": "tf_efficientnet_lite0", "classes": ["a", "b"], "input_size": 224,
+            "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "hushem", "fold": 2, "weights_sha256": digest}
     path = checkpoint_path("hushem", "effnet_cbam", 2, checkpoints).with_suffix(".json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(card))
@@ -26,8 +27,8 @@ def _card(checkpoints, digest):
 def stored(tmp_path):
     rng = np.random.default_rng(0)
     panels = [(f"panel {i}", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for i in range(3)]
-    write_example(EXAMPLE, panels, "digest-1", {"device": "cpu"}, tmp_path / "results")
-    _card(tmp_path / "checkpoints", "digest-1")
+    write_example(EXAMPLE, panels, DIGEST_1, {"device": "cpu"}, tmp_path / "results")
+    _card(tmp_path / "checkpoints", DIGEST_1)
     return tmp_path, panels
 
 
@@ -44,7 +45,7 @@ def test_a_retrained_checkpoint_makes_the_example_stale(stored):
     base, _ = stored
     got = read_example("hushem", base / "results")
     assert is_current(got, base / "checkpoints")
-    _card(base / "checkpoints", "digest-2")
+    _card(base / "checkpoints", DIGEST_2)
     assert not is_current(got, base / "checkpoints")
     assert not is_current(got, base / "no_checkpoints")
 

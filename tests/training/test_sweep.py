@@ -46,7 +46,8 @@ def _card(out: Path, name: str, fold: int, f1: float, nll: float = 0.5) -> None:
     path.write_bytes(f"{name}-{fold}".encode())  # stands in for the weights: selection copies, never loads them
     card = {"arch": "simplecnn", "backbone": "x", "classes": list(HUSHEM.class_dirs), "input_size": 32,
             "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "hushem", "fold": fold, "split_sha256": "s",
-            "best_epoch": 1, "training_seconds": 1.0, "inner_val": {"accuracy": f1, "macro_f1": f1, "nll": nll}}
+            "best_epoch": 1, "training_seconds": 1.0, "inner_val": {"accuracy": f1, "macro_f1": f1, "nll": nll},
+            "weights_sha256": f"{fold}" * 64}
     path.with_suffix(".json").write_text(json.dumps(card))
 
 

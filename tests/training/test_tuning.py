@@ -26,7 +26,7 @@ def _write_cards(root: Path, folds: dict[int, float], sha: str = "abc", arch: st
                 "classes": list(HUSHEM.class_dirs), "mean": [0.5] * 3, "std": [0.5] * 3, "dataset": "hushem",
                 "fold": k, "split_sha256": sha, "n_inner_val": 26, "best_epoch": 10 + k, "training_seconds": 120,
                 "recipe": {"batch_size": 32, "epochs": 40, "lr": 1e-3, "input_size": 0, **recipe},
-                "inner_val": {"accuracy": f1 + 0.01, "macro_f1": f1}}
+                "inner_val": {"accuracy": f1 + 0.01, "macro_f1": f1}, "weights_sha256": f"{k}" * 64}
         (d / f"fold{k}.json").write_text(json.dumps(card))
     return root
 
