@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spermlib.fileio import atomic_path
 from spermlib.store.cards import CheckpointError, checkpoint_path, read_card
 from spermlib.store.results import ResultsError, dataset_results_dir, write_json
 
@@ -64,7 +65,8 @@ def write_example(example: Example, panels: list[tuple[str, np.ndarray]], weight
     names = []
     for i, (caption, rgb) in enumerate(panels):
         name = f"panel{i}.png"
-        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(folder / name, optimize=True)
+        with atomic_path(folder / name) as tmp:  # the format by name: the temporary file has no .png
+            Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG", optimize=True)
         names.append({"file": name, "caption": caption})
     return write_json(target, {"example": asdict(example), "panels": names, "weights_sha256": weights_sha256,
                                "inference": inference, "command": f"spermlib example --dataset "
