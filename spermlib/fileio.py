@@ -15,8 +15,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spermlib.errors import SpermlibError
+
+if TYPE_CHECKING:
+    import pandas
 
 
 class OutputError(SpermlibError):
@@ -62,3 +66,22 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically; returns ``path``."""
     return write_bytes(path, text.encode(encoding))
+
+
+# What a spreadsheet reads as the start of a formula (OWASP, CSV injection): such a cell gets a leading "'".
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_frame(frame: pandas.DataFrame) -> pandas.DataFrame:
+    """A copy of ``frame`` whose text cells cannot run as formulas when the CSV is opened in a spreadsheet: a
+    string starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``."""
+    import pandas  # here: writing a file needs no pandas
+
+    def safe(value: object) -> object:
+        return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+    out = frame.copy()
+    for column in out.columns:
+        if pandas.api.types.is_object_dtype(out[column]) or pandas.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(safe)
+    return out
