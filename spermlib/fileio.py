@@ -83,5 +83,5 @@ def csv_safe_frame(frame: pandas.DataFrame) -> pandas.DataFrame:
     out = frame.copy()
     for column in out.columns:
         if pandas.api.types.is_object_dtype(out[column]) or pandas.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(safe)
+            out[column] = out[column].map(safe, na_action="ignore")
     return out

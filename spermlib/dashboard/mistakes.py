@@ -127,7 +127,7 @@ class FoldExplanation:
 def missing_images_notice(missing: int, listed: int, spec: DatasetSpec, root: Path) -> str:
     """Why ``missing`` of the ``listed`` images have no thumbnail. The data folder is named by its dataset and
     as :func:`~spermlib.dashboard.resources.shown_path` shows it, never by the server's absolute path."""
-    return (f"{missing} of {listed} listed images are not in this installation's {spec.title} data folder "
+    return (f"{missing} of {listed} listed images are not in this installation's {spec.folder} data folder "
             f"(`{shown_path(root)}`): these results were computed on images it does not have (e.g. the full "
             "dataset, while only the bundled sample is here). They stay in the table and the CSV but have no "
             "thumbnail. Point $SPERM_DATA_DIR at the full dataset to see them.")
