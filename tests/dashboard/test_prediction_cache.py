@@ -76,7 +76,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_become_text():
     frame = pd.DataFrame({"file": ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "ok.png", None],
                           "confidence": [0.5, -0.25, 1.0, 0.0, 0.1, 0.2, 0.3, 0.4]})
     safe = csv_safe_frame(frame)
-    assert safe["file"].iloc[:7].tolist() == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "ok.png"]
+    assert safe["file"].iloc[:7].tolist() == ["'=cmd|' /C calc'!A0", "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx",
+                                              "ok.png"]
     assert pd.isna(safe["file"].iloc[7])  # a missing cell stays missing
     assert safe["confidence"].tolist() == frame["confidence"].tolist()  # numbers stay numbers
     assert frame["file"].iloc[0].startswith("=")  # the frame itself is unchanged

@@ -361,7 +361,8 @@ def test_overlay_names_keep_the_extension_only_where_names_would_clash():
 
     assert cam_file_names(["/d/x/a.png"]) == [Path("a_gradcampp.png")]
     assert cam_file_names(["/d/a.png", "/d/a.bmp", "/d/s/a.png", "/d/a.png"]) == [
-        Path("a.png_gradcampp.png"), Path("a.bmp_gradcampp.png"), Path("s/a_gradcampp.png"), Path("a.png_gradcampp.png")]
+        Path("a.png_gradcampp.png"), Path("a.bmp_gradcampp.png"), Path("s/a_gradcampp.png"),
+        Path("a.png_gradcampp.png")]
 
 
 @pytest.fixture

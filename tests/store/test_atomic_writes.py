@@ -46,8 +46,8 @@ def _example(tmp_path, version):
 
 
 def _detector(tmp_path, version):
-    return write_detector(tmp_path / "fold0.safetensors",
-                          StoredDetector({"mean": np.full(3, version, np.float32)}, {"method": "m", "version": version}))
+    stored = StoredDetector({"mean": np.full(3, version, np.float32)}, {"method": "m", "version": version})
+    return write_detector(tmp_path / "fold0.safetensors", stored)
 
 
 WRITERS = {"results JSON": _json, "OOF CSV": _oof, "robustness fold": _robustness, "embedding cache": _embedding,
