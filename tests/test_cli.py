@@ -172,7 +172,7 @@ def _raising(exc: BaseException):
     (ImageError("cell.png", "not a recognised image format"), ("cell.png: not a recognised",)),
     (DataError("no data under /d"), ("no data under /d",)),
     (PermissionError(13, "Permission denied", "/results/hushem/metrics.json"),
-     ("error: /results/hushem/metrics.json: Permission denied",)),
+     ("error: /results/hushem/metrics.json: permission denied",)),  # fileio.describe_os_error's words
     (FileNotFoundError("split manifest s.csv not found; create it with …"), ("split manifest s.csv not found",)),
 ])
 def test_every_user_facing_error_is_one_line(monkeypatch, capsys, exc, words):

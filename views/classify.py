@@ -3,9 +3,11 @@
 An upload is classified by the fold ensemble; a bundled sample by the one fold model that never saw it
 (the others trained on it: see spermlib.dashboard.samples). All decisions (decoding, warnings, which model,
 the normal-forms share, the table) live in spermlib.dashboard.triage and .samples; this page only lays
-them out. Predictions and explanations are cached by image content and model (st.cache_data), so moving
-the opacity slider does not recompute them. Query parameters ``?dataset=…&arch=…&sample=…`` preselect
-inputs (shareable links; ``arch=all`` shows every model side by side; the browser tests use them too).
+them out. Predictions and explanations are cached by image content and model (in the process's prediction
+cache, bounded in bytes), so moving the opacity slider does not recompute them. An upload of more files
+than the server allows (``$SPERMLIB_MAX_UPLOAD_FILES``) is refused with one message. Query parameters
+``?dataset=…&arch=…&sample=…`` preselect inputs (shareable links; ``arch=all`` shows every model side by side;
+the browser tests use them too).
 """
 
 from __future__ import annotations
@@ -41,24 +43,24 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def _classify(dataset: str, archs: tuple[str, ...], checkpoints_dir: str, names: tuple[str, ...],
               digests: tuple[str, ...], routes: dict[str, list[samples.Route]], tta: bool,
-              _predictors: dict, _inputs: list[triage.ImageInput]
-              ) -> dict[str, list[triage.ArchResult | None]]:
-    """Cached by content (names + sha256 digests), model (routes) and test-time augmentation; the unhashed
-    ``_`` arguments carry the objects."""
-    return triage.classify_inputs(
-        _predictors, _inputs, get_dataset(dataset), routes,
-        fold_predictor=lambda arch, fold: get_fold_predictor(dataset, arch, fold).with_tta(tta))
+              predictors: dict, inputs: list[triage.ImageInput]) -> dict[str, list[triage.ArchResult | None]]:
+    """Cached by content (names + sha256 digests), model (routes) and test-time augmentation, in the process's
+    prediction cache (bounded in bytes: ``resources.prediction_cache``)."""
+    key = ("classify", dataset, archs, checkpoints_dir, names, digests,
+           tuple((arch, tuple(r)) for arch, r in sorted(routes.items())), tta)
+    return resources.prediction_cache().get_or_compute(key, lambda: triage.classify_inputs(
+        predictors, inputs, get_dataset(dataset), routes,
+        fold_predictor=lambda arch, fold: get_fold_predictor(dataset, arch, fold).with_tta(tta)))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def _explain(dataset: str, arch: str, fold: int | None, checkpoints_dir: str, digest: str, class_idx: int,
-             _predictor, _image: np.ndarray):
-    """Grad-CAM++ (and the CBAM map) for one image by ``_predictor`` (the fold-``fold`` model alone, or the
-    ensemble when ``fold`` is None)."""
-    return vm.explain(_predictor, _image, class_idx)
+             predictor, image: np.ndarray):
+    """Grad-CAM++ (and the CBAM map) for one image by ``predictor`` (the fold-``fold`` model alone, or the
+    ensemble when ``fold`` is None), in the process's prediction cache."""
+    key = ("explain", dataset, arch, fold, checkpoints_dir, digest, class_idx)
+    return resources.prediction_cache().get_or_compute(key, lambda: vm.explain(predictor, image, class_idx))
 
 
 @st.cache_data(show_spinner=False)
@@ -127,7 +129,8 @@ spec = dataset_picker("classify_dataset")
 archs = resources.installed_archs(spec.name)  # the paper's model first, the weakest last
 if not archs:
     st.info(
-        f"No trained checkpoints for {spec.title} in `{resources.default_checkpoints_dir()}`. Train the fold models "
+        f"No trained checkpoints for {spec.title} in `{resources.shown_path(resources.default_checkpoints_dir())}`. "
+        "Train the fold models "
         "with "
         f"`spermlib train --dataset {spec.name} --arch effnet_cbam --fold all` "
         "(add `--data-dir ../shared/data` for the full data; see docs/getting-started.md), then reload this page."
@@ -167,6 +170,9 @@ picked = st.multiselect("…or pick bundled samples", sample_paths, key="classif
                         help="Each sample is classified by the fold model that never saw it in training; "
                              "uploads by the ensemble of all fold models.")
 
+if too_many := vm.too_many_uploads(len(uploads or [])):
+    st.error(too_many)
+    st.stop()
 items = [(f.name, f.getvalue()) for f in uploads or []]
 items += [(p, (resources.sample_root(spec.name) / p).read_bytes()) for p in picked]
 if not items:
@@ -228,7 +234,7 @@ st.dataframe(table, hide_index=True, width="stretch", column_order=triage.SHOWN_
              column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                           format="%.2f")})
 st.caption("The CSV adds each class's probability and the fold models' agreement.")
-st.download_button("Download results (CSV)", triage.to_csv_bytes(table), file_name=f"classify_{spec.name}.csv",
+st.download_button("Download results (CSV)", vm.results_csv(table), file_name=f"classify_{spec.name}.csv",
                    mime="text/csv", key="classify_download")
 save_as_sample(spec, inputs, results, predictors)
 

@@ -33,11 +33,13 @@ from views.common import Tile, cached_oofs, data_root_or_error, dataset_picker, 
 PAGE_SIZE = 24
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def explain_image(_predictor, dataset: str, arch: str, checkpoints: str, image_path: str, fold: int,
-                  class_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Grad-CAM++ overlay (and CBAM overlay) of the fold-``fold`` model for one image file."""
-    return vm.explained_overlays(_predictor, image_path, fold, class_idx)
+def explain_image(predictor, dataset: str, arch: str, checkpoints: str, image_path: str, fold: int,
+                  class_idx: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Grad-CAM++ overlay (and CBAM overlay) of the fold-``fold`` model for one image file (``name``: its path
+    relative to the data root, what a message about it shows), in the process's prediction cache."""
+    key = ("mistakes", dataset, arch, checkpoints, image_path, fold, class_idx)
+    return resources.prediction_cache().get_or_compute(
+        key, lambda: vm.explained_overlays(predictor, image_path, fold, class_idx, name=name))
 
 
 def filters(spec: DatasetSpec, entries: list[str]) -> tuple[str, MistakeFilter]:
@@ -63,16 +65,13 @@ def filters(spec: DatasetSpec, entries: list[str]) -> tuple[str, MistakeFilter]:
     return arch, MistakeFilter(true_classes, pred_classes, tuple(confidence), errors_only, disagree_only)
 
 
-def present_images(filtered: pd.DataFrame, root: Path) -> pd.DataFrame:
+def present_images(filtered: pd.DataFrame, spec: DatasetSpec, root: Path) -> pd.DataFrame:
     """The listed images whose files are under ``root`` (after a notice about the others)."""
     present = mark_present(filtered, root)
     shown = present[present["file_present"]].reset_index(drop=True)
     missing = len(present) - len(shown)
     if missing:
-        st.info(f"{missing} of {len(present)} listed images are not under {root}: these results were computed on "
-                "images this installation does not have (e.g. the full dataset, while only the bundled sample is "
-                "here). They stay in the table and the CSV but have no thumbnail. Point $SPERM_DATA_DIR at the "
-                "full dataset to see them.")
+        st.info(vm.missing_images_notice(missing, len(present), spec, root))
     return shown
 
 
@@ -85,7 +84,8 @@ def mistakes_gallery(shown: pd.DataFrame, root: Path) -> None:
                    for r in chunk.itertuples(index=False)])
 
 
-def fold_explanation(item: vm.FoldExplanation, spec: DatasetSpec, image_file: Path, explain_true: bool) -> None:
+def fold_explanation(item: vm.FoldExplanation, spec: DatasetSpec, image_file: Path, name: str,
+                     explain_true: bool) -> None:
     """One model's column: its Grad-CAM++ (and CBAM) from the fold model that never saw the image."""
     checkpoints = resources.default_checkpoints_dir()
     st.markdown(f"**{arch_title(item.entry)}**")
@@ -98,7 +98,7 @@ def fold_explanation(item: vm.FoldExplanation, spec: DatasetSpec, image_file: Pa
         return
     target = item.target(explain_true)
     cam, att = explain_image(predictor, spec.name, item.entry, str(checkpoints), str(image_file), item.fold,
-                             predictor.classes.index(target))
+                             predictor.classes.index(target), name)
     verdict = "Right:" if item.correct else "Wrong:"
     st.image(cam, width="stretch",
              caption=f"{verdict} predicted {spec.display(item.pred)} ({item.confidence:.0%}); map for "
@@ -127,7 +127,7 @@ def explanations(shown: pd.DataFrame, oofs: dict, spec: DatasetSpec, root: Path)
     with st.spinner("Computing Grad-CAM++ …"):
         for col, item in zip(cols[1:], items):
             with col:
-                fold_explanation(item, spec, image_file, explain_true=explain_what == "true class")
+                fold_explanation(item, spec, image_file, choice, explain_true=explain_what == "true class")
 
 
 st.title("Misclassification explorer")
@@ -157,7 +157,7 @@ st.download_button("Download this list as CSV", to_csv_bytes(export), file_name=
 
 if root is None or filtered.empty:
     st.stop()
-shown = present_images(filtered, root)
+shown = present_images(filtered, spec, root)
 if shown.empty:
     st.stop()
 mistakes_gallery(shown, root)

@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from spermlib.data.datasets import DatasetSpec
 from spermlib.errors import SpermlibError
+from spermlib.fileio import atomic_path
 from spermlib.store.cards import arch_dir
 
 OOD_DIR = "ood"
@@ -49,11 +50,12 @@ def write_detector(path: Path, stored: StoredDetector) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in stored.arrays.items()}
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(arrays, str(tmp), metadata={"format": "np"})
-    tmp.chmod(0o644)  # safetensors creates it owner-only; these files are shipped like the checkpoints
-    tmp.replace(path)
-    detector_meta_path(path).write_text(json.dumps(stored.meta, indent=1) + "\n")
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata={"format": "np"})
+        tmp.chmod(0o644)  # a temporary file is owner-only; these files are shipped like the checkpoints
+    with atomic_path(detector_meta_path(path)) as tmp:
+        tmp.write_text(json.dumps(stored.meta, indent=1) + "\n")
+        tmp.chmod(0o644)
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from spermlib.allocator import tune_malloc
 from spermlib.cli import bench, calibration, data, evaluation, predict, samples, training
 from spermlib.errors import SpermlibError
+from spermlib.fileio import describe_os_error
 
 # Each stage module registers its commands (arguments beside handlers); `--help` lists them in this order.
 STAGES = (data, training, evaluation, calibration, predict, bench, samples)
@@ -26,12 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def describe_os_error(err: OSError) -> str:
-    """``PATH: reason`` for an OS error, so the one-line message names the file it is about."""
+def os_error_line(err: OSError) -> str:
+    """``PATH: reason`` for an OS error, so the one-line message names the file it is about (the reason in the
+    words of :func:`spermlib.fileio.describe_os_error`, as every output file's error has them)."""
     paths = [str(f) for f in (err.filename, err.filename2) if f is not None]
     if not paths:
         return str(err)  # raised with a sentence of its own (e.g. "split manifest … not found; …")
-    reason = err.strerror or str(err)
+    reason = describe_os_error(err)
     if isinstance(err, FileExistsError) and not Path(paths[0]).is_dir():
         reason = "is a file where a folder is needed"  # mkdir(exist_ok=True)'s "File exists" misleads
     return f"{' → '.join(paths)}: {reason}"
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # `… | head` stopped reading: nothing more can be shown, and Python's exit-time flush must not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as err:
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
     except KeyboardInterrupt:
         resume = "; training resumes from the last finished epoch when run again" if args.command == "train" else ""
         print(f"interrupted{resume}", file=sys.stderr)

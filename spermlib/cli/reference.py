@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from spermlib.data.datasets import DATASETS_ENV, PROJECT_ROOT
+from spermlib.fileio import write_text
 from spermlib.store.paths import CHECKPOINTS_ENV, RESULTS_ENV, project_relative
 
 CLI_REFERENCE = PROJECT_ROOT / "docs" / "cli.md"
@@ -136,7 +137,5 @@ def write_cli_reference(path: Path = CLI_REFERENCE, check: bool = False) -> bool
     text = cli_reference_markdown()
     current = path.is_file() and path.read_text(encoding="utf-8") == text
     if not check and not current:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)  # a reader sees the old page or the new one, never half of one
+        write_text(path, text)  # a reader sees the old page or the new one, never half of one
     return current

@@ -7,18 +7,53 @@ call them).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from spermlib.dashboard import triage
 from spermlib.dashboard.samples import Route
 from spermlib.dashboard.tables import arch_title
+from spermlib.errors import SpermlibError
+from spermlib.fileio import csv_safe_frame
 
 if TYPE_CHECKING:
     from spermlib.inference.explain import Explanation
     from spermlib.inference.predict import Predictor
+
+
+MAX_UPLOAD_FILES_ENV = "SPERMLIB_MAX_UPLOAD_FILES"
+DEFAULT_MAX_UPLOAD_FILES = 50
+
+
+def max_upload_files() -> int:
+    """How many files one upload may hold: ``$SPERMLIB_MAX_UPLOAD_FILES`` (default 50). Every file of an upload
+    is decoded and classified by each model chosen, in the one server process every visitor shares."""
+    text = os.environ.get(MAX_UPLOAD_FILES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_UPLOAD_FILES
+    if not text.isdigit() or int(text) < 1:
+        raise SpermlibError(f"${MAX_UPLOAD_FILES_ENV} must be a whole number of files (1 or more), got {text!r}")
+    return int(text)
+
+
+def too_many_uploads(n_files: int, limit: int | None = None) -> str | None:
+    """The page's one message when an upload holds more than ``limit`` files (then nothing is classified)."""
+    limit = max_upload_files() if limit is None else limit
+    if n_files <= limit:
+        return None
+    return (f"{n_files} files uploaded: this server classifies at most {limit} per upload, so none was classified. "
+            f"Remove {n_files - limit} of them (or classify them in several uploads); for large batches use "
+            "`spermlib predict FOLDER`.")
+
+
+def results_csv(table: pd.DataFrame) -> bytes:
+    """The results table as the CSV to download, its text cells unable to run as spreadsheet formulas (a file
+    named ``=HYPERLINK(…).png`` stays text: :func:`spermlib.fileio.csv_safe_frame`)."""
+    return triage.to_csv_bytes(csv_safe_frame(table))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spermlib.dashboard.compare import chart_entries
+from spermlib.dashboard.resources import shown_path
 from spermlib.dashboard.state import MistakesPreset
 from spermlib.dashboard.tables import disagreement, prediction_table
 from spermlib.data.datasets import DatasetSpec
@@ -112,13 +113,24 @@ class FoldExplanation:
         return self.label if explain_true_class else self.pred
 
     def notice(self, dataset: str, checkpoints_dir: Path, title: str) -> str | None:
-        """Why there is no map (``None`` when there is one); ``title`` names the model."""
+        """Why there is no map (``None`` when there is one); ``title`` names the model, the checkpoints folder is
+        named as a visitor may see it (:func:`~spermlib.dashboard.resources.shown_path`)."""
         if self.fold is None:
             return "No out-of-fold prediction of this model for this image."
         if not self.installed:
-            return (f"The fold-{self.fold} checkpoint of {title} is not installed in {checkpoints_dir}; train it with "
+            return (f"The fold-{self.fold} checkpoint of {title} is not installed in `{shown_path(checkpoints_dir)}`; "
+                    "train it with "
                     f"`spermlib train --dataset {dataset} --arch {self.arch} --fold {self.fold}`.")
         return None
+
+
+def missing_images_notice(missing: int, listed: int, spec: DatasetSpec, root: Path) -> str:
+    """Why ``missing`` of the ``listed`` images have no thumbnail. The data folder is named by its dataset and
+    as :func:`~spermlib.dashboard.resources.shown_path` shows it, never by the server's absolute path."""
+    return (f"{missing} of {listed} listed images are not in this installation's {spec.folder} data folder "
+            f"(`{shown_path(root)}`): these results were computed on images it does not have (e.g. the full "
+            "dataset, while only the bundled sample is here). They stay in the table and the CSV but have no "
+            "thumbnail. Point $SPERM_DATA_DIR at the full dataset to see them.")
 
 
 def fold_explanations(oofs: Mapping[str, pd.DataFrame], path: str, spec: DatasetSpec,
@@ -140,12 +152,13 @@ def fold_explanations(oofs: Mapping[str, pd.DataFrame], path: str, spec: Dataset
     return out
 
 
-def explained_overlays(predictor, image_path: str, fold: int, class_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
+def explained_overlays(predictor, image_path: str, fold: int, class_idx: int,
+                       name: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Grad-CAM++ overlay (and CBAM overlay, if the model has CBAM) of the fold-``fold`` model of ``predictor``
-    for one image file, for class ``class_idx``."""
+    for one image file, for class ``class_idx`` (``name``: what an error about the file calls it)."""
     from spermlib.inference.explain import Explainer, overlay  # torch: only once a map is computed
 
-    exp = Explainer(predictor).explain(load_rgb(image_path), class_idx=class_idx, folds=[fold])
+    exp = Explainer(predictor).explain(load_rgb(image_path, name=name), class_idx=class_idx, folds=[fold])
     cam = overlay(exp.rgb, exp.gradcam, alpha=0.5)
     att = overlay(exp.rgb, exp.cbam, alpha=0.5) if exp.cbam is not None else None
     return cam, att

@@ -11,11 +11,18 @@ an undecodable image) are named here, beside the loaders that raise them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import functools
+import os
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from spermlib.archs import ARCHS, DEFAULT_ARCH
 from spermlib.dashboard.compare import preferred_order
@@ -30,6 +37,7 @@ from spermlib.data.datasets import (
     resolve_data_root,
 )
 from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.errors import SpermlibError
 from spermlib.store.cards import CheckpointError, available_folds, checkpoint_path, listed_datasets
 from spermlib.store.embeddings import default_embeddings_dir
 from spermlib.store.paths import default_checkpoints_dir, default_results_dir
@@ -133,3 +141,92 @@ def bundled_samples(dataset: str) -> list[str]:
 def file_stamps(paths: Sequence[Path]) -> tuple:
     """Modification times of the files a cached table depends on (``None``: absent)."""
     return tuple((str(p), p.stat().st_mtime) if p.is_file() else (str(p), None) for p in paths)
+
+
+def shown_path(path: str | Path) -> str:
+    """A server folder as a page may show it to a visitor: relative to the app's working directory when it lies
+    below it (``sample_data/SMIDS``), else only its last part (``SMIDS``), never the server's absolute path."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (OSError, ValueError):
+        return p.name or str(p)
+
+
+# ----------------------------------------------------------------------------- caches bounded in bytes
+
+PREDICTION_CACHE_ENV = "SPERMLIB_PREDICTION_CACHE_MB"
+DEFAULT_PREDICTION_CACHE_MB = 256
+Value = TypeVar("Value")
+
+
+def held_bytes(value: object, seen: set[int] | None = None) -> int:
+    """About how much memory ``value`` holds: arrays, bytes and decoded images by their size, containers and
+    dataclasses by what they hold (each object counted once)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (bytes, bytearray, str)):
+        return len(value)
+    if isinstance(value, Image.Image):
+        return value.width * value.height * len(value.getbands())
+    if isinstance(value, dict):
+        return sum(held_bytes(k, seen) + held_bytes(v, seen) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sum(held_bytes(v, seen) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(held_bytes(getattr(value, f.name), seen) for f in dataclasses.fields(value))
+    return sys.getsizeof(value)
+
+
+class ByteBudgetCache:
+    """A least-recently-used cache of computed values that holds at most ``budget_bytes`` (:func:`held_bytes`) in
+    all: one process serves every session, so a cache capped by its number of entries grows with the size of
+    each (150 uploads an entry). Thread-safe; a value is computed outside the lock, and one larger than the
+    whole budget is returned without being kept. Values are shared, not copied: callers must not change them."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = int(budget_bytes)
+        self.used_bytes = 0
+        self._entries: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]  # type: ignore[return-value]
+        value = compute()
+        size = held_bytes(value)
+        with self._lock:
+            if size <= self.budget_bytes and key not in self._entries:
+                self._entries[key] = (value, size)
+                self.used_bytes += size
+                while self.used_bytes > self.budget_bytes:
+                    _, (_, dropped) = self._entries.popitem(last=False)
+                    self.used_bytes -= dropped
+        return value
+
+
+def prediction_cache_budget() -> int:
+    """Bytes the process's prediction cache may hold: ``$SPERMLIB_PREDICTION_CACHE_MB`` (default 256) MB."""
+    text = os.environ.get(PREDICTION_CACHE_ENV, "").strip()
+    try:
+        mb = float(text) if text else DEFAULT_PREDICTION_CACHE_MB
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        raise SpermlibError(f"${PREDICTION_CACHE_ENV} must be a number of megabytes (0 or more), got {text!r}")
+    return int(mb * 1024 * 1024)
+
+
+@functools.cache
+def prediction_cache() -> ByteBudgetCache:
+    """The one cache of predictions and explanations of this server process (every session shares it)."""
+    return ByteBudgetCache(prediction_cache_budget())

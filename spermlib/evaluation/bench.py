@@ -34,6 +34,7 @@ from spermlib.data.datasets import DATASETS, PROJECT_ROOT, SAMPLE_DATA_ROOT, Dat
 from spermlib.data.preprocess import load_uint8_batch, normalize
 from spermlib.errors import SpermlibError
 from spermlib.evaluation.browser import CHROMIUM, IDLE, classify_url, free_port, launch
+from spermlib.fileio import write_text
 from spermlib.inference.explain import Explainer
 from spermlib.inference.predict import Predictor
 from spermlib.models import build_model
@@ -331,7 +332,7 @@ def run_bench(quick: bool = False, out: str | None = None, dataset: str = "smids
     }
     print(format_rows(rows))
     if out:
-        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+        write_text(out, json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from spermlib.archs import ARCHS
 from spermlib.data.datasets import DATASETS, PROJECT_ROOT, get_dataset
 from spermlib.errors import SpermlibError
+from spermlib.fileio import write_text
 from spermlib.store.cards import fold_cards
 from spermlib.store.paths import default_checkpoints_dir
 from spermlib.store.results import (
@@ -498,5 +499,5 @@ def update_generated(check: bool = False, results_dir: str | Path | None = None,
         if new != text:
             stale.append(path)
             if not check:
-                path.write_text(new)
+                write_text(path, new)
     return stale

@@ -29,6 +29,7 @@ import pandas as pd
 from spermlib.cluster import connect
 from spermlib.data.datasets import DatasetSpec
 from spermlib.errors import SpermlibError
+from spermlib.fileio import atomic_path
 from spermlib.inference.predict import Prediction
 
 TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -56,11 +57,14 @@ def rows_frame(rows: Sequence[dict]) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
+    """``frame`` as ``out`` (Parquet or CSV by its extension), atomically: a failure leaves the old file whole."""
     out = Path(out)
-    if table_format(out) == "parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False, lineterminator="\n")
+    fmt = table_format(out)
+    with atomic_path(out) as tmp:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, lineterminator="\n")
     return out
 
 

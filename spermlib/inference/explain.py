@@ -16,7 +16,9 @@ released on exit), and callers that share a model between threads still hold its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,9 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
 from torch import nn
 
+from spermlib.fileio import OutputError, atomic_path, describe_os_error
 from spermlib.inference.core import ensure_eval
-from spermlib.inference.predict import Prediction, Predictor
+from spermlib.inference.predict import BATCH_SIZE, Prediction, Predictor
 from spermlib.runtime import Precision
 
 
@@ -199,22 +202,88 @@ class Explainer:
                            cbam=np.mean(atts, axis=0) if atts else None)
 
     def predict_files(self, paths: Sequence[str | Path], cam_dir: str | Path) -> list[Prediction]:
-        """Classify files and write a Grad-CAM++ overlay of each predicted class to ``cam_dir``.
+        """Classify files and write a Grad-CAM++ overlay of each predicted class under ``cam_dir``
+        (:class:`OverlayWriter`: one file per input, named by :func:`cam_file_names`)."""
+        return list(OverlayWriter(self, cam_dir).iter_files(paths))
 
-        Each file is decoded and resized once: the explanation reuses the prediction's input.
-        """
-        results = self.predictor.predict_sources([str(p) for p in paths])
-        out = Path(cam_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for path, res in zip(paths, results):
-            if res.error:
-                continue
-            exp = self.explain(res.model_input, class_idx=self.predictor.classes.index(res.label))
-            target = out / f"{Path(path).stem}_gradcampp.png"
-            Image.fromarray(overlay(exp.rgb, exp.gradcam, alpha=0.5)).save(target)
-            res.cam_path = str(target)
-            res.model_input = None  # written out: no need to keep every input of a long file list
-        return results
+
+CAM_SUFFIX = "_gradcampp.png"
+
+
+def cam_file_names(paths: Sequence[str | Path]) -> list[Path]:
+    """Each input's overlay file, relative to the overlays' folder: the input's path relative to the folder
+    common to all inputs, its extension replaced by ``_gradcampp.png`` (``02_Tapered/image_001.BMP`` →
+    ``02_Tapered/image_001_gradcampp.png``), so that the ``image_001.BMP`` of four class folders gives four
+    files. Inputs that would still share a name (``a.png`` and ``a.bmp``) keep their extension in it; the
+    same file given twice shares one."""
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    if not absolute:
+        return []
+    root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    relative = [p.relative_to(root) for p in absolute]
+    names = [r.with_name(f"{r.stem}{CAM_SUFFIX}") for r in relative]
+    sources: dict[Path, set[Path]] = defaultdict(set)
+    for name, rel in zip(names, relative):
+        sources[name].add(rel)
+    names = [name if len(sources[name]) == 1 else rel.with_name(f"{rel.name}{CAM_SUFFIX}")
+             for name, rel in zip(names, relative)]
+    first_source: dict[Path, Path] = {}
+    for i, (name, rel) in enumerate(zip(names, relative)):  # a last resort for names like `a.png` + `a.png.jpg`
+        if first_source.setdefault(name, rel) != rel:
+            names[i] = rel.with_name(f"{rel.name}.{i}{CAM_SUFFIX}")
+    return names
+
+
+class OverlayWriter:
+    """Classifies files batch by batch and writes each prediction's Grad-CAM++ overlay (atomically, one file per
+    input: :func:`cam_file_names`) under ``cam_dir``.
+
+    A map that cannot be written leaves its prediction whole, with ``cam_error``; after the first such failure
+    (a full disk, a folder that went away) no more maps are computed, every later prediction says so, and
+    ``failure`` keeps that first error (naming its file) for the caller to report once.
+    """
+
+    def __init__(self, explainer: Explainer, cam_dir: str | Path):
+        self.explainer = explainer
+        self.cam_dir = Path(cam_dir)
+        self.failure: OutputError | None = None
+        self.not_written = 0
+
+    def iter_files(self, paths: Sequence[str | Path], batch_size: int = BATCH_SIZE) -> Iterator[Prediction]:
+        """The predictions of ``paths`` in order, each yielded once its overlay is written (or failed)."""
+        targets = [self.cam_dir / name for name in cam_file_names(paths)]
+        batches = self.explainer.predictor.iter_sources([str(p) for p in paths], batch_size=batch_size)
+        for pred, target in zip((pred for batch in batches for pred in batch), targets):
+            if pred.error is None:
+                self.write(pred, target)
+            pred.model_input = None  # written out: no need to keep every input of a long file list
+            yield pred
+
+    def write(self, pred: Prediction, target: Path) -> None:
+        if self.failure is not None:
+            self.not_written += 1
+            pred.cam_error = f"not written: an earlier overlay failed ({self.failure})"
+            return
+        try:
+            exp = self.explainer.explain(pred.model_input, class_idx=self.explainer.predictor.classes.index(pred.label))
+            write_png(target, overlay(exp.rgb, exp.gradcam, alpha=0.5))
+        except OutputError as err:
+            self.failure = err
+            self.not_written += 1
+            pred.cam_error = str(err)
+            return
+        pred.cam_path = str(target)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    """An H×W×3 uint8 image as a PNG at ``path`` (atomically; its folder made first)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"could not write {path}: {describe_os_error(err)}") from None
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")  # the format by name: the temporary file has no .png
+    return path
 
 
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5, normalise: bool = False) -> np.ndarray:

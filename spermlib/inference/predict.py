@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,8 @@ from spermlib.store.paths import default_checkpoints_dir
 # What every fold of one ensemble must share: the same normalisation and the same output space. The input size
 # may differ per fold (a recipe chosen per fold by its own inner validation): see ``ensemble_preprocessing``.
 ENSEMBLE_KEYS = ("arch", "backbone", "classes", "mean", "std")
+# Images per forward pass (and per decoded batch of files: ``Predictor.iter_sources``).
+BATCH_SIZE = 64
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Prediction:
     agreement: float | None = None  # share of fold models that agree with the ensemble label
     error: str | None = None
     cam_path: str | None = None
+    cam_error: str | None = None  # why no Grad-CAM++ overlay was written for a prediction that was made
     # Out-of-domain check (``calibration.detectors``): True/False when every fold model has a stored detector, else
     # None (also for a file that failed). ``domain_score``: higher = more typical of the training data,
     # 0 = the flagging threshold (mean of the fold models' normalised scores).
@@ -58,7 +61,8 @@ class Prediction:
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probabilities": self.probabilities, "error": self.error,
                 "display": self.display, "confidence": self.confidence, "agreement": self.agreement,
-                "fold_labels": self.fold_labels, "cam_path": self.cam_path, "in_domain": self.in_domain,
+                "fold_labels": self.fold_labels, "cam_path": self.cam_path, "cam_error": self.cam_error,
+                "in_domain": self.in_domain,
                 "domain_score": self.domain_score}
 
 
@@ -263,18 +267,21 @@ class Predictor:
     # ------------------------------------------------------------------ images / files
 
     def predict_images(self, images: Sequence[Image.Image | np.ndarray], names: Sequence[str] | None = None,
-                       batch_size: int = 64, keep_inputs: bool = True) -> list[Prediction]:
+                       batch_size: int = BATCH_SIZE, keep_inputs: bool = True) -> list[Prediction]:
         """Ensemble predictions; each keeps its ``model_input`` unless ``keep_inputs`` is false."""
         names = list(names) if names is not None else [f"image {i + 1}" for i in range(len(images))]
         results = []
         for i in range(0, len(images), batch_size):
-            u8 = self.preprocess(images[i : i + batch_size])
-            preds = self._to_predictions(*self._score(u8), names[i : i + batch_size])
-            if keep_inputs:
-                for pred, x in zip(preds, u8):
-                    pred.model_input = x.permute(1, 2, 0).numpy()
-            results.extend(preds)
+            results.extend(self._predict_uint8(self.preprocess(images[i : i + batch_size]), names[i : i + batch_size],
+                                               keep_inputs))
         return results
+
+    def _predict_uint8(self, u8: torch.Tensor, names: Sequence[str], keep_inputs: bool) -> list[Prediction]:
+        preds = self._to_predictions(*self._score(u8), names)
+        if keep_inputs:
+            for pred, x in zip(preds, u8):
+                pred.model_input = x.permute(1, 2, 0).numpy()
+        return preds
 
     def _to_predictions(self, fold_probs: np.ndarray, fold_scores: np.ndarray | None,
                         names: Sequence[str]) -> list[Prediction]:
@@ -295,22 +302,37 @@ class Predictor:
             ))
         return out
 
-    def predict_sources(self, sources: Sequence[ImageSource], names: Sequence[str] | None = None,
-                        keep_inputs: bool = True) -> list[Prediction]:
-        """Decode and classify; a bad input gets its ``error`` and the rest of the batch still runs."""
+    def iter_sources(self, sources: Sequence[ImageSource], names: Sequence[str] | None = None,
+                     batch_size: int = BATCH_SIZE, keep_inputs: bool = True) -> Iterator[list[Prediction]]:
+        """Decode, classify and hand back ``batch_size`` sources at a time, in order; a bad input gets its
+        ``error`` and the rest still runs. Memory does not grow with the number of sources: each file is
+        resized to the model input as soon as it is decoded, so one full-size image is alive at a time and
+        a batch holds only model inputs (a folder of 2000×2000 px images no longer decodes every file first)."""
         names = list(names) if names is not None else [str(s) for s in sources]
+        for start in range(0, len(sources), batch_size):
+            stop = start + batch_size
+            yield self._predict_batch(sources[start:stop], names[start:stop], keep_inputs)
+
+    def _predict_batch(self, sources: Sequence[ImageSource], names: Sequence[str],
+                       keep_inputs: bool) -> list[Prediction]:
         results: list[Prediction | None] = [None] * len(sources)
-        good, good_idx = [], []
+        inputs, good_idx = [], []
         for i, (src, name) in enumerate(zip(sources, names)):
             try:
-                good.append(load_rgb(src, name=name))
+                inputs.append(self.preprocess([load_rgb(src, name=name)])[0])  # the full-size image is dropped here
                 good_idx.append(i)
             except ImageError as err:
                 results[i] = Prediction(path=name, error=str(err))
-        preds = self.predict_images(good, [names[i] for i in good_idx], keep_inputs=keep_inputs)
-        for i, pred in zip(good_idx, preds):
-            results[i] = pred
+        if inputs:
+            preds = self._predict_uint8(torch.stack(inputs), [names[i] for i in good_idx], keep_inputs)
+            for i, pred in zip(good_idx, preds):
+                results[i] = pred
         return results  # type: ignore[return-value]
+
+    def predict_sources(self, sources: Sequence[ImageSource], names: Sequence[str] | None = None,
+                        keep_inputs: bool = True) -> list[Prediction]:
+        """Decode and classify; a bad input gets its ``error`` and the rest of the batch still runs."""
+        return [pred for batch in self.iter_sources(sources, names, keep_inputs=keep_inputs) for pred in batch]
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction]:
         """Classify files (``explain.Explainer.predict_files`` also writes a Grad-CAM++ overlay per file)."""

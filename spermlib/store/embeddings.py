@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from spermlib.errors import SpermlibError
+from spermlib.fileio import atomic_path, write_text
 from spermlib.store.paths import RUNS_DIR
 
 EMBEDDINGS_ENV = "SPERMLIB_EMBEDDINGS"
@@ -69,12 +70,9 @@ def _meta_path(path: Path) -> Path:
 def write_embedding(path: Path, entry: CachedEmbedding) -> None:
     """Write both files atomically (a crash leaves the old entry or none, never half of one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in entry.arrays.items()}, str(tmp))
-    meta_tmp = path.with_suffix(".json.tmp")
-    meta_tmp.write_text(json.dumps(entry.meta, indent=1) + "\n")
-    tmp.replace(path)
-    meta_tmp.replace(_meta_path(path))  # last: an entry counts only once its JSON is there
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in entry.arrays.items()}, str(tmp))
+    write_text(_meta_path(path), json.dumps(entry.meta, indent=1) + "\n")  # last: an entry counts once it is there
 
 
 def read_embedding(path: Path, key: str, arrays: tuple[str, ...] = (), meta_keys: tuple[str, ...] = ()

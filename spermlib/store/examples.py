@@ -8,6 +8,7 @@ the maps itself. Pixels are PNG and everything else JSON; nothing is unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spermlib.fileio import atomic_path
 from spermlib.store.cards import CheckpointError, checkpoint_path, read_card
 from spermlib.store.results import ResultsError, dataset_results_dir, write_json
 
@@ -55,20 +57,28 @@ def example_path(dataset: str, results_dir: str | Path | None = None) -> Path:
 
 def write_example(example: Example, panels: list[tuple[str, np.ndarray]], weights_sha256: str, inference: dict,
                   results_dir: str | Path | None = None) -> Path:
-    """Write the panels (caption → H×W×3 uint8) as PNGs and the JSON that names them; returns the JSON path."""
+    """Write the panels (caption → H×W×3 uint8) as PNGs and the JSON that names them; returns the JSON path.
+
+    Each write's panels have names of their own (``panel0-<digest>.png``): the previous example's panels stay
+    whole until the new JSON has replaced the old one, so a write that fails half-way leaves the previous
+    example readable; the panels no JSON names any more are removed last."""
     target = example_path(example.dataset, results_dir)
     folder = target.parent / EXAMPLE_PANELS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):  # a CBAM example replaced by a plain one leaves no stale panel behind
-        old.unlink()
+    arrays = [np.ascontiguousarray(rgb, dtype=np.uint8) for _, rgb in panels]
+    digest = hashlib.sha256(b"".join(str(a.shape).encode() + a.tobytes() for a in arrays)).hexdigest()[:12]
     names = []
-    for i, (caption, rgb) in enumerate(panels):
-        name = f"panel{i}.png"
-        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(folder / name, optimize=True)
+    for i, ((caption, _), rgb) in enumerate(zip(panels, arrays)):
+        name = f"panel{i}-{digest}.png"
+        with atomic_path(folder / name) as tmp:  # the format by name: the temporary file has no .png
+            Image.fromarray(rgb).save(tmp, format="PNG", optimize=True)
         names.append({"file": name, "caption": caption})
-    return write_json(target, {"example": asdict(example), "panels": names, "weights_sha256": weights_sha256,
-                               "inference": inference, "command": f"spermlib example --dataset "
-                                                                  f"{example.dataset} --arch {example.arch}"})
+    written = write_json(target, {"example": asdict(example), "panels": names, "weights_sha256": weights_sha256,
+                                  "inference": inference, "command": f"spermlib example --dataset "
+                                                                     f"{example.dataset} --arch {example.arch}"})
+    for old in set(folder.glob("*.png")) - {folder / n["file"] for n in names}:  # e.g. a CBAM example's third panel
+        old.unlink(missing_ok=True)
+    return written
 
 
 def read_example(dataset: str, results_dir: str | Path | None = None) -> StoredExample | None:

@@ -21,6 +21,7 @@ import pandas as pd
 from spermlib.archs import ARCHS
 from spermlib.data.datasets import DatasetSpec, get_dataset, is_full_dataset
 from spermlib.errors import SpermlibError
+from spermlib.fileio import atomic_path, write_text
 from spermlib.store.paths import PARTIAL_RESULTS_DIR, default_results_dir
 
 METRICS_FILE = "metrics.json"
@@ -75,7 +76,8 @@ def oof_path(out_dir: Path, entry: str) -> Path:
 
 def write_oof(out_dir: Path, entry: str, oof: pd.DataFrame) -> Path:
     path = oof_path(out_dir, entry)
-    oof.to_csv(path, index=False, lineterminator="\n")
+    with atomic_path(path) as tmp:
+        oof.to_csv(tmp, index=False, lineterminator="\n")
     return path
 
 
@@ -101,8 +103,7 @@ def results_to_update(spec: DatasetSpec, root: Path, filename: str, split_sha256
 
 def write_json(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 class ResultsError(SpermlibError):
@@ -234,7 +235,7 @@ def read_robustness_fold(out_dir: Path, entry: str, fold: int, key: str) -> tupl
 def write_robustness_fold(out_dir: Path, entry: str, fold: int, key: str, wide: pd.DataFrame, run: dict) -> Path:
     table, meta = _robustness_fold_files(out_dir, entry, fold)
     table.parent.mkdir(parents=True, exist_ok=True)
-    # mtime 0: rerunning with the same model writes the same bytes (no git churn)
-    wide.to_csv(table, index_label="path", lineterminator="\n", compression={"method": "gzip", "mtime": 0})
-    meta.write_text(json.dumps({"key": key, "run": run}, indent=1) + "\n")
+    with atomic_path(table) as tmp:  # mtime 0: rerunning with the same model writes the same bytes (no git churn)
+        wide.to_csv(tmp, index_label="path", lineterminator="\n", compression={"method": "gzip", "mtime": 0})
+    write_text(meta, json.dumps({"key": key, "run": run}, indent=1) + "\n")
     return table

@@ -214,3 +214,48 @@ def test_query_parameter_arch_all_shows_every_model(app_env):
     at.run()
     assert not at.exception, at.exception
     assert at.radio(key="classify_arch").value == "__all__"
+
+
+def _png(seed: int) -> bytes:
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_an_upload_above_the_file_limit_is_one_error_and_nothing_is_classified(app_env, monkeypatch):
+    import spermlib.dashboard.triage as triage
+
+    monkeypatch.setenv("SPERMLIB_MAX_UPLOAD_FILES", "3")
+    classified = []
+    real = triage.classify_inputs
+    monkeypatch.setattr(triage, "classify_inputs", lambda *a, **kw: classified.append(1) or real(*a, **kw))
+    at = _page("smids")
+    at.file_uploader(key="classify_upload").set_value(
+        [(f"cell_{i}.png", _png(i), "image/png") for i in range(4)]).run()
+    assert not at.exception, at.exception
+    (error,) = at.error
+    assert "4 files uploaded" in error.value and "at most 3" in error.value and "none was classified" in error.value
+    assert not _verdicts(at) and not [d for d in at.dataframe if "prediction" in d.value.columns]
+    assert not classified
+
+    at.file_uploader(key="classify_upload").set_value(
+        [(f"cell_{i}.png", _png(i), "image/png") for i in range(3)]).run()  # at the limit: classified
+    assert not at.error and len(_results(at)) == 3
+
+
+def test_the_results_csv_keeps_formula_like_file_names_as_text(app_env, monkeypatch):
+    import streamlit
+
+    seen = []
+    original = streamlit.download_button
+    monkeypatch.setattr(streamlit, "download_button",
+                        lambda label, data, *a, **kw: seen.append(data) or original(label, data, *a, **kw))
+    at = _page("smids")
+    at.file_uploader(key="classify_upload").set_value(
+        [("=HYPERLINK(evil).png", _png(1), "image/png"), ("@SUM(A1).png", _png(2), "image/png")]).run()
+    assert not at.exception, at.exception
+    (csv,) = [d for d in seen if b"prediction" in d]
+    assert b"'=HYPERLINK(evil).png" in csv and b"'@SUM(A1).png" in csv
+    assert not re.search(rb"(^|,)[=@+\-]", csv, re.MULTILINE)

@@ -11,7 +11,7 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from spermlib.data.datasets import get_dataset
+from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.explain import Explainer
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -152,7 +152,10 @@ def test_images_missing_from_the_data_root_are_skipped_with_a_notice(app_env, tm
     at = open_page()
     at.selectbox(key="mistakes_dataset").set_value("hushem").run()
     assert not at.exception, at.exception
-    assert any("3 of" in i.value and "not under" in i.value for i in at.info)
+    (notice,) = [i.value for i in at.info if "3 of" in i.value]
+    assert "not in this installation's HuSHeM data folder (`sample_data/HuSHeM`)" in notice
+    page_text = [e.value for kind in ("info", "markdown", "caption", "error", "warning") for e in at.get(kind)]
+    assert not [t for t in page_text if str(Path.cwd()) in t or str(SAMPLE_DATA_ROOT) in t]  # no server path
     listed = set(at.dataframe[0].value["path"])
     assert {f"01_Normal/not_here_{i}.bmp" for i in range(3)} <= listed  # still in the table and the CSV
     assert not any("not_here" in o for o in at.selectbox(key="mistakes_image_hushem").options)

@@ -299,3 +299,135 @@ def test_with_tta_the_domain_check_scores_the_image_itself(toy_checkpoints):
     tta = one.with_tta().predict_images(images)
     assert [p.domain_score for p in plain] == pytest.approx([p.domain_score for p in tta])
     assert [p.probabilities for p in plain] != [p.probabilities for p in tta]
+
+
+# ----------------------------------------------------------------------------- streaming, overlay names, a full disk
+
+
+def test_files_are_decoded_classified_and_handed_back_one_batch_at_a_time(tmp_path, predictor, monkeypatch):
+    """Memory does not grow with the number of files: at most one decoded full-size image is alive, and a batch's
+    predictions come back before the next batch's files are opened."""
+    import gc
+    import weakref
+
+    import spermlib.inference.predict as predict
+
+    paths = [_write_toy(tmp_path, TOY.class_dirs[i % 3], 900 + i)[0] for i in range(10)]
+    alive, most_alive, opened = [0], [0], []
+    real_load = predict.load_rgb
+
+    def spying_load(src, **kw):
+        gc.collect()
+        img = real_load(src, **kw)
+        alive[0] += 1
+        most_alive[0] = max(most_alive[0], alive[0])
+        weakref.finalize(img, lambda: alive.__setitem__(0, alive[0] - 1))
+        opened.append(src)
+        return img
+
+    monkeypatch.setattr(predict, "load_rgb", spying_load)
+    seen = []
+    for batch in predictor.iter_sources([str(p) for p in paths], batch_size=4, keep_inputs=False):
+        seen.append((len(batch), len(opened)))
+    assert seen == [(4, 4), (4, 8), (2, 10)]  # each batch handed back before the next one is decoded
+    assert most_alive[0] == 1
+
+
+def test_overlay_names_are_unique_for_the_same_file_name_in_four_class_folders(tmp_path, toy_checkpoints, capsys,
+                                                                              monkeypatch):
+    """80 inputs from four class folders, each `*/image_001.BMP`-style: 80 overlays (not 20, one per file name)."""
+    import spermlib.cli.predict as predict_command
+
+    monkeypatch.setattr(predict_command, "get_dataset", lambda name: TOY)
+    data = tmp_path / "data"
+    for k, folder in enumerate(["01_Normal", "02_Tapered", "03_Pyriform", "04_Amorphous"]):
+        (data / folder).mkdir(parents=True)
+        for i in range(20):
+            img, _ = toy_image(TOY.class_dirs[i % 3], np.random.default_rng(1000 * k + i))
+            Image.fromarray(img).save(data / folder / f"image_{i + 1:03d}.BMP", format="BMP")
+    cams = tmp_path / "cams"
+    assert main(["predict", str(data), "--dataset", "hushem", "--arch", "simplecnn", "--json", "--no-tta",
+                 "--checkpoints", str(toy_checkpoints["checkpoints"]), "--cam", str(cams)]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    written = {p["cam_path"] for p in preds}
+    assert len(preds) == 80 and len(written) == 80 and len(list(cams.rglob("*.png"))) == 80
+    assert str(cams / "02_Tapered" / "image_001_gradcampp.png") in written
+
+
+def test_overlay_names_keep_the_extension_only_where_names_would_clash():
+    from pathlib import Path
+
+    from spermlib.inference.explain import cam_file_names
+
+    assert cam_file_names(["/d/x/a.png"]) == [Path("a_gradcampp.png")]
+    assert cam_file_names(["/d/a.png", "/d/a.bmp", "/d/s/a.png", "/d/a.png"]) == [
+        Path("a.png_gradcampp.png"), Path("a.bmp_gradcampp.png"), Path("s/a_gradcampp.png"),
+        Path("a.png_gradcampp.png")]
+
+
+@pytest.fixture
+def full_cam_disk(monkeypatch, tmp_path):
+    """Every overlay written under tmp_path/cams fails as on a full disk (the rename that completes a write)."""
+    import errno
+
+    from spermlib import fileio
+
+    cams = tmp_path / "cams"
+    real_replace = fileio.os.replace
+
+    def replace(src, dst):
+        if str(dst).startswith(str(cams)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    return cams
+
+
+@pytest.mark.parametrize("mode", ["json", "table"])
+def test_a_full_disk_under_cam_prints_every_prediction_then_one_error_naming_the_file(
+        tmp_path, toy_checkpoints, capsys, monkeypatch, full_cam_disk, mode):
+    import spermlib.cli.predict as predict_command
+
+    monkeypatch.setattr(predict_command, "get_dataset", lambda name: TOY)
+    paths = [_write_toy(tmp_path, TOY.class_dirs[i % 3], 700 + i)[0] for i in range(5)]
+    full_cam_disk.mkdir()
+    old = full_cam_disk / f"{paths[0].stem}_gradcampp.png"
+    old.write_bytes(b"the map of an earlier run")
+    rc = main(["predict", *map(str, paths), "--dataset", "hushem", "--arch", "simplecnn", "--no-tta",
+               "--checkpoints", str(toy_checkpoints["checkpoints"]), "--cam", str(full_cam_disk),
+               *(["--json"] if mode == "json" else [])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert f"could not write {old}: no space left on device" in line and "5 of 5" in line
+    assert old.read_bytes() == b"the map of an earlier run"  # the old file is whole
+    if mode == "json":
+        preds = json.loads(out)
+        assert [p["path"] for p in preds] == list(map(str, paths))
+        assert all(p["label"] in TOY.class_dirs and p["cam_path"] is None and p["cam_error"] for p in preds)
+        assert str(old) in preds[0]["cam_error"] and "earlier overlay failed" in preds[1]["cam_error"]
+    else:
+        assert all(p.name in out for p in paths)
+
+
+def test_a_table_that_cannot_be_written_keeps_the_old_one_and_names_it(tmp_path, toy_checkpoints, capsys,
+                                                                     monkeypatch):
+    import errno
+
+    import spermlib.cli.predict as predict_command
+    from spermlib import fileio
+
+    monkeypatch.setattr(predict_command, "get_dataset", lambda name: TOY)
+    out = tmp_path / "rows.csv"
+    out.write_text("the table of an earlier run\n")
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "replace", full)
+    path = _write_toy(tmp_path, "disc", 5)[0]
+    assert main(["predict", str(path), "--dataset", "hushem", "--arch", "simplecnn", "--no-tta", "--out", str(out),
+                 "--checkpoints", str(toy_checkpoints["checkpoints"])]) == 2
+    assert f"error: could not write {out}: no space left on device" in capsys.readouterr().err
+    assert out.read_text() == "the table of an earlier run\n" and list(tmp_path.glob(".rows.csv*")) == []

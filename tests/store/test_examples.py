@@ -52,7 +52,8 @@ def test_a_retrained_checkpoint_makes_the_example_stale(stored):
 
 def test_unreadable_or_incomplete_example_is_one_clear_error(stored):
     base, _ = stored
-    (base / "results" / "hushem" / "worked_example" / "panel1.png").unlink()
+    (panel1,) = (base / "results" / "hushem" / "worked_example").glob("panel1-*.png")
+    panel1.unlink()
     with pytest.raises(ResultsError, match="missing"):
         read_example("hushem", base / "results")
     example_path("hushem", base / "results").write_text("{not json")
