@@ -15,12 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from spermlib.errors import SpermlibError
-
-if TYPE_CHECKING:
-    pass
 
 
 class OutputError(SpermlibError):

@@ -24,6 +24,7 @@ from spermlib.dashboard.compare import default_entry
 from spermlib.dashboard.images import fit
 from spermlib.dashboard.resources import get_dataset, listed_datasets
 from spermlib.dashboard.tables import arch_title
+from spermlib.dashboard.text import md_code, md_escape
 from views.annotations import save_as_sample
 from views.common import (
     bundled_samples,
@@ -91,7 +92,7 @@ def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput
     route = result.route
     st.markdown(f"#### {arch_title(arch)}")
     tta = " · mean of 8 flips/turns" if predictor.tta else ""
-    st.markdown(f"`{item.name}` → **{pred.display} ({pred.confidence:.1%})** · {result.verdict_source}{tta}")
+    st.markdown(f"{md_code(item.name)} → **{pred.display} ({pred.confidence:.1%})** · {result.verdict_source}{tta}")
     if route is not None and route.note and not side_by_side:
         st.caption(route.note)
     for warning in result.warnings:
@@ -108,7 +109,7 @@ def _render_result(arch: str, result: triage.ArchResult, item: triage.ImageInput
                            _digest(item.data), class_idx, predictor,
                            result.prediction.model_input)  # the input the prediction used
     except Exception as err:  # noqa: BLE001 - an explanation failure must not hide the prediction
-        st.error(f"{item.name}: the explanation could not be computed ({err})")
+        st.error(f"{md_code(item.name)}: the explanation could not be computed ({md_escape(err)})")
         return
     panels = vm.explanation_panels(exp, spec.display(predictor.classes[class_idx]),
                                    vm.explained_by(route, len(predictor.folds)), alpha, with_input=not side_by_side)
@@ -192,7 +193,7 @@ with st.spinner(f"Classifying {len(items)} image{'s' if len(items) != 1 else ''}
 
 for item in inputs:
     if item.error:
-        st.error(item.error)
+        st.error(md_escape(item.error))
 good = [i for i, item in enumerate(inputs) if item.error is None]
 if not good:
     st.stop()

@@ -27,6 +27,7 @@ from spermlib.dashboard.tables import (
     missing_results_message,
     to_csv_bytes,
 )
+from spermlib.dashboard.text import md_escape
 from views.annotations import dataset_tags_section
 from views.common import Tile, cached_oofs, data_root_or_error, dataset_picker, gallery, get_predictor, page_picker
 
@@ -118,7 +119,7 @@ def explanations(shown: pd.DataFrame, oofs: dict, spec: DatasetSpec, root: Path)
     try:
         original = load_rgb(image_file, name=choice)
     except ImageError as err:
-        st.error(str(err))
+        st.error(md_escape(err))
         return
     items = vm.fold_explanations(oofs, choice, spec, resources.default_checkpoints_dir())
     cols = st.columns(1 + len(items))

@@ -23,8 +23,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-ONE_VIEW, TTA = "one_view", "tta"  # the card's keys: one view, and the mean over the 8 TTA views
-MODES = (ONE_VIEW, TTA)
+from spermlib.store.card_schema import DECISION_BIAS_MODES
+
+MODES = DECISION_BIAS_MODES  # the card's keys: one view, and the mean over the 8 TTA views
+ONE_VIEW, TTA = MODES
 CROSS_FIT_SPLITS = 5
 CROSS_FIT_SEED = 0
 RULE = ("per fold model and inference mode (one view, 8-view TTA): a per-class additive bias on the tempered "

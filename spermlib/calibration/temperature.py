@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spermlib.store.card_schema import TEMPERATURE_RANGE  # the range a card may carry is the range fitted
+
 
 def logsumexp(x: np.ndarray) -> np.ndarray:
     """Row-wise log-sum-exp, stable (numpy: scipy.special would add 0.2 s to every predict's imports)."""
@@ -27,8 +29,6 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature)
     return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())
 
-
-TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

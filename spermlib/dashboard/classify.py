@@ -18,7 +18,6 @@ from spermlib.dashboard import triage
 from spermlib.dashboard.samples import Route
 from spermlib.dashboard.tables import arch_title
 from spermlib.errors import SpermlibError
-from spermlib.fileio import csv_safe_frame
 
 if TYPE_CHECKING:
     from spermlib.inference.explain import Explanation
@@ -53,7 +52,7 @@ def too_many_uploads(n_files: int, limit: int | None = None) -> str | None:
 def results_csv(table: pd.DataFrame) -> bytes:
     """The results table as the CSV to download, its text cells unable to run as spreadsheet formulas (a file
     named ``=HYPERLINK(…).png`` stays text: :func:`spermlib.fileio.csv_safe_frame`)."""
-    return triage.to_csv_bytes(csv_safe_frame(table))
+    return triage.to_csv_bytes(table)
 
 
 @dataclass(frozen=True)

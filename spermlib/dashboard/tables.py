@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from spermlib.data.datasets import DATASETS, DatasetSpec, get_dataset
+from spermlib.fileio import csv_text
 from spermlib.store.results import (
     arch_order,
     dataset_results_dir,
@@ -322,7 +323,8 @@ def export_table(filtered: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    """``df`` as UTF-8 CSV for a download button, formula-safe (a file name may begin with ``=``)."""
+    return csv_text(df).encode("utf-8")
 
 
 def missing_results_message(dataset: str, results_dir: str | Path | None = None) -> str:

@@ -28,7 +28,6 @@ Rules (the thresholds are module constants so pages, docs and tests agree):
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,6 +38,7 @@ from PIL import Image
 from spermlib.dashboard.samples import Route
 from spermlib.data.datasets import DatasetSpec
 from spermlib.data.imageio import ImageError, load_rgb
+from spermlib.fileio import csv_text
 from spermlib.vocabulary import (  # the normal-forms rule: re-exported for the pages
     MAX_OUT_OF_DOMAIN_SHARE,  # noqa: F401
     NON_SPERM_LABEL,
@@ -259,7 +259,5 @@ def results_table(inputs: Sequence[ImageInput], results: dict[str, list[ArchResu
 
 
 def to_csv_bytes(table: pd.DataFrame) -> bytes:
-    """The results table as UTF-8 CSV for the download button."""
-    buf = io.StringIO()
-    table.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue().encode("utf-8")
+    """The results table as UTF-8 CSV for the download button (formula-safe: file names are user text)."""
+    return csv_text(table).encode("utf-8")
