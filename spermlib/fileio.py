@@ -30,6 +30,19 @@ def describe_os_error(err: OSError) -> str:
     return (err.strerror or type(err).__name__).lower()
 
 
+# The process's umask, read once (reading it means setting it, which is not thread-safe to do per write).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits a replaced file keeps, or those a new file gets under the umask (0644 usually)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; once the block ends without an error, it replaces ``path``."""
@@ -44,6 +57,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:  # the bytes are on disk before the name points at them
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(target))  # mkstemp makes owner-only files; an output keeps the usual mode
         os.replace(tmp, target)
     except OSError as err:
         raise OutputError(f"could not write {target}: {describe_os_error(err)}; "

@@ -39,3 +39,13 @@ def test_an_error_inside_the_block_writes_nothing(tmp_path):
 def test_a_missing_folder_is_one_error_naming_the_file(tmp_path):
     with pytest.raises(OutputError, match="could not write .*nowhere/x.json: no such file or directory"):
         write_text(tmp_path / "nowhere" / "x.json", "{}")
+
+
+def test_a_new_file_gets_the_usual_mode_and_a_replaced_one_keeps_its_own(tmp_path):
+    new = write_text(tmp_path / "new.json", "{}")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~fileio._UMASK  # not mkstemp's owner-only 0600
+    kept = tmp_path / "kept.csv"
+    write_text(kept, "a")
+    kept.chmod(0o640)
+    write_text(kept, "b")
+    assert kept.stat().st_mode & 0o777 == 0o640
