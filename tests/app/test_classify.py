@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from spermlib.dashboard.samples import sample_folds
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.predict import Predictor
+from tests.app.rendered import visible
 from tests.dashboard.test_triage import bad_uploads, exotic_uploads
 
 PAGE = str(Path(__file__).resolve().parents[2] / "views" / "classify.py")
@@ -136,7 +137,7 @@ def test_batch_with_bad_files_one_error_each_and_the_rest_classified(app_env):
     assert not at.exception, at.exception
 
     # the page escapes the (user-chosen) file names in its Markdown: compare the text a reader sees
-    errors = [re.sub(r"\\(.)", r"\1", e.value).replace("\u2060", "") for e in at.error]
+    errors = [visible(e.value) for e in at.error]
     assert len(errors) == len(bad), errors  # exactly one per bad file ...
     for (name, _, words), message in zip(bad, errors):
         assert message.startswith(f"{name}: ") and words in message  # ... naming it, with the reason

@@ -9,6 +9,7 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from spermlib.dashboard.tables import DETAIL_COLUMNS, SCORE_COLUMNS
+from tests.app.rendered import visible
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -40,7 +41,7 @@ def test_comparison_shows_the_numbers_of_metrics_json(app_env):
         assert len(per_class) == 3 * len(metrics["classes"])
         mcnemar = at.dataframe[3].value
         assert sorted(mcnemar["p-value (exact McNemar)"]) == sorted(t["p_value"] for t in metrics["mcnemar"].values())
-        text = " ".join(m.value for m in at.markdown)
+        text = visible(" ".join(m.value for m in at.markdown))
         assert "hold-out" in text and "5-fold" in text  # both protocols stated
         # fold bars + 3 confusion matrices + 3 ROC + reliability
         assert len(at.get("plotly_chart")) == 8

@@ -47,7 +47,7 @@ SAMPLES = [
     "Abnormal_Sperm/Acrosome_Abnormality (27).png", "Non-Sperm/Acrosome_Defect_584.bmp",
     "Non-Sperm/Acrosome_Defect_1106.bmp",
 ]
-VERDICT = re.compile(r"`(?P<name>[^`]+)` → \*\*(?P<display>[^*]+) \((?P<conf>[\d.]+)%\)\*\*")
+VERDICT = re.compile(r"(?P<fence>`+) (?P<name>.+?) (?P=fence) → \*\*(?P<display>[^*]+) \((?P<conf>[\d.]+)%\)\*\*")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
+from spermlib.dashboard import resources
 from spermlib.data.datasets import SAMPLE_DATA_ROOT, get_dataset
 from spermlib.inference.explain import Explainer
 
@@ -125,6 +126,7 @@ def test_gradcam_of_each_arch_comes_from_the_fold_that_never_saw_the_image(app_e
 
     monkeypatch.setattr(Explainer, "explain", spy)
     streamlit.cache_data.clear()  # CAMs of earlier tests are cached: make this run compute them
+    resources.prediction_cache.cache_clear()
     at = open_page()
     at.selectbox(key="mistakes_dataset").set_value("smids").run()
     at.selectbox(key="mistakes_arch_smids").set_value("effnet_cbam").run()
