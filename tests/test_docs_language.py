@@ -1,6 +1,5 @@
-"""README and the documentation speak of the project, not of how it was made: no work periods, lent or
-borrowed machines, or a remote machine's per-call limits. A figure's provenance is its command, data, date,
-precision and hardware."""
+"""README and the documentation speak of the project alone. A figure's provenance is its command, data, date,
+precision and hardware; the patterns below are the wording that would name anything else."""
 
 from __future__ import annotations
 
