@@ -3,6 +3,8 @@ and saved samples without a model run."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from spermlib.data.datasets import SAMPLE_DATA_ROOT
@@ -61,3 +63,12 @@ def save_smids(store: SampleStore, name: str, labels: list[str], actor: Actor = 
     images = [NewImage(f.name, f.read_bytes(), verdict(label, **kwargs)) for f, label in zip(files, labels)]
     store.save_sample(actor, name, "smids", "effnet_cbam", images, DIGESTS, code_version="test")
     return [f.name for f in files]
+
+
+def run_at_once(target, n: int) -> None:
+    """Run ``target(k)`` for k in 0..n-1, each on its own thread, and wait for them all."""
+    threads = [threading.Thread(target=target, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

@@ -19,7 +19,7 @@ from spermlib.samples import models as m
 from spermlib.samples.db import SampleStoreError
 from spermlib.samples.service import NewImage, SampleChanged, SampleStore, sha256_of
 from spermlib.store.results import prob_column
-from tests.samples.conftest import ADMIN, SMIDS_NORMAL, as_reviewer, save_smids, verdict
+from tests.samples.conftest import ADMIN, SMIDS_NORMAL, as_reviewer, run_at_once, save_smids, verdict
 
 
 def _count(store: SampleStore, model) -> int:
@@ -170,11 +170,7 @@ def test_eight_threads_reviewing_at_once_lose_no_write(store):
         except Exception as err:  # noqa: BLE001 - collected and asserted below
             errors.append(err)
 
-    threads = [threading.Thread(target=reviewer, args=(k,)) for k in range(N_WRITERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(reviewer, N_WRITERS)
     assert errors == []
     history = store.history("batch", file_name)
     assert len(history) == N_WRITERS * REVIEWS_EACH
@@ -198,11 +194,7 @@ def test_of_eight_actions_on_one_version_exactly_one_passes(store):
         except SampleChanged:
             outcomes.append("refused")
 
-    threads = [threading.Thread(target=click, args=(k,)) for k in range(N_WRITERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(click, N_WRITERS)
     assert sorted(outcomes) == ["accepted"] + ["refused"] * (N_WRITERS - 1)
     assert len(store.history("batch", file_name)) == 1
 

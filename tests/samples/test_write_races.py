@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from spermlib.samples.db import POSTGRESQL_WRITE_LOCK, SampleStoreError
 from spermlib.samples.service import SampleStore
-from tests.samples.conftest import save_smids
+from tests.samples.conftest import run_at_once, save_smids
 
 N_WRITERS = 8
 
@@ -27,11 +27,7 @@ def test_eight_samples_of_the_same_images_saved_at_once(store):
         except Exception as err:  # noqa: BLE001 - collected and asserted below
             errors.append(err)
 
-    threads = [threading.Thread(target=save, args=(k,)) for k in range(N_WRITERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(save, N_WRITERS)
     assert errors == []
     assert sorted(s.name for s in store.list_samples()) == [f"batch {k}" for k in range(N_WRITERS)]
     assert {i.sha256 for k in range(N_WRITERS) for i in store.sample(f"batch {k}").images} == {
